@@ -1,0 +1,51 @@
+--- producers: a fast, safe Kafka producer for Lua.
+--
+--   local producers = require("producers")
+--   local p = producers.kafka.new{ bootstrap_servers = "127.0.0.1:9092" }
+--   p:produce("events", "user-1", { event = "signup", ok = true })
+--   p:flush(10)
+--   p:close()
+--
+-- Backends share one interface (producers.BaseProducer): "kafka" (C, over
+-- librdkafka) and "memory" (Lua, for tests); producers.register adds more.
+-- @module producers
+
+local core = require("producers.core")
+local BaseProducer = require("producers.base")
+
+local M = {
+  version = core.version,
+  librdkafka_version = core.librdkafka_version,
+  BaseProducer = BaseProducer,
+  kafka = require("producers.kafka"),
+  memory = require("producers.memory"),
+  log = require("producers.log"),
+  --- librdkafka's mock cluster, for tests and demos: mock_cluster(brokers)
+  mock_cluster = core.mock_cluster,
+}
+
+local backends = { kafka = M.kafka, memory = M.memory }
+
+--- Adds a backend: class needs new(opts) and produce, poll, flush, close.
+function M.register(kind, class)
+  if type(kind) ~= "string" then
+    error("register: kind must be a string, got " .. type(kind), 2)
+  end
+  backends[kind] = BaseProducer.check(class, kind)
+  return class
+end
+
+--- A producer of the given kind, e.g. producers.new("kafka", {...}).
+function M.new(kind, opts)
+  local class = backends[kind]
+  if not class then
+    local known = {}
+    for name in pairs(backends) do known[#known + 1] = name end
+    table.sort(known)
+    error(("producers.new: unknown kind '%s' (known: %s)")
+      :format(tostring(kind), table.concat(known, ", ")), 2)
+  end
+  return class.new(opts)
+end
+
+return M

@@ -1,0 +1,107 @@
+--- The Kafka backend: options and defaults in Lua, everything per message
+-- in C (`producers.core`).
+--
+--   local p = producers.kafka.new{ bootstrap_servers = "127.0.0.1:9092" }
+--   p:produce("events", "user-1", { event = "signup" })
+--   p:flush()
+--
+-- A producer belongs to the Lua state that created it: call it from the
+-- thread running that state only.
+-- @module producers.kafka
+
+local core = require("producers.core")
+local BaseProducer = require("producers.base")
+local log = require("producers.log")
+
+local Kafka = setmetatable({ kind = "kafka" }, { __index = core.methods })
+setmetatable(core.methods, { __index = BaseProducer })
+
+--- librdkafka properties every producer starts from; `config` overrides
+-- any of them. The README explains each choice.
+Kafka.DEFAULTS = {
+  ["client.id"] = "emulator-producer",
+  ["compression.type"] = "gzip",
+  ["acks"] = "all",
+  ["linger.ms"] = 10,
+  ["batch.num.messages"] = 10000,
+  ["batch.size"] = 1000000,
+  ["queue.buffering.max.messages"] = 100000,
+  ["queue.buffering.max.kbytes"] = 1048576,
+}
+
+local SASL_MECHANISMS = { PLAIN = true, ["SCRAM-SHA-256"] = true, ["SCRAM-SHA-512"] = true }
+
+local OPTIONS = {
+  bootstrap_servers = "string", username = "string", password = "string",
+  sasl_mechanism = "string", config = "table", on_delivery = "callable",
+  logger = "any", log_level = "string", gc_flush_timeout = "number",
+}
+
+local function check_options(opts)
+  if type(opts) ~= "table" then
+    error("producers.kafka.new: expected a table of options, got " .. type(opts), 3)
+  end
+  for name, value in pairs(opts) do
+    local want = OPTIONS[name]
+    if not want then
+      error(("producers.kafka.new: unknown option '%s'"):format(tostring(name)), 3)
+    end
+    local ok = want == "any"
+      or (want == "callable" and log.is_callable(value))
+      or type(value) == want
+    if not ok then
+      error(("producers.kafka.new: option '%s' must be a %s, got %s")
+        :format(name, want == "callable" and "function" or want, type(value)), 3)
+    end
+  end
+end
+
+--- The librdkafka properties for opts: defaults, then security, then
+-- opts.config.
+function Kafka.config(opts)
+  local conf = {}
+  for k, v in pairs(Kafka.DEFAULTS) do conf[k] = v end
+  conf["bootstrap.servers"] = opts.bootstrap_servers
+
+  if (opts.username == nil) ~= (opts.password == nil) then
+    error("producers.kafka.new: username and password must be given together", 3)
+  end
+  if opts.username then
+    local mechanism = opts.sasl_mechanism or "PLAIN"
+    if not SASL_MECHANISMS[mechanism] then
+      error(("producers.kafka.new: sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got '%s'")
+        :format(mechanism), 3)
+    end
+    conf["security.protocol"] = "SASL_SSL"
+    conf["sasl.mechanisms"] = mechanism
+    conf["sasl.username"] = opts.username
+    conf["sasl.password"] = opts.password
+  else
+    conf["security.protocol"] = "PLAINTEXT"
+  end
+
+  for k, v in pairs(opts.config or {}) do conf[k] = v end
+  if not conf["bootstrap.servers"] and not conf["test.mock.num.brokers"] then
+    error("producers.kafka.new: bootstrap_servers is required", 3)
+  end
+  return conf
+end
+
+--- A new Kafka producer.
+-- @tparam table opts bootstrap_servers, username, password,
+--   sasl_mechanism, config, on_delivery, logger, log_level,
+--   gc_flush_timeout
+-- @treturn userdata the producer (methods: produce, poll, flush, close,
+--   queue_length, is_closed)
+function Kafka.new(opts)
+  check_options(opts)
+  local conf = Kafka.config(opts)
+  return core.new(conf, {
+    logger = log.wrap(opts.logger),
+    log_level = log.level(opts.log_level),
+    on_delivery = opts.on_delivery,
+    gc_flush_timeout = opts.gc_flush_timeout,
+  })
+end
+
+return Kafka

@@ -1,0 +1,54 @@
+--- Loggers: where the default delivery report and the library's own
+-- messages go.
+--
+-- A logger is a function `(level, message)`, or an object with `debug`,
+-- `info`, `warn` and `error` methods (`warning` is taken for `warn`), so
+-- the logging library a program already has plugs in. Levels below the
+-- producer's `log_level` (default "info") are dropped before any string
+-- is built; successful deliveries log at "debug", so a busy producer is
+-- quiet by default.
+-- @module producers.log
+
+local M = {}
+
+M.LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+
+--- The level name as a number; raises on an unknown name.
+function M.level(name)
+  local n = M.LEVELS[name or "info"]
+  if not n then
+    error(("log_level: expected debug, info, warn or error, got %s"):format(tostring(name)), 3)
+  end
+  return n
+end
+
+--- The default logger: one line per message on stderr.
+function M.stderr(level, message)
+  io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ"), " producers ", level:upper(), " ", message, "\n")
+end
+
+local function is_callable(x)
+  if type(x) == "function" then return true end
+  local mt = getmetatable(x)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+--- Normalises a user's logger into a function (level, message).
+function M.wrap(logger)
+  if logger == nil then return M.stderr end
+  if is_callable(logger) then
+    return function(level, message) return logger(level, message) end
+  end
+  if type(logger) == "table" or type(logger) == "userdata" then
+    return function(level, message)
+      local method = logger[level] or (level == "warn" and logger.warning)
+      if method then return method(logger, message) end
+    end
+  end
+  error("logger: expected a function or an object with debug/info/warn/error methods, got "
+        .. type(logger), 3)
+end
+
+M.is_callable = is_callable
+
+return M

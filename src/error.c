@@ -1,0 +1,75 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * error.c: the small checks and result shapes every Lua-facing function
+ * shares. Misuse raises; operational failures return nil, message, name.
+ */
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+
+#include "prd.h"
+
+/* Pushes the failure tuple nil, message, name (e.g. "_QUEUE_FULL"). */
+int prd_fail(lua_State *L, rd_kafka_resp_err_t err)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, rd_kafka_err2str(err));
+    lua_pushstring(L, rd_kafka_err2name(err));
+    return 3;
+}
+
+/* True if the value at idx can be called: a function, or has __call. */
+int prd_check_callable(lua_State *L, int idx)
+{
+    if (lua_isfunction(L, idx))
+        return 1;
+    if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Optional timeout in seconds at idx, as milliseconds for librdkafka. */
+int prd_check_timeout_ms(lua_State *L, int idx, int default_ms)
+{
+    lua_Number s;
+
+    if (lua_isnoneornil(L, idx))
+        return default_ms;
+    s = luaL_checknumber(L, idx);
+    luaL_argcheck(L, s >= 0, idx, "timeout must be a number of seconds >= 0");
+    if (s * 1000 >= (lua_Number)INT_MAX)
+        return INT_MAX;
+    return (int)(s * 1000 + 0.5);
+}
+
+int64_t prd_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/***
+ * core.error_string(name) --> librdkafka's message for an error name
+ * ("_MSG_TIMED_OUT" --> "Local: Message timed out"); raises if unknown.
+ */
+int prd_error_string(lua_State *L)
+{
+    const struct rd_kafka_err_desc *descs;
+    const char *name = luaL_checkstring(L, 1);
+    size_t i, n;
+
+    rd_kafka_get_err_descs(&descs, &n);
+    for (i = 0; i < n; i++) {
+        if (descs[i].name && strcmp(descs[i].name, name) == 0) {
+            lua_pushstring(L, rd_kafka_err2str(descs[i].code));
+            return 1;
+        }
+    }
+    return luaL_argerror(L, 1, lua_pushfstring(L, "unknown error name '%s'", name));
+}

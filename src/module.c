@@ -1,0 +1,51 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * module.c: luaopen_producers_core, the C half of the `producers` module.
+ * The public module is lua/producers/init.lua on top of it.
+ */
+#include "prd.h"
+
+#if defined(__GNUC__)
+#define PRD_EXPORT __attribute__((visibility("default")))
+#else
+#define PRD_EXPORT
+#endif
+
+/* core.encode_value(value) --> bytes or nil: a message value as produce
+ * would send it (for backends written in Lua). */
+static int prd_encode_value_fn(lua_State *L)
+{
+    size_t len;
+
+    lua_settop(L, 1);
+    prd_encode_value(L, 1, lua_upvalueindex(1), &len);
+    return 1;
+}
+
+PRD_EXPORT int luaopen_producers_core(lua_State *L)
+{
+    int encoder;
+
+    prd_json_open(L);
+    encoder = lua_gettop(L);
+
+    lua_newtable(L);
+    lua_pushliteral(L, PRD_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, rd_kafka_version_str());
+    lua_setfield(L, -2, "librdkafka_version");
+    lua_pushcfunction(L, prd_producer_new);
+    lua_setfield(L, -2, "new");
+    prd_producer_open(L, encoder);
+    lua_setfield(L, -2, "methods");
+    prd_mock_open(L);
+    lua_setfield(L, -2, "mock_cluster");
+    lua_pushcfunction(L, prd_error_string);
+    lua_setfield(L, -2, "error_string");
+    lua_pushvalue(L, encoder);
+    lua_pushcclosure(L, prd_encode_value_fn, 1);
+    lua_setfield(L, -2, "encode_value");
+    return 1;
+}

@@ -1,0 +1,75 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * prd.h: what the C files of the `producers.core` module share.
+ *
+ * Thread rule: a producer belongs to the lua_State that created it and is
+ * only ever touched from the thread running that state. librdkafka's own
+ * threads never call into Lua: delivery reports, logs and errors arrive as
+ * events on the producer's main queue and are served by poll, flush,
+ * produce and close, after librdkafka has returned control to us.
+ */
+#ifndef PRD_H
+#define PRD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#if LUA_VERSION_NUM < 503
+#include "compat-5.3.h"
+#endif
+
+#define PRD_VERSION "0.1.0"
+
+#define PRD_PRODUCER_T "producers.Producer"
+#define PRD_MOCK_T "producers.MockCluster"
+
+/* Log levels, lowest first; the logger function receives their names. */
+enum prd_level { PRD_DEBUG = 1, PRD_INFO, PRD_WARN, PRD_ERROR };
+
+typedef struct prd_producer {
+    rd_kafka_t *rk;              /* NULL once closed */
+    rd_kafka_queue_t *queue;     /* main queue: delivery reports, logs, errors */
+    rd_kafka_event_t *pending;   /* report batch being served; resumed after
+                                    a callback raised */
+    int on_delivery;             /* registry ref: producer-wide callback */
+    int logger;                  /* registry ref: function(level, message) */
+    int log_level;               /* lowest enum prd_level passed to logger */
+    int gc_flush_ms;             /* how long __gc waits for deliveries */
+    long failures;               /* failed deliveries reported so far */
+    char name[128];              /* rd_kafka_name(), kept for tostring */
+} prd_producer;
+
+/* config.c: a Lua table of librdkafka properties into a new conf.
+ * Raises, naming the property, on a bad key or value. */
+rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx);
+
+/* json.c: the module's own lua-cjson instance. */
+void prd_json_open(lua_State *L);           /* pushes the encode function */
+const char *prd_encode_value(lua_State *L, int idx, int encoder_idx,
+                             size_t *len);
+
+/* report.c: serving the main queue. */
+int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
+int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
+void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
+
+/* error.c */
+int prd_fail(lua_State *L, rd_kafka_resp_err_t err);
+int prd_check_callable(lua_State *L, int idx);
+int prd_check_timeout_ms(lua_State *L, int idx, int default_ms);
+int64_t prd_now_ms(void);
+int prd_error_string(lua_State *L);
+
+/* producer.c and mock.c: metatables and constructors. */
+void prd_producer_open(lua_State *L, int encoder_idx);
+int prd_producer_new(lua_State *L);
+void prd_mock_open(lua_State *L);
+
+#endif

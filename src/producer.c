@@ -1,0 +1,490 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * producer.c: the Producer userdata and its methods.
+ *
+ * The userdata holds the prd_producer itself. close, __close and __gc
+ * share one teardown that is safe to run twice; __gc runs no Lua code: it
+ * waits a bounded time for deliveries, purges the rest and writes the
+ * number of undelivered messages to stderr.
+ *
+ * Every method but close raises "producer is closed" after close.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "prd.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define SERVE_SLICE_MS 100        /* flush serves in slices of this */
+#define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
+
+static prd_producer *check_producer(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+
+    if (!p->rk)
+        luaL_error(L, "producer is closed");
+    return p;
+}
+
+static void unref(lua_State *L, int *ref)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+}
+
+/* The optional callable field of the table at idx as a registry ref. */
+static int opt_callback_ref(lua_State *L, int idx, const char *field,
+                            const char *what)
+{
+    int ref = LUA_NOREF;
+
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1)) {
+        if (!prd_check_callable(L, -1))
+            luaL_error(L, "%s.%s: expected a function or callable, got %s",
+                       what, field, luaL_typename(L, -1));
+        return luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pop(L, 1);
+    return ref;
+}
+
+/***
+ * Creates a producer. The Lua layer (producers.kafka.new) builds the
+ * arguments from the user's options and the defaults.
+ * @function core.new
+ * @tparam table conf librdkafka properties
+ * @tparam table opts logger (function(level, message)), log_level
+ *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s)
+ * @treturn userdata producer
+ */
+int prd_producer_new(lua_State *L)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf;
+    prd_producer *p;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+
+    p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
+    memset(p, 0, sizeof *p);
+    p->on_delivery = p->logger = LUA_NOREF;
+    luaL_setmetatable(L, PRD_PRODUCER_T);
+
+    p->logger = opt_callback_ref(L, 2, "logger", "opts");
+    p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
+    lua_getfield(L, 2, "log_level");
+    p->log_level = (int)luaL_optinteger(L, -1, PRD_INFO);
+    lua_getfield(L, 2, "gc_flush_timeout");
+    p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
+    lua_pop(L, 2);
+
+    conf = prd_conf_from_table(L, 1);
+    rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
+    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
+                                   RD_KAFKA_EVENT_ERROR);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!p->rk) {
+        rd_kafka_conf_destroy(conf);
+        return luaL_error(L, "config: %s", errstr);
+    }
+    rd_kafka_set_log_queue(p->rk, NULL);     /* logs onto the main queue */
+    p->queue = rd_kafka_queue_get_main(p->rk);
+    snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
+    return 1;
+}
+
+/* opts.field as an integer, or def when absent. */
+static lua_Integer opt_integer(lua_State *L, int opts, const char *field,
+                               lua_Integer def)
+{
+    lua_Integer n = def;
+
+    if (!opts)
+        return def;
+    lua_getfield(L, opts, field);
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        n = lua_tointegerx(L, -1, &ok);
+        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "opts.%s: expected an integer, got %s", field,
+                       lua_type(L, -1) == LUA_TNUMBER ? "a fraction"
+                                                      : luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static void add_header(lua_State *L, rd_kafka_headers_t *hdrs, int name_idx,
+                       int value_idx)
+{
+    size_t len;
+    const char *value;
+
+    if (lua_type(L, name_idx) != LUA_TSTRING ||
+        lua_type(L, value_idx) != LUA_TSTRING) {
+        const char *got = lua_type(L, name_idx) != LUA_TSTRING
+                              ? luaL_typename(L, name_idx)
+                              : luaL_typename(L, value_idx);
+        rd_kafka_headers_destroy(hdrs);
+        luaL_error(L, "opts.headers: names and values must be strings, got %s", got);
+    }
+    value = lua_tolstring(L, value_idx, &len);
+    rd_kafka_header_add(hdrs, lua_tostring(L, name_idx), -1, value, (ssize_t)len);
+}
+
+/*
+ * opts.headers as librdkafka headers, or NULL. Takes a table of
+ * name = value, or an array of {name, value} pairs to keep order and
+ * repeat names.
+ */
+static rd_kafka_headers_t *opt_headers(lua_State *L, int opts)
+{
+    rd_kafka_headers_t *hdrs;
+    int t;
+
+    if (!opts)
+        return NULL;
+    lua_getfield(L, opts, "headers");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (!lua_istable(L, -1))
+        luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, -1));
+    t = lua_gettop(L);
+    hdrs = rd_kafka_headers_new(8);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {                 /* headers, name, value */
+        if (lua_type(L, -2) == LUA_TNUMBER && lua_istable(L, -1)) {
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);           /* ..., pair, name, value */
+            add_header(L, hdrs, -2, -1);
+            lua_pop(L, 2);
+        } else {
+            add_header(L, hdrs, -2, -1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return hdrs;
+}
+
+/* Serves reports without waiting; raises what a callback raised. */
+static void serve_now(lua_State *L, prd_producer *p)
+{
+    int served = 0;
+
+    if (prd_serve(L, p, 0, &served) != LUA_OK)
+        lua_error(L);
+}
+
+/***
+ * Queues a message, then serves the reports that are ready.
+ * @function produce
+ * @string topic
+ * @tparam[opt] string key
+ * @tparam[opt] table|string value table: sent as JSON; string: as is;
+ *   nil: a null value (tombstone)
+ * @tparam[opt] table opts partition, timestamp (ms), headers, on_delivery
+ * @treturn[1] true
+ * @treturn[2] nil
+ * @treturn[2] string message, e.g. "Local: Queue full"
+ * @treturn[2] string error name, e.g. "_QUEUE_FULL"
+ * @raise on bad arguments, and with the error of a delivery callback
+ *   served after queueing (the message is queued all the same)
+ */
+static int prd_producer_produce(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+    const char *topic, *key = NULL, *value;
+    size_t key_len = 0, value_len;
+    int opts = 0, ref = LUA_NOREF;
+    lua_Integer partition, timestamp;
+    rd_kafka_headers_t *hdrs;
+    rd_kafka_resp_err_t err;
+    void *opaque;
+
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "topic: expected string, got %s", luaL_typename(L, 2));
+    topic = lua_tostring(L, 2);
+    if (lua_type(L, 3) == LUA_TSTRING)
+        key = lua_tolstring(L, 3, &key_len);
+    else if (!lua_isnoneornil(L, 3))
+        return luaL_error(L, "key: expected string or nil, got %s", luaL_typename(L, 3));
+    if (lua_istable(L, 5))
+        opts = 5;
+    else if (!lua_isnoneornil(L, 5))
+        return luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
+    lua_settop(L, 5);
+
+    partition = opt_integer(L, opts, "partition", RD_KAFKA_PARTITION_UA);
+    timestamp = opt_integer(L, opts, "timestamp", 0);
+    if (opts) {
+        lua_getfield(L, opts, "on_delivery");    /* slot 6 */
+        if (!lua_isnil(L, 6) && !prd_check_callable(L, 6))
+            return luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
+                              luaL_typename(L, 6));
+    }
+    value = prd_encode_value(L, 4, lua_upvalueindex(1), &value_len);
+    hdrs = opt_headers(L, opts);     /* nothing raises after this */
+    if (opts && !lua_isnil(L, 6)) {
+        lua_pushvalue(L, 6);
+        ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    opaque = ref == LUA_NOREF ? NULL : (void *)(intptr_t)ref;
+
+    err = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_VALUE((void *)value, value_len),
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(timestamp),
+        RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(opaque),
+        RD_KAFKA_V_END);
+    if (err) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        serve_now(L, p);
+        return prd_fail(L, err);
+    }
+    serve_now(L, p);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/***
+ * Serves delivery reports, logs and errors, waiting up to timeout for
+ * the first one.
+ * @function poll
+ * @number[opt=0] timeout seconds
+ * @treturn int number of delivery reports served
+ */
+static int prd_producer_poll(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+    int served = 0;
+
+    if (prd_serve(L, p, prd_check_timeout_ms(L, 2, 0), &served) != LUA_OK)
+        return lua_error(L);
+    lua_pushinteger(L, served);
+    return 1;
+}
+
+/*
+ * Serves reports until nothing is queued or the deadline passes. Raises a
+ * callback's error unless keep_error is set: then the first error is left
+ * at the top of the stack, the rest dropped, and serving goes on.
+ * Returns the number of messages and events still queued.
+ */
+static int drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
+{
+    int64_t deadline = prd_now_ms() + timeout_ms;
+    int n, served = 0;
+
+    while ((n = rd_kafka_outq_len(p->rk)) > 0) {
+        int64_t left = deadline - prd_now_ms();
+        if (left <= 0)
+            break;
+        if (prd_serve(L, p, left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS,
+                      &served) != LUA_OK) {
+            if (!kept)
+                lua_error(L);
+            if ((*kept)++)
+                lua_pop(L, 1);
+        }
+    }
+    return n;
+}
+
+/***
+ * Waits until every queued message is delivered or has failed, serving
+ * their reports.
+ * @function flush
+ * @number[opt=30] timeout seconds
+ * @treturn[1] true
+ * @treturn[2] nil
+ * @treturn[2] string "timed out"
+ * @treturn[2] int messages still queued
+ */
+static int prd_producer_flush(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+    int left = drain(L, p, prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS), NULL);
+
+    if (left == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushliteral(L, "timed out");
+    lua_pushinteger(L, left);
+    return 3;
+}
+
+/* Waits up to timeout_ms for the queue to empty, running no Lua. */
+static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
+{
+    int64_t deadline = prd_now_ms() + timeout_ms;
+
+    do
+        prd_drain_silently(p, L, SERVE_SLICE_MS);
+    while (rd_kafka_outq_len(p->rk) > 0 && prd_now_ms() < deadline);
+}
+
+/*
+ * The one teardown: waits up to timeout_ms for deliveries, purges what is
+ * left, serves the purged reports, frees librdkafka's handle and the refs.
+ * With run_lua, callbacks and the logger run and the first error they
+ * raise is left on the stack (returns 1); without, no Lua runs (__gc).
+ */
+static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
+{
+    long failures_before = p->failures;
+    int kept = 0;
+    long lost;
+
+    if (!p->rk)
+        return 0;
+    if (run_lua)
+        drain(L, p, timeout_ms, &kept);
+    else
+        drain_silently(L, p, timeout_ms);
+
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        if (run_lua)
+            drain(L, p, PURGE_WAIT_MS, &kept);
+        else
+            drain_silently(L, p, PURGE_WAIT_MS);
+    }
+
+    lost = p->failures - failures_before;
+    if (lost > 0 && run_lua) {
+        if (prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
+                     p->name, lost) != LUA_OK && kept++)
+            lua_pop(L, 1);
+    } else if (lost > 0) {
+        fprintf(stderr, "producers: %s collected with %ld message(s) not delivered\n",
+                p->name, lost);
+    }
+
+    prd_drain_silently(p, L, 0);         /* releases refs of any report left */
+    rd_kafka_queue_destroy(p->queue);
+    rd_kafka_destroy(p->rk);
+    p->rk = NULL;
+    p->queue = NULL;
+    unref(L, &p->on_delivery);
+    unref(L, &p->logger);
+    return kept > 0;
+}
+
+/***
+ * Flushes, then frees the producer. What is still queued after timeout is
+ * purged: its reports are served with error "_PURGE_QUEUE" (or
+ * "_PURGE_INFLIGHT") and the number lost is logged as a warning. Closing
+ * twice is allowed; every other method raises after close.
+ * @function close
+ * @number[opt=30] timeout seconds
+ * @raise the first error a callback raised while closing (after closing)
+ */
+static int prd_producer_close(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+    int timeout_ms = prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+
+    if (teardown(L, p, timeout_ms, 1))
+        return lua_error(L);
+    return 0;
+}
+
+/* __close (Lua 5.4): close with the default timeout. */
+static int prd_producer_tbc_close(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+
+    if (teardown(L, p, DEFAULT_TIMEOUT_MS, 1))
+        return lua_error(L);
+    return 0;
+}
+
+static int prd_producer_gc(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+
+    teardown(L, p, p->gc_flush_ms, 0);
+    unref(L, &p->on_delivery);        /* set even when rd_kafka_new failed */
+    unref(L, &p->logger);
+    return 0;
+}
+
+/***
+ * Messages and events not yet delivered or served.
+ * @function queue_length
+ * @treturn int
+ */
+static int prd_producer_queue_length(lua_State *L)
+{
+    lua_pushinteger(L, rd_kafka_outq_len(check_producer(L)->rk));
+    return 1;
+}
+
+/***
+ * True once closed.
+ * @function is_closed
+ */
+static int prd_producer_is_closed(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+
+    lua_pushboolean(L, p->rk == NULL);
+    return 1;
+}
+
+static int prd_producer_tostring(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+
+    lua_pushfstring(L, "producers.kafka (%s%s)", p->name,
+                    p->rk ? "" : ", closed");
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"produce", prd_producer_produce},
+    {"poll", prd_producer_poll},
+    {"flush", prd_producer_flush},
+    {"close", prd_producer_close},
+    {"queue_length", prd_producer_queue_length},
+    {"is_closed", prd_producer_is_closed},
+    {NULL, NULL}};
+
+static const luaL_Reg metamethods[] = {
+    {"__gc", prd_producer_gc},
+    {"__close", prd_producer_tbc_close},
+    {"__tostring", prd_producer_tostring},
+    {NULL, NULL}};
+
+/*
+ * Makes the Producer metatable; pushes the method table. Every method
+ * shares one upvalue: the JSON encode function at encoder_idx.
+ */
+void prd_producer_open(lua_State *L, int encoder_idx)
+{
+    encoder_idx = lua_absindex(L, encoder_idx);
+    luaL_newmetatable(L, PRD_PRODUCER_T);
+    luaL_setfuncs(L, metamethods, 0);
+    lua_newtable(L);                         /* mt, methods */
+    lua_pushvalue(L, encoder_idx);
+    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_pushliteral(L, PRD_PRODUCER_T);
+    lua_setfield(L, -3, "__name");
+    lua_remove(L, -2);                       /* methods */
+}

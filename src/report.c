@@ -1,0 +1,251 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * report.c: serving the producer's main queue on the caller's thread.
+ *
+ * librdkafka puts delivery reports (in batches), log lines and errors on
+ * the main queue as events. prd_serve takes them off after librdkafka has
+ * returned, so Lua runs only here, in protected calls: a Lua error never
+ * unwinds through librdkafka. When a callback raises, the batch being
+ * served is kept in p->pending and the next call resumes with the report
+ * after it: no report is lost or served twice.
+ *
+ * A message's own callback rides in its opaque as a registry ref (cast to
+ * a pointer, NULL for none) and is unreffed when its report is served.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "prd.h"
+
+static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"};
+
+/* Message handler for protected calls: appends a traceback to strings. */
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg)
+        luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Calls the function below nargs arguments; leaves an error on failure. */
+static int call(lua_State *L, int nargs)
+{
+    int base = lua_gettop(L) - nargs, status;
+
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    status = lua_pcall(L, nargs, 0, base);
+    lua_remove(L, base);
+    return status;
+}
+
+/* Passes a line to the logger, if its level is enabled. */
+static int log_line(lua_State *L, prd_producer *p, int level, const char *line)
+{
+    if (level < p->log_level)
+        return LUA_OK;
+    if (p->logger == LUA_NOREF) {
+        fprintf(stderr, "producers: %s: %s\n", level_names[level], line);
+        return LUA_OK;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
+    lua_pushstring(L, level_names[level]);
+    lua_pushstring(L, line);
+    return call(L, 2);
+}
+
+/* printf-style logging; returns the logger's status (error on top). */
+int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    if (level < p->log_level)
+        return LUA_OK;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return log_line(L, p, level, line);
+}
+
+static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
+{
+    if (bytes) {
+        lua_pushlstring(L, bytes, len);
+        lua_setfield(L, -2, field);
+    }
+}
+
+static void push_headers(lua_State *L, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs;
+    const char *name;
+    const void *value;
+    size_t i, len;
+
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    lua_createtable(L, 0, (int)rd_kafka_header_cnt(hdrs));
+    for (i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &len) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        lua_pushlstring(L, value ? value : "", value ? len : 0);
+        lua_setfield(L, -2, name);
+    }
+    lua_setfield(L, -2, "headers");
+}
+
+/* Pushes err (nil or message) and the report table of message m. */
+static void push_report(lua_State *L, const rd_kafka_message_t *m)
+{
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+
+    if (m->err)
+        lua_pushstring(L, rd_kafka_err2str(m->err));
+    else
+        lua_pushnil(L);
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+    lua_setfield(L, -2, "topic");
+    lua_pushinteger(L, m->partition);
+    lua_setfield(L, -2, "partition");
+    lua_pushinteger(L, m->offset);
+    lua_setfield(L, -2, "offset");
+    set_bytes(L, "key", m->key, m->key_len);
+    set_bytes(L, "value", m->payload, m->len);
+    if (ts >= 0) {
+        lua_pushinteger(L, ts);
+        lua_setfield(L, -2, "timestamp");
+    }
+    lua_pushnumber(L, (lua_Number)rd_kafka_message_latency(m) / 1e6);
+    lua_setfield(L, -2, "latency");
+    if (m->err) {
+        lua_pushstring(L, rd_kafka_err2name(m->err));
+        lua_setfield(L, -2, "error");
+    }
+    push_headers(L, m);
+}
+
+/* The default report: failures at error level, successes at debug. */
+static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+
+    if (m->err)
+        return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
+                     topic, (int)m->partition, rd_kafka_err2str(m->err),
+                     rd_kafka_err2name(m->err));
+    return prd_logf(L, p, PRD_DEBUG, "delivered to %s [%d] at offset %lld",
+                 topic, (int)m->partition, (long long)m->offset);
+}
+
+static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+{
+    int ref = m->_private ? (int)(intptr_t)m->_private : LUA_NOREF;
+
+    if (m->err)
+        p->failures++;
+    if (ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    } else if (p->on_delivery != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
+    } else {
+        return default_report(L, p, m);
+    }
+    push_report(L, m);
+    return call(L, 2);
+}
+
+static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
+    const char *fac, *str;
+    int level;
+
+    switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_LOG:
+        rd_kafka_event_log(ev, &fac, &str, &level);
+        level = level <= 3 ? PRD_ERROR : level == 4 ? PRD_WARN
+              : level <= 6 ? PRD_INFO : PRD_DEBUG;
+        return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
+    case RD_KAFKA_EVENT_ERROR:
+        return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)",
+                     rd_kafka_event_error_is_fatal(ev) ? "fatal error" : "error",
+                     rd_kafka_event_error_string(ev),
+                     rd_kafka_err2name(rd_kafka_event_error(ev)));
+    default:
+        return LUA_OK;
+    }
+}
+
+/*
+ * Serves events for up to timeout_ms (waiting only for the first one),
+ * adding the number of delivery reports served to *served. Returns LUA_OK,
+ * or a Lua error status with the error object on top of the stack.
+ */
+int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+{
+    const rd_kafka_message_t *m;
+    rd_kafka_event_t *ev;
+    int status;
+
+    for (;;) {
+        if (!p->pending) {
+            ev = rd_kafka_queue_poll(p->queue, timeout_ms);
+            if (!ev)
+                return LUA_OK;
+            timeout_ms = 0;
+            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
+                status = serve_other(L, p, ev);
+                rd_kafka_event_destroy(ev);
+                if (status != LUA_OK)
+                    return status;
+                continue;
+            }
+            p->pending = ev;
+        }
+        while ((m = rd_kafka_event_message_next(p->pending))) {
+            (*served)++;
+            if ((status = report(L, p, m)) != LUA_OK)
+                return status;
+        }
+        rd_kafka_event_destroy(p->pending);
+        p->pending = NULL;
+    }
+}
+
+/*
+ * Empties the queue without running Lua (for __gc), waiting up to
+ * timeout_ms for the first event: drops logs, releases the callbacks of
+ * reports, counts failed deliveries.
+ */
+void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
+{
+    const rd_kafka_message_t *m;
+    rd_kafka_event_t *ev;
+
+    for (;;) {
+        if (!p->pending) {
+            if (!(ev = rd_kafka_queue_poll(p->queue, timeout_ms)))
+                return;
+            timeout_ms = 0;
+            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
+                rd_kafka_event_destroy(ev);
+                continue;
+            }
+            p->pending = ev;
+        }
+        while ((m = rd_kafka_event_message_next(p->pending))) {
+            if (m->err)
+                p->failures++;
+            if (m->_private)
+                luaL_unref(L, LUA_REGISTRYINDEX, (int)(intptr_t)m->_private);
+        }
+        rd_kafka_event_destroy(p->pending);
+        p->pending = NULL;
+    }
+}
