@@ -351,6 +351,9 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     if (!p->rk)
         return 0;
+    if (run_lua && p->in_callback)
+        luaL_error(L, "close: not allowed from a delivery callback or logger "
+                      "of the same producer");
     if (run_lua)
         drain(L, p, timeout_ms, &kept);
     else

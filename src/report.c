@@ -169,7 +169,9 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_LOG:
         rd_kafka_event_log(ev, &fac, &str, &level);
-        level = level <= 3 ? PRD_ERROR : level == 4 ? PRD_WARN
+        /* syslog levels; librdkafka's LOG_ERR lines repeat what error
+         * events and failed reports say, so they log as warnings */
+        level = level <= 2 ? PRD_ERROR : level <= 4 ? PRD_WARN
               : level <= 6 ? PRD_INFO : PRD_DEBUG;
         return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
     case RD_KAFKA_EVENT_ERROR:
@@ -194,13 +196,17 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
     int status;
 
     for (;;) {
+        /* p->pending is read anew each turn: a callback may have served
+         * (and finished) the batch itself by calling poll or flush. */
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
                 return LUA_OK;
             timeout_ms = 0;
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
+                p->in_callback++;
                 status = serve_other(L, p, ev);
+                p->in_callback--;
                 rd_kafka_event_destroy(ev);
                 if (status != LUA_OK)
                     return status;
@@ -208,13 +214,17 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
             }
             p->pending = ev;
         }
-        while ((m = rd_kafka_event_message_next(p->pending))) {
-            (*served)++;
-            if ((status = report(L, p, m)) != LUA_OK)
-                return status;
+        if (!(m = rd_kafka_event_message_next(p->pending))) {
+            rd_kafka_event_destroy(p->pending);
+            p->pending = NULL;
+            continue;
         }
-        rd_kafka_event_destroy(p->pending);
-        p->pending = NULL;
+        (*served)++;
+        p->in_callback++;
+        status = report(L, p, m);
+        p->in_callback--;
+        if (status != LUA_OK)
+            return status;
     }
 }
 

@@ -1,0 +1,106 @@
+local producers = require("producers")
+local kafka = producers.kafka
+
+describe("producers.kafka.config", function()
+  it("starts from the documented defaults", function()
+    local conf = kafka.config({ bootstrap_servers = "127.0.0.1:9092" })
+    assert.equal("gzip", conf["compression.type"])
+    assert.equal("emulator-producer", conf["client.id"])
+    assert.equal("PLAINTEXT", conf["security.protocol"])
+    assert.equal("127.0.0.1:9092", conf["bootstrap.servers"])
+    assert.equal(10, conf["linger.ms"])
+  end)
+
+  it("selects SASL_SSL with PLAIN when a username and password are given", function()
+    local conf = kafka.config({ bootstrap_servers = "b:9093", username = "u", password = "p" })
+    assert.equal("SASL_SSL", conf["security.protocol"])
+    assert.equal("PLAIN", conf["sasl.mechanisms"])
+    assert.equal("u", conf["sasl.username"])
+    assert.equal("p", conf["sasl.password"])
+  end)
+
+  it("takes a SCRAM mechanism", function()
+    local conf = kafka.config({ bootstrap_servers = "b", username = "u", password = "p",
+                                sasl_mechanism = "SCRAM-SHA-512" })
+    assert.equal("SCRAM-SHA-512", conf["sasl.mechanisms"])
+  end)
+
+  it("applies config over the defaults and the security settings", function()
+    local conf = kafka.config({ bootstrap_servers = "b", config = {
+      ["compression.type"] = "lz4", ["linger.ms"] = 0, ["security.protocol"] = "SSL" } })
+    assert.equal("lz4", conf["compression.type"])
+    assert.equal(0, conf["linger.ms"])
+    assert.equal("SSL", conf["security.protocol"])
+  end)
+end)
+
+describe("producers.kafka.new", function()
+  it("requires bootstrap_servers unless a mock cluster is asked for", function()
+    assert.has_error(function() kafka.new({}) end, "producers.kafka.new: bootstrap_servers is required")
+    local p = kafka.new({ config = { ["test.mock.num.brokers"] = 1 } })
+    p:close()
+  end)
+
+  it("refuses a username without a password, and the reverse", function()
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", username = "u" }) end,
+      "producers.kafka.new: username and password must be given together")
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", password = "p" }) end,
+      "producers.kafka.new: username and password must be given together")
+  end)
+
+  it("refuses an unknown SASL mechanism", function()
+    assert.has_error(function()
+      kafka.new({ bootstrap_servers = "b", username = "u", password = "p", sasl_mechanism = "GSSAPI" })
+    end, "producers.kafka.new: sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got 'GSSAPI'")
+  end)
+
+  it("names an unknown option and a mistyped one", function()
+    assert.has_error(function() kafka.new({ bootstrap_server = "b" }) end,
+      "producers.kafka.new: unknown option 'bootstrap_server'")
+    assert.has_error(function() kafka.new({ bootstrap_servers = 9092 }) end,
+      "producers.kafka.new: option 'bootstrap_servers' must be a string, got number")
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", on_delivery = 1 }) end,
+      "producers.kafka.new: option 'on_delivery' must be a function, got number")
+    assert.has_error(function() kafka.new("b") end,
+      "producers.kafka.new: expected a table of options, got string")
+  end)
+
+  it("names an unknown librdkafka property", function()
+    assert.has_error(function()
+      kafka.new({ bootstrap_servers = "b", config = { ["linger.msec"] = 5 } })
+    end, "config: unknown property 'linger.msec'")
+  end)
+
+  it("names a property with an invalid value and says why", function()
+    assert.has_error(function()
+      kafka.new({ bootstrap_servers = "b", config = { ["compression.type"] = "zip" } })
+    end, "config: invalid value for 'compression.type': Invalid value \"zip\" for configuration property \"compression.codec\"")
+    assert.has_error(function()
+      kafka.new({ bootstrap_servers = "b", config = { ["linger.ms"] = {} } })
+    end, "config: 'linger.ms' must be a string, number or boolean, got table")
+  end)
+
+  it("takes numbers and booleans as property values", function()
+    local p = kafka.new({ bootstrap_servers = "b", config = {
+      ["linger.ms"] = 2.5, ["enable.idempotence"] = true, ["batch.num.messages"] = 100 } })
+    p:close()
+  end)
+
+  it("refuses an unknown log level", function()
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", log_level = "loud" }) end,
+      "log_level: expected debug, info, warn or error, got loud")
+  end)
+
+  it("never puts a password in an error or in tostring", function()
+    local ok, err = pcall(kafka.new, { bootstrap_servers = "b", username = "u",
+      password = "hunter2-secret", config = { ["sasl.mechanisms"] = "NOPE" } })
+    assert.is_false(ok)
+    assert.not_matches("hunter2", err)
+    ok, err = pcall(kafka.new, { bootstrap_servers = "b", config = { ["ssl.key.password"] = {} } })
+    assert.is_false(ok)
+    local p = kafka.new({ bootstrap_servers = "127.0.0.1:1", username = "u", password = "hunter2-secret",
+                          config = { ["ssl.ca.location"] = "probe" } })
+    assert.not_matches("hunter2", tostring(p))
+    p:close(0)
+  end)
+end)

@@ -1,0 +1,213 @@
+local producers = require("producers")
+local H = require("helpers")
+
+describe("delivery reports", function()
+  local m
+  setup(function() m = producers.mock_cluster(3) end)
+  teardown(function() m:close() end)
+
+  it("carry topic, partition, offset, key, value, timestamp and latency", function()
+    local got = {}
+    local p = H.producer(m, { on_delivery = function(err, r) got[#got + 1] = { err, r } end })
+    m:create_topic("fields", 1, 1)
+    assert.is_true(p:produce("fields", "k1", { n = 1 }, { headers = { h = "v" } }))
+    assert.is_true(p:produce("fields", "k2", "two"))
+    assert.is_true(p:flush(10))
+    assert.equal(2, #got)
+    local err, r = got[1][1], got[1][2]
+    assert.is_nil(err)
+    assert.equal("fields", r.topic)
+    assert.equal(0, r.partition)
+    assert.equal(0, r.offset)
+    assert.equal("k1", r.key)
+    assert.equal('{"n":1}', r.value)
+    assert.same({ h = "v" }, r.headers)
+    assert.is_number(r.timestamp)
+    assert.is_true(r.latency >= 0 and r.latency < 10)
+    assert.is_nil(r.error)
+    assert.equal(1, got[2][2].offset)
+    p:close()
+  end)
+
+  it("call the producer's callback exactly once per message", function()
+    local cb = spy.new(function() end)
+    local p = H.producer(m, { on_delivery = cb })
+    for i = 1, 200 do assert.is_true(p:produce("once", "k" .. i % 7, { i = i })) end
+    assert.is_true(p:flush(10))
+    assert.spy(cb).was.called(200)
+    p:poll(0.1)
+    assert.spy(cb).was.called(200)
+    p:close()
+  end)
+
+  it("prefer a message's own callback, called once, and accept callable tables", function()
+    local producer_cb = spy.new(function() end)
+    local own = spy.new(function() end)
+    local callable = setmetatable({ n = 0 }, { __call = function(self) self.n = self.n + 1 end })
+    local p = H.producer(m, { on_delivery = producer_cb })
+    assert.is_true(p:produce("own", "a", "1", { on_delivery = own }))
+    assert.is_true(p:produce("own", "b", "2", { on_delivery = callable }))
+    assert.is_true(p:produce("own", "c", "3"))
+    assert.is_true(p:flush(10))
+    assert.spy(own).was.called(1)
+    assert.equal(1, callable.n)
+    assert.spy(producer_cb).was.called(1)
+    p:close()
+  end)
+
+  it("report a failure with a readable message and the error name", function()
+    local got
+    local p = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", log_level = "error",
+      logger = function() end,
+      config = { ["message.timeout.ms"] = 300 },
+      on_delivery = function(err, r) got = { err, r } end })
+    assert.is_true(p:produce("nowhere", "k", "v"))
+    assert.is_true(p:flush(10))
+    assert.equal("Local: Message timed out", got[1])
+    assert.equal("_MSG_TIMED_OUT", got[2].error)
+    assert.equal("v", got[2].value)
+    p:close()
+  end)
+
+  it("report an error the broker returns (fault injection)", function()
+    local got = {}
+    local p = H.producer(m, { on_delivery = function(err, r) got[#got + 1] = { err, r } end,
+                              config = { ["retries"] = 0 } })
+    m:create_topic("denied", 1, 1)
+    m:push_request_errors(0, "TOPIC_AUTHORIZATION_FAILED")
+    assert.is_true(p:produce("denied", "k", "v"))
+    assert.is_true(p:flush(10))
+    assert.equal(1, #got)
+    assert.equal("Broker: Topic authorization failed", got[1][1])
+    assert.equal("TOPIC_AUTHORIZATION_FAILED", got[1][2].error)
+    p:close()
+  end)
+
+  it("survive retriable broker errors and deliver once", function()
+    local got = {}
+    local p = H.producer(m, { on_delivery = function(err, r) got[#got + 1] = { err, r } end })
+    m:create_topic("retry", 1, 1)
+    m:push_request_errors(0, "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS")
+    assert.is_true(p:produce("retry", "k", "v"))
+    assert.is_true(p:flush(10))
+    assert.equal(1, #got)
+    assert.is_nil(got[1][1])
+    p:close()
+  end)
+
+  describe("the default report", function()
+    it("logs failures at error level with the error", function()
+      local log = H.recorder()
+      local p = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = log.fn,
+                                      config = { ["message.timeout.ms"] = 300 } })
+      assert.is_true(p:produce("lost", "k", "v"))
+      assert.is_true(p:flush(10))
+      assert.truthy(log.find("^delivery failed: lost %[%-?%d+%]: Local: Message timed out %(_MSG_TIMED_OUT%)$", "error"),
+        log.text())
+      p:close()
+    end)
+
+    it("logs successes only at debug level", function()
+      local quiet, loud = H.recorder(), H.recorder()
+      local p1 = H.producer(m, { logger = quiet.fn })
+      local p2 = H.producer(m, { logger = loud.fn, log_level = "debug" })
+      assert.is_true(p1:produce("dbg", "k", "v"))
+      assert.is_true(p2:produce("dbg", "k", "v"))
+      assert.is_true(p1:flush(10))
+      assert.is_true(p2:flush(10))
+      assert.is_nil(quiet.find("^delivered"))
+      assert.truthy(loud.find("^delivered to dbg %[%d+%] at offset %d+$", "debug"))
+      p1:close()
+      p2:close()
+    end)
+
+    it("goes to a logger object's methods", function()
+      local lines = {}
+      local logger = {}
+      for _, level in ipairs({ "debug", "info", "warning", "error" }) do
+        logger[level] = function(self, msg)
+          assert.equal(logger, self)
+          lines[#lines + 1] = level .. ": " .. msg
+        end
+      end
+      local p = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = logger,
+                                      config = { ["message.timeout.ms"] = 300 } })
+      assert.is_true(p:produce("obj", "k", "v"))
+      assert.is_true(p:flush(10))
+      local found = false
+      for _, l in ipairs(lines) do found = found or l:find("^error: delivery failed: obj") ~= nil end
+      assert.is_true(found)
+      p:close()
+    end)
+  end)
+
+  describe("a callback that raises", function()
+    it("makes the call that ran it raise, loses no report and runs none twice", function()
+      local seen = {}
+      local p = H.producer(m, { on_delivery = function(_, r)
+        seen[#seen + 1] = r.key
+        if r.key == "k3" then error("boom in callback") end
+      end })
+      m:create_topic("raise", 1, 1)
+      for i = 1, 6 do assert.is_true(p:produce("raise", "k" .. i, "v")) end
+      local ok, err = pcall(p.flush, p, 10)
+      assert.is_false(ok)
+      assert.matches("boom in callback", err)
+      assert.matches("stack traceback", err)
+      assert.is_true(p:flush(10))
+      assert.same({ "k1", "k2", "k3", "k4", "k5", "k6" }, seen)
+      assert.is_true(p:produce("raise", "k7", "v"))
+      assert.is_true(p:flush(10))
+      assert.equal("k7", seen[7])
+      p:close()
+    end)
+
+    it("raises from poll too, with a non-string error object intact", function()
+      local p = H.producer(m, { on_delivery = function() error({ code = 42 }) end })
+      assert.is_true(p:produce("raise2", "k", "v"))
+      local ok, err
+      H.wait_until(function()
+        ok, err = pcall(p.poll, p, 0.05)
+        return not ok
+      end, 10)
+      assert.is_false(ok)
+      assert.same({ code = 42 }, err)
+      p:close()
+    end)
+  end)
+
+  describe("re-entry from a callback", function()
+    it("may produce, poll and flush the same producer", function()
+      local p
+      local keys = {}
+      p = H.producer(m, { on_delivery = function(_, r)
+        keys[#keys + 1] = r.key
+        if r.key == "first" then
+          assert.is_true(p:produce("reenter", "second", "v"))
+          p:poll(0)
+        end
+        if r.key == "second" then
+          assert.is_true(p:produce("reenter", "third", "v"))
+          assert.is_true(p:flush(10))
+        end
+      end })
+      assert.is_true(p:produce("reenter", "first", "v"))
+      assert.is_true(p:flush(10))
+      assert.same({ "first", "second", "third" }, keys)
+      p:close()
+    end)
+
+    it("may not close the producer", function()
+      local p, err
+      p = H.producer(m, { on_delivery = function() p:close() end })
+      assert.is_true(p:produce("reenter", "k", "v"))
+      local ok
+      ok, err = pcall(p.flush, p, 10)
+      assert.is_false(ok)
+      assert.matches("close: not allowed from a delivery callback or logger of the same producer", err)
+      assert.is_false(p:is_closed())
+      p:close()
+      assert.is_true(p:is_closed())
+    end)
+  end)
+end)

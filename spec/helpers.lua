@@ -1,0 +1,90 @@
+-- Shared spec helpers: a mock cluster per spec file, waiting for
+-- conditions (never fixed sleeps), reading topics back with kcat.
+local producers = require("producers")
+
+local H = {}
+
+--- Calls step until cond() holds or timeout seconds pass.
+function H.wait_until(cond, timeout, step)
+  local deadline = os.time() + (timeout or 10)
+  repeat
+    if cond() then return true end
+    if step then step() end
+  until os.time() > deadline
+  return cond() and true or false
+end
+
+--- A logger that records lines: log.lines = { {level, message}, ... }.
+function H.recorder()
+  local log = { lines = {} }
+  function log.fn(level, message) log.lines[#log.lines + 1] = { level, message } end
+  function log.find(pattern, level)
+    for _, l in ipairs(log.lines) do
+      if (not level or l[1] == level) and l[2]:find(pattern) then return l end
+    end
+  end
+  function log.text()
+    local out = {}
+    for _, l in ipairs(log.lines) do out[#out + 1] = l[1] .. " " .. l[2] end
+    return table.concat(out, "\n")
+  end
+  return log
+end
+
+--- A unique topic name, so specs sharing a cluster do not interfere.
+local serial = 0
+function H.topic(prefix)
+  serial = serial + 1
+  return ("%s-%d-%d"):format(prefix or "t", os.time(), serial)
+end
+
+--- A producer on the mock cluster m with a recorded logger.
+function H.producer(m, opts)
+  opts = opts or {}
+  opts.bootstrap_servers = opts.bootstrap_servers or m:bootstraps()
+  return producers.kafka.new(opts)
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+H.shell_quote = shell_quote
+
+-- Parses kcat's "%p|%o|%K|%k|%S|%s|%h\n" records using the lengths, so
+-- keys and values are compared byte for byte.
+local function parse_kcat(out)
+  local records, pos = {}, 1
+  while pos <= #out do
+    local p, o, klen, after = out:match("^(%-?%d+)|(%-?%d+)|(%-?%d+)|()", pos)
+    if not p then error("cannot parse kcat output at byte " .. pos .. ": " .. out:sub(pos, pos + 80)) end
+    klen = tonumber(klen)
+    local key = klen >= 0 and out:sub(after, after + klen - 1) or nil
+    pos = after + math.max(klen, 0) + 1
+    local vlen, vstart = out:match("^(%-?%d+)|()", pos)
+    vlen = tonumber(vlen)
+    local value = vlen >= 0 and out:sub(vstart, vstart + vlen - 1) or nil
+    pos = vstart + math.max(vlen, 0) + 1
+    local hdr_end = out:find("\n", pos, true)
+    local headers = {}
+    for name, val in out:sub(pos, hdr_end - 1):gmatch("([^,=]+)=([^,]*)") do
+      headers[#headers + 1] = { name, val }
+    end
+    pos = hdr_end + 1
+    records[#records + 1] = { partition = tonumber(p), offset = tonumber(o),
+                              key = key, value = value, headers = headers }
+  end
+  return records
+end
+
+--- Reads every message of topic with kcat (an independent client).
+-- extra: more kcat arguments (e.g. security -X options).
+function H.kcat_read(brokers, topic, extra)
+  local cmd = ("kcat -C -b %s -t %s -o beginning -e -q %s -f '%%p|%%o|%%K|%%k|%%S|%%s|%%h\\n' 2>/dev/null")
+    :format(shell_quote(brokers), shell_quote(topic), extra or "")
+  local f = assert(io.popen(cmd))
+  local out = f:read("a")
+  f:close()
+  return parse_kcat(out)
+end
+
+return H
