@@ -50,12 +50,12 @@ local function shell_quote(s)
 end
 H.shell_quote = shell_quote
 
--- Parses kcat's "%p|%o|%K|%k|%S|%s|%h\n" records using the lengths, so
+-- Parses kcat's "%p|%o|%T|%K|%k|%S|%s|%h\n" records using the lengths, so
 -- keys and values are compared byte for byte.
 local function parse_kcat(out)
   local records, pos = {}, 1
   while pos <= #out do
-    local p, o, klen, after = out:match("^(%-?%d+)|(%-?%d+)|(%-?%d+)|()", pos)
+    local p, o, ts, klen, after = out:match("^(%-?%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|()", pos)
     if not p then error("cannot parse kcat output at byte " .. pos .. ": " .. out:sub(pos, pos + 80)) end
     klen = tonumber(klen)
     local key = klen >= 0 and out:sub(after, after + klen - 1) or nil
@@ -70,7 +70,7 @@ local function parse_kcat(out)
       headers[#headers + 1] = { name, val }
     end
     pos = hdr_end + 1
-    records[#records + 1] = { partition = tonumber(p), offset = tonumber(o),
+    records[#records + 1] = { partition = tonumber(p), offset = tonumber(o), timestamp = tonumber(ts),
                               key = key, value = value, headers = headers }
   end
   return records
@@ -79,12 +79,31 @@ end
 --- Reads every message of topic with kcat (an independent client).
 -- extra: more kcat arguments (e.g. security -X options).
 function H.kcat_read(brokers, topic, extra)
-  local cmd = ("kcat -C -b %s -t %s -o beginning -e -q %s -f '%%p|%%o|%%K|%%k|%%S|%%s|%%h\\n' 2>/dev/null")
+  local cmd = ("kcat -C -b %s -t %s -o beginning -e -q %s -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>/dev/null")
     :format(shell_quote(brokers), shell_quote(topic), extra or "")
   local f = assert(io.popen(cmd))
   local out = f:read("a")
   f:close()
   return parse_kcat(out)
+end
+
+--- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
+-- with the module on its paths. Returns its output (stdout and stderr)
+-- and whether it exited with status 0.
+function H.run_lua(code)
+  local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
+  local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s %s 2>&1")
+    :format(shell_quote(build .. "/?.so;;"), lua, path)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok = p:close()
+  os.remove(path)
+  return out, ok
 end
 
 return H

@@ -80,8 +80,9 @@ function Memory:produce(topic, key, value, opts)
   end
   opts = opts or {}
   local bytes = core.encode_value(value)
-  self:poll(0)
-  if #self.pending >= self.queue_limit then
+  local ready = #self.pending       -- reports to serve after queueing, as Kafka does
+  if ready >= self.queue_limit then
+    self:serve(ready)
     return nil, "Local: Queue full", "_QUEUE_FULL"
   end
   self.pending[#self.pending + 1] = {
@@ -92,6 +93,7 @@ function Memory:produce(topic, key, value, opts)
     },
     on_delivery = opts.on_delivery,
   }
+  self:serve(ready)
   return true
 end
 
@@ -125,15 +127,21 @@ function Memory:deliver(item)
   end
 end
 
-function Memory:poll()
-  check_open(self)
+-- Serves up to n reports, oldest first; a raising callback leaves the
+-- rest pending.
+function Memory:serve(n)
   local served = 0
-  while #self.pending > 0 do
+  while served < n and #self.pending > 0 do
     local item = table.remove(self.pending, 1)
     served = served + 1
-    self:deliver(item)       -- a raising callback leaves the rest pending
+    self:deliver(item)
   end
   return served
+end
+
+function Memory:poll()
+  check_open(self)
+  return self:serve(#self.pending)
 end
 
 function Memory:flush()

@@ -1,0 +1,243 @@
+-- lua_producer.lua - benchmarks (b), (c) and the latency mode for the
+-- producers library.
+--
+-- Run from the repository root (bench/run.sh does this):
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+--     lua5.4 bench/lua_producer.lua MODE BOOTSTRAP [COUNT] [TOPIC] [RATE]
+--
+-- MODE
+--   tables   (b) produce a fresh Lua table per message; the library encodes
+--            it to JSON.  Deliveries are counted in the producer's
+--            on_delivery callback.
+--   strings  (c) produce pre-encoded JSON strings (raw bytes); same counting.
+--   latency  produce tables at a fixed RATE (default 50,000 msg/s) with
+--            linger.ms=5 and report the delivery latency p50/p99/p99.9/max.
+--            Latency of a message = monotonic time when on_delivery runs for
+--            it minus monotonic time just before its p:produce() call, i.e.
+--            linger + gzip + broker round trip + the wait until the script
+--            polls (the pacing loop polls at least every millisecond).  The
+--            message carries its sequence number in a "seq" field, which the
+--            callback reads back from report.value.  When the report has a
+--            `latency` field (seconds, librdkafka's rd_kafka_message_latency:
+--            produce() to broker acknowledgement) its percentiles are
+--            printed too, as rdk_p50_ms etc.
+--
+-- Workload (identical to raw_producer.c and python_producer.py): message i
+-- uses slot k = i % 1000: key "user-<k>", value
+--   {"event":"user_signup","user_id":10000+k,"ts":1700000000000+k,
+--    "tags":["a","b","c"],"ok":true}
+-- When the local queue is full (code "_QUEUE_FULL") the script polls and
+-- retries.
+--
+-- Output: one machine-readable line on stdout, parsed by bench/run.sh:
+--   RESULT bench=lua-tables sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+--   RESULT bench=lua-latency sent=.. delivered=.. failed=.. target_rate=..
+--          achieved_rate=.. p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
+--          [rdk_p50_ms=.. rdk_p99_ms=.. rdk_p999_ms=.. rdk_max_ms=..] rss_kb=..
+-- rate counts successful deliveries only, over the time from the first
+-- produce call to the last successful delivery; rss_kb is VmHWM (peak RSS)
+-- from /proc/self/status.
+
+local producers = require("producers")
+
+local KEY_POOL = 1000
+local BASE_TS = 1700000000000
+
+local mode = arg[1]
+local bootstrap = arg[2]
+local count = tonumber(arg[3] or "")
+local topic = arg[4] or "bench"
+local rate = tonumber(arg[5] or "") or 50000
+
+if (mode ~= "tables" and mode ~= "strings" and mode ~= "latency") or not bootstrap then
+  io.stderr:write("usage: lua5.4 bench/lua_producer.lua tables|strings|latency ",
+                  "BOOTSTRAP [COUNT] [TOPIC] [RATE]\n")
+  os.exit(2)
+end
+count = count or (mode == "latency" and 250000 or 1000000)
+
+-- A monotonic clock in seconds.  os.clock() is CPU time and os.time() has a
+-- one-second resolution, so neither will do; lua-system (Debian: lua-system)
+-- provides monotime(), luasocket's gettime() is wall-clock time as a fallback.
+local now, clock_name
+do
+  local ok, system = pcall(require, "system")
+  if ok and type(system) == "table" and system.monotime then
+    now, clock_name = system.monotime, "system.monotime (monotonic)"
+  else
+    local ok2, socket = pcall(require, "socket")
+    if ok2 and type(socket) == "table" and socket.gettime then
+      now, clock_name = socket.gettime, "socket.gettime (wall clock)"
+    else
+      io.stderr:write("lua_producer: no sub-second clock: install lua-system ",
+                      "(apt-get install lua-system)\n")
+      os.exit(2)
+    end
+  end
+end
+
+local function peak_rss_kb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return 0 end
+  local status = f:read("a")
+  f:close()
+  return tonumber(status:match("VmHWM:%s*(%d+)")) or 0
+end
+
+local keys = {}
+for k = 0, KEY_POOL - 1 do keys[k] = "user-" .. k end
+
+-- Produce, polling and retrying while the local queue is full.  Returns true
+-- when queued, false on any other error (counted by the caller).
+local first_error
+local function produce(p, key, value)
+  while true do
+    local ok, msg, code = p:produce(topic, key, value)
+    if ok then return true end
+    if code ~= "_QUEUE_FULL" then
+      first_error = first_error or string.format("%s (%s)", tostring(msg), tostring(code))
+      return false
+    end
+    p:poll(0.1)
+  end
+end
+
+-- Waits until every queued message has been delivered or failed (bounded).
+local function drain(p)
+  local deadline = now() + 300
+  while now() < deadline do
+    if p:flush(1) then return end
+  end
+  io.stderr:write("lua_producer: flush still timing out after 300 s\n")
+end
+
+local function throughput(strings)
+  local delivered, failed, last_delivery = 0, 0, 0
+  local p = assert(producers.kafka.new{
+    bootstrap_servers = bootstrap,
+    on_delivery = function(err)
+      if err == nil then
+        delivered = delivered + 1
+        last_delivery = now()
+      else
+        failed = failed + 1
+      end
+    end,
+  })
+
+  local encoded = {}
+  if strings then
+    for k = 0, KEY_POOL - 1 do
+      encoded[k] = string.format(
+        '{"event":"user_signup","user_id":%d,"ts":%d,"tags":["a","b","c"],"ok":true}',
+        10000 + k, BASE_TS + k)
+    end
+  end
+
+  local sent, errors = 0, 0
+  local t0 = now()
+  for i = 0, count - 1 do
+    local k = i % KEY_POOL
+    local value
+    if strings then
+      value = encoded[k]
+    else
+      value = { event = "user_signup", user_id = 10000 + k, ts = BASE_TS + k,
+                tags = { "a", "b", "c" }, ok = true }
+    end
+    if produce(p, keys[k], value) then sent = sent + 1 else errors = errors + 1 end
+    if i & 1023 == 0 then p:poll(0) end
+  end
+  drain(p)
+
+  local seconds = last_delivery > t0 and last_delivery - t0 or 0
+  if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
+  io.stdout:write(string.format(
+    "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d\n",
+    strings and "strings" or "tables", sent, delivered, failed + errors, seconds,
+    seconds > 0 and delivered / seconds or 0, peak_rss_kb()))
+  p:close()
+  return delivered == count
+end
+
+local function latency()
+  local send_time = {}
+  local latencies = {}      -- ours: produce() -> on_delivery, monotonic
+  local rdk_latencies = {}  -- report.latency: produce() -> broker ack
+  local delivered, failed = 0, 0
+  local p = assert(producers.kafka.new{
+    bootstrap_servers = bootstrap,
+    config = { ["linger.ms"] = 5 },
+    on_delivery = function(err, report)
+      if err ~= nil then
+        failed = failed + 1
+        return
+      end
+      local t = now()
+      local seq = tonumber(type(report.value) == "string" and report.value:match('"seq":(%d+)'))
+      local t_sent = seq and send_time[seq]
+      if t_sent then
+        latencies[#latencies + 1] = t - t_sent
+        if type(report.latency) == "number" then
+          rdk_latencies[#rdk_latencies + 1] = report.latency
+        end
+        send_time[seq] = nil
+        delivered = delivered + 1
+      end
+    end,
+  })
+
+  -- Warm up: connect and fetch metadata before measuring.
+  produce(p, "warmup", { event = "warmup" })
+  drain(p)
+
+  local sent, errors = 0, 0
+  local t0 = now()
+  while sent + errors < count do
+    -- Produce what is due by now at the target rate, then poll (<= 1 ms).
+    local due = math.min(count, math.floor((now() - t0) * rate))
+    while sent + errors < due do
+      local i = sent + errors
+      local k = i % KEY_POOL
+      local value = { event = "user_signup", user_id = 10000 + k, ts = BASE_TS + k,
+                      tags = { "a", "b", "c" }, ok = true, seq = i }
+      send_time[i] = now()
+      if produce(p, keys[k], value) then sent = sent + 1 else errors = errors + 1 end
+    end
+    p:poll(0.001)
+  end
+  local produce_seconds = now() - t0
+  drain(p)
+
+  -- "p50_ms=.. p99_ms=.. p999_ms=.. max_ms=.." for a list of seconds.
+  local function percentiles(prefix, list)
+    table.sort(list)
+    local out = {}
+    for _, q in ipairs({ { "p50", 0.50 }, { "p99", 0.99 }, { "p999", 0.999 }, { "max", 1.0 } }) do
+      local idx = math.max(1, math.min(#list, math.ceil(q[2] * #list)))
+      out[#out + 1] = string.format("%s%s_ms=%.2f", prefix, q[1], (list[idx] or 0) * 1000)
+    end
+    return table.concat(out, " ")
+  end
+  if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
+  if delivered < sent - failed then
+    io.stderr:write(string.format(
+      "lua_producer: %d deliveries could not be matched to a send time " ..
+      "(report.value without a \"seq\" field?)\n", sent - failed - delivered))
+  end
+  io.stderr:write("lua_producer: latency measured with ", clock_name,
+                  ", from just before p:produce() to on_delivery\n")
+  io.stdout:write(string.format(
+    "RESULT bench=lua-latency sent=%d delivered=%d failed=%d target_rate=%d " ..
+    "achieved_rate=%.0f %s%s rss_kb=%d\n",
+    sent, delivered, failed + errors, rate, sent / produce_seconds,
+    percentiles("", latencies),
+    #rdk_latencies > 0 and " " .. percentiles("rdk_", rdk_latencies) or "",
+    peak_rss_kb()))
+  p:close()
+  return delivered == count
+end
+
+local ok
+if mode == "latency" then ok = latency() else ok = throughput(mode == "strings") end
+os.exit(ok and 0 or 1)

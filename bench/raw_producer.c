@@ -1,0 +1,243 @@
+/*
+ * raw_producer.c - benchmark (a): the librdkafka ceiling.
+ *
+ * Produces N pre-encoded JSON payloads (about 100 bytes each, keys from a
+ * pool of 1,000 "user-0".."user-999") straight through librdkafka's C API,
+ * with the same configuration as the producers library's defaults, and
+ * counts successful deliveries in a delivery-report callback.  Nothing is
+ * encoded in the timed loop: this is the cost of librdkafka itself (plus
+ * gzip), the ceiling that the Lua library (b, c) and Python (d) are
+ * compared against.
+ *
+ * Usage: prd_bench_raw -B bootstrap [-t topic] [-n count] [-X prop=value]...
+ *   -B  bootstrap.servers                       (required)
+ *   -t  topic                                   (default "bench")
+ *   -n  number of messages                      (default 1000000)
+ *   -X  extra librdkafka property over the defaults, repeatable
+ *
+ * Prints one machine-readable line on stdout (parsed by bench/run.sh):
+ *   RESULT bench=raw sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+ * where rate = delivered / (time of the last successful delivery - time of
+ * the first produce call), and rss_kb is getrusage()'s ru_maxrss.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#define KEY_POOL 1000
+
+/* Mirrors the producers library's defaults (see the issue / lua docs). */
+static const char *default_conf[][2] = {
+    {"compression.type", "gzip"},
+    {"linger.ms", "10"},
+    {"batch.num.messages", "10000"},
+    {"batch.size", "1000000"},
+    {"queue.buffering.max.messages", "100000"},
+    {"queue.buffering.max.kbytes", "1048576"},
+    {"acks", "all"},
+    {"client.id", "emulator-producer"},
+};
+
+/* Counters updated by the delivery-report callback (runs inside poll). */
+struct dr_stats {
+        long delivered;
+        long failed;
+        double last_delivery; /* monotonic seconds of last success */
+        char first_error[256];
+};
+
+static double now_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk,
+                      const rd_kafka_message_t *msg,
+                      void *opaque) {
+        struct dr_stats *st = opaque;
+        (void)rk;
+        if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                st->delivered++;
+                st->last_delivery = now_monotonic();
+        } else {
+                if (st->failed == 0)
+                        snprintf(st->first_error, sizeof(st->first_error),
+                                 "%s", rd_kafka_err2str(msg->err));
+                st->failed++;
+        }
+}
+
+static void set_conf(rd_kafka_conf_t *conf, const char *name,
+                     const char *value) {
+        char errstr[512];
+        if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+                fprintf(stderr, "raw_producer: %s=%s: %s\n", name, value,
+                        errstr);
+                exit(2);
+        }
+}
+
+static void usage(const char *prog) {
+        fprintf(stderr,
+                "Usage: %s -B bootstrap [-t topic] [-n count] "
+                "[-X prop=value]...\n",
+                prog);
+}
+
+int main(int argc, char **argv) {
+        const char *bootstrap = NULL;
+        const char *topic     = "bench";
+        long count            = 1000000;
+        char errstr[512];
+        int opt;
+
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        for (size_t i = 0; i < sizeof(default_conf) / sizeof(default_conf[0]);
+             i++)
+                set_conf(conf, default_conf[i][0], default_conf[i][1]);
+
+        while ((opt = getopt(argc, argv, "B:t:n:X:h")) != -1) {
+                switch (opt) {
+                case 'B':
+                        bootstrap = optarg;
+                        break;
+                case 't':
+                        topic = optarg;
+                        break;
+                case 'n':
+                        count = strtol(optarg, NULL, 10);
+                        break;
+                case 'X': {
+                        char *eq = strchr(optarg, '=');
+                        if (!eq) {
+                                fprintf(stderr,
+                                        "raw_producer: -X expects prop=value\n");
+                                return 2;
+                        }
+                        *eq = '\0';
+                        set_conf(conf, optarg, eq + 1);
+                        break;
+                }
+                default:
+                        usage(argv[0]);
+                        return opt == 'h' ? 0 : 2;
+                }
+        }
+        if (!bootstrap || count <= 0) {
+                usage(argv[0]);
+                return 2;
+        }
+        set_conf(conf, "bootstrap.servers", bootstrap);
+
+        struct dr_stats st;
+        memset(&st, 0, sizeof(st));
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+        rd_kafka_conf_set_opaque(conf, &st);
+
+        /* Pre-encode the payloads and keys before timing anything.  Message i
+         * uses slot k = i % 1000 (key "user-<k>", user_id 10000+k, ts base+k),
+         * exactly as the Lua and Python benchmarks do. */
+        static char keys[KEY_POOL][16];
+        static char payloads[KEY_POOL][160];
+        static size_t key_len[KEY_POOL], payload_len[KEY_POOL];
+        long long base_ts = 1700000000000LL;
+        for (int i = 0; i < KEY_POOL; i++) {
+                key_len[i] = (size_t)snprintf(keys[i], sizeof(keys[i]),
+                                              "user-%d", i);
+                payload_len[i] = (size_t)snprintf(
+                    payloads[i], sizeof(payloads[i]),
+                    "{\"event\":\"user_signup\",\"user_id\":%d,"
+                    "\"ts\":%lld,\"tags\":[\"a\",\"b\",\"c\"],"
+                    "\"ok\":true}",
+                    10000 + i, base_ts + i);
+        }
+
+        rd_kafka_t *rk =
+            rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk) {
+                fprintf(stderr, "raw_producer: rd_kafka_new: %s\n", errstr);
+                return 1;
+        }
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        if (!rkt) {
+                fprintf(stderr, "raw_producer: topic %s: %s\n", topic,
+                        rd_kafka_err2str(rd_kafka_last_error()));
+                rd_kafka_destroy(rk);
+                return 1;
+        }
+
+        fprintf(stderr,
+                "raw_producer: %ld messages of ~%zu bytes to %s @ %s "
+                "(librdkafka %s)\n",
+                count, payload_len[0], topic, bootstrap, rd_kafka_version_str());
+
+        long sent = 0, produce_errors = 0, queue_full_waits = 0;
+        double t0 = now_monotonic();
+        for (long i = 0; i < count; i++) {
+                int k = (int)(i % KEY_POOL);
+                for (;;) {
+                        if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA,
+                                             RD_KAFKA_MSG_F_COPY,
+                                             payloads[k], payload_len[k],
+                                             keys[k], key_len[k],
+                                             NULL) == 0) {
+                                sent++;
+                                break;
+                        }
+                        rd_kafka_resp_err_t err = rd_kafka_last_error();
+                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                /* Local queue full: serve delivery reports
+                                 * (which frees room), then retry. */
+                                queue_full_waits++;
+                                rd_kafka_poll(rk, 100);
+                                continue;
+                        }
+                        if (produce_errors++ == 0)
+                                fprintf(stderr, "raw_producer: produce: %s\n",
+                                        rd_kafka_err2str(err));
+                        break;
+                }
+                /* Serve delivery reports regularly without blocking. */
+                if ((i & 1023) == 0)
+                        rd_kafka_poll(rk, 0);
+        }
+
+        /* Wait for every outstanding delivery (bounded). */
+        double deadline = now_monotonic() + 300.0;
+        while (rd_kafka_outq_len(rk) > 0 && now_monotonic() < deadline)
+                rd_kafka_flush(rk, 1000);
+
+        double seconds = st.last_delivery > t0 ? st.last_delivery - t0 : 0.0;
+        double rate    = seconds > 0 ? (double)st.delivered / seconds : 0.0;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+
+        fprintf(stderr,
+                "raw_producer: produce errors %ld, queue-full waits %ld, "
+                "still queued %d, user CPU %.2fs, system CPU %.2fs\n",
+                produce_errors, queue_full_waits, rd_kafka_outq_len(rk),
+                (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+        if (st.failed)
+                fprintf(stderr, "raw_producer: %ld failed deliveries, first: %s\n",
+                        st.failed, st.first_error);
+
+        printf("RESULT bench=raw sent=%ld delivered=%ld failed=%ld "
+               "seconds=%.3f rate=%.0f rss_kb=%ld\n",
+               sent, st.delivered, st.failed + produce_errors, seconds, rate,
+               ru.ru_maxrss);
+        fflush(stdout);
+
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        return st.delivered == count ? 0 : 1;
+}

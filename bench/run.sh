@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# run.sh - one command for the producers benchmark (see bench/README.md).
+#
+# On the same broker and machine, one after the other:
+#   (a) raw librdkafka C producer, pre-encoded bytes   (bench/raw_producer.c)
+#   (b) producers library, Lua tables -> JSON           (bench/lua_producer.lua tables)
+#   (c) producers library, pre-encoded Lua strings      (bench/lua_producer.lua strings)
+#   (d) Python confluent_kafka + json.dumps, if importable (bench/python_producer.py)
+#   then the delivery latency of (b) at a fixed rate    (bench/lua_producer.lua latency)
+# and writes the table to bench/results.md.
+#
+# Builds what is missing, starts a librdkafka mock cluster in its own process
+# (unless -b gives a real broker) and stops it by PID on exit, even on failure.
+#
+# Usage: bench/run.sh [options]
+#   -n COUNT        messages per throughput run        (default 1000000, env BENCH_N)
+#   -b BOOTSTRAP    use this broker instead of the mock cluster (e.g. 127.0.0.1:9092)
+#   -t TOPIC        topic                              (default bench)
+#   -B BROKERS      mock cluster brokers               (default 3)
+#   -p PARTITIONS   mock cluster partitions            (default 6)
+#   -r RATE         latency mode rate, msg/s           (default 50000)
+#   -l COUNT        latency mode messages, 0 skips it  (default 250000)
+#   -R ROUNDS       rounds of (a)..(d); the table shows each run's median
+#                   by msg/s and lists every round     (default 3)
+#   -o FILE         results file                       (default bench/results.md)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+COUNT=${BENCH_N:-1000000}
+BOOTSTRAP=""
+TOPIC=bench
+BROKERS=3
+PARTITIONS=6
+RATE=50000
+LAT_COUNT=250000
+RESULTS=bench/results.md
+ROUNDS=3
+BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
+LIB_BUILD=${LIB_BUILD_DIR:-build}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+while getopts "n:b:t:B:p:r:l:R:o:h" opt; do
+  case $opt in
+    n) COUNT=$OPTARG ;;
+    b) BOOTSTRAP=$OPTARG ;;
+    t) TOPIC=$OPTARG ;;
+    B) BROKERS=$OPTARG ;;
+    p) PARTITIONS=$OPTARG ;;
+    r) RATE=$OPTARG ;;
+    l) LAT_COUNT=$OPTARG ;;
+    R) ROUNDS=$OPTARG ;;
+    o) RESULTS=$OPTARG ;;
+    h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+WORK=$(mktemp -d /tmp/prd-bench.XXXXXX)
+MOCK_PID=""
+cleanup() {
+  if [[ -n $MOCK_PID ]] && kill -0 "$MOCK_PID" 2>/dev/null; then
+    kill -TERM "$MOCK_PID" 2>/dev/null || true
+    wait "$MOCK_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- build ----
+say "building bench programs in $BENCH_BUILD"
+if [[ ! -f $BENCH_BUILD/CMakeCache.txt ]]; then
+  cmake -S bench -B "$BENCH_BUILD" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake-bench.log" 2>&1 ||
+    { cat "$WORK/cmake-bench.log" >&2; exit 1; }
+fi
+cmake --build "$BENCH_BUILD" >"$WORK/build-bench.log" 2>&1 ||
+  { cat "$WORK/build-bench.log" >&2; exit 1; }
+RAW=$BENCH_BUILD/prd_bench_raw
+MOCK=$BENCH_BUILD/prd_bench_mock_cluster
+
+# The Lua library: lua/producers/init.lua + $LIB_BUILD/producers/core.so.
+HAVE_LIB=0
+LIB_NOTE=""
+if [[ -f lua/producers/init.lua && -f CMakeLists.txt ]]; then
+  if [[ ! -f $LIB_BUILD/CMakeCache.txt ]]; then
+    say "configuring the library in $LIB_BUILD (Release)"
+    cmake -S . -B "$LIB_BUILD" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake-lib.log" 2>&1 ||
+      cat "$WORK/cmake-lib.log" >&2
+  fi
+  if [[ -f $LIB_BUILD/CMakeCache.txt ]]; then
+    say "building the library in $LIB_BUILD"
+    cmake --build "$LIB_BUILD" >"$WORK/build-lib.log" 2>&1 ||
+      { tail -n 30 "$WORK/build-lib.log" >&2; say "library build failed"; }
+    build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$LIB_BUILD/CMakeCache.txt")
+    if [[ $build_type == Debug ]]; then
+      LIB_NOTE="library built with CMAKE_BUILD_TYPE=Debug: (b)/(c) are pessimistic"
+      say "WARNING: $LIB_NOTE"
+    fi
+  fi
+  [[ -f $LIB_BUILD/producers/core.so ]] && HAVE_LIB=1
+fi
+if [[ $HAVE_LIB == 0 ]]; then
+  say "SKIPPING (b), (c) and latency: the Lua library is missing" \
+      "(need lua/producers/init.lua and $LIB_BUILD/producers/core.so)"
+fi
+LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;")
+
+# Python with confluent_kafka: $PYTHON, python3 on PATH, then Debian's.
+PYTHON_BIN=""
+for py in ${PYTHON:-} python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import confluent_kafka' 2>/dev/null; then
+    PYTHON_BIN=$py
+    break
+  fi
+done
+[[ -z $PYTHON_BIN ]] && say "SKIPPING (d): no python3 can import confluent_kafka"
+
+# --------------------------------------------------------------- broker ----
+if [[ -z $BOOTSTRAP ]]; then
+  "$MOCK" -b "$BROKERS" -t "$TOPIC" -p "$PARTITIONS" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+  MOCK_PID=$!
+  for _ in $(seq 100); do
+    [[ -s $WORK/mock.out ]] && break
+    kill -0 "$MOCK_PID" 2>/dev/null || { cat "$WORK/mock.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  BOOTSTRAP=$(head -n 1 "$WORK/mock.out")
+  [[ -n $BOOTSTRAP ]] || { say "mock cluster printed no address"; exit 1; }
+  BROKER_DESC="librdkafka mock cluster in a separate process: $BROKERS broker(s), topic '$TOPIC' with $PARTITIONS partitions"
+else
+  BROKER_DESC="broker at $BOOTSTRAP, topic '$TOPIC'"
+fi
+say "broker: $BROKER_DESC ($BOOTSTRAP)"
+
+# ----------------------------------------------------------------- runs ----
+# run NAME CMD...: runs one benchmark; its stderr goes to the terminal, its
+# RESULT line is kept in $WORK/NAME.result (empty if it printed none).
+run() {
+  local name=$1; shift
+  say "$name: $*"
+  if "$@" >"$WORK/$name.out"; then :; else say "$name exited with status $?"; fi
+  grep '^RESULT ' "$WORK/$name.out" | tail -n 1 >"$WORK/$name.result" || true
+  cat "$WORK/$name.result" >&2
+}
+
+# Rounds interleave the runs, so that a burst of other work on the machine
+# hits one round rather than all runs of one client.
+for round in $(seq "$ROUNDS"); do
+  say "round $round of $ROUNDS"
+  run "a.$round" "$RAW" -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
+  if [[ $HAVE_LIB == 1 ]]; then
+    run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
+    run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
+  fi
+  if [[ -n $PYTHON_BIN ]]; then
+    run "d.$round" "$PYTHON_BIN" bench/python_producer.py "$BOOTSTRAP" "$COUNT" "$TOPIC"
+  fi
+done
+if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 ]]; then
+  run lat "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua latency "$BOOTSTRAP" "$LAT_COUNT" "$TOPIC" "$RATE"
+fi
+
+# -------------------------------------------------------------- results ----
+# field NAME KEY: a value from NAME's RESULT line, empty if absent.
+field() {
+  [[ -f $WORK/$1.result ]] || return 0
+  tr ' ' '\n' <"$WORK/$1.result" | sed -n "s/^$2=//p"
+}
+
+# median NAME: copies the median run (by rate) of NAME.1..NAME.R to NAME.result
+# and lists every round's rate in NAME.rounds.
+median() {
+  local name=$1 f picked
+  : >"$WORK/$name.rounds"
+  for f in "$WORK/$name".*.result; do
+    [[ -s $f ]] || continue
+    echo "$(tr ' ' '\n' <"$f" | sed -n 's/^rate=//p') $f"
+  done | sort -n >"$WORK/$name.sorted"
+  [[ -s $WORK/$name.sorted ]] || return 0
+  picked=$(awk '{ f[NR] = $2 } END { print f[int((NR + 1) / 2)] }' "$WORK/$name.sorted")
+  cp "$picked" "$WORK/$name.result"
+  for f in "$WORK/$name".*.result; do
+    [[ -s $f ]] && thousands "$(tr ' ' '\n' <"$f" | sed -n 's/^rate=//p')" || echo failed
+  done | paste -sd ' ' | sed 's/ /, /g' >"$WORK/$name.rounds"
+}
+
+# ratio NUM DEN: "x.xx" or "n/a".
+ratio() {
+  local n=$(field "$1" rate) d=$(field "$2" rate)
+  if [[ -n $n && -n $d && $d != 0 ]]; then
+    awk -v n="$n" -v d="$d" 'BEGIN { printf "%.2f", n / d }'
+  else
+    echo "n/a"
+  fi
+}
+
+# Thousands separators for an integer.
+thousands() { awk -v x="$1" 'BEGIN { s = sprintf("%d", x); r = "";
+  while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+  print s r }'; }
+
+row() {
+  local name=$1 label=$2
+  if [[ ! -s $WORK/$name.result ]]; then
+    local why="skipped"
+    [[ -f $WORK/$name.1.out ]] && why="failed (no result)"
+    printf '| %s | %s | | | | |\n' "$label" "$why"
+    return
+  fi
+  local rss_mib
+  rss_mib=$(awk -v k="$(field "$name" rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')
+  printf '| %s | %s / %s | %s | %s | %s | %s |\n' "$label" \
+    "$(thousands "$(field "$name" delivered)")" "$(thousands "$(field "$name" sent)")" \
+    "$(field "$name" seconds)" "$(thousands "$(field "$name" rate)")" "$rss_mib" \
+    "$(cat "$WORK/$name.rounds")"
+}
+
+for name in a b c d; do median "$name"; done
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
+
+{
+  echo "# producers benchmark results"
+  echo
+  echo "Indicative numbers: one run on a small shared machine (other work may have been running)."
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- CPU: ${cpu_model:-unknown}, $(nproc) cores; load average at the end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+  echo "- kernel: $(uname -sr); librdkafka $rdkafka_version; $(lua5.4 -v 2>&1 | awk '{ print $1, $2; exit }')"
+  [[ -n $PYTHON_BIN ]] && echo "- Python: $("$PYTHON_BIN" -c 'import sys, confluent_kafka as c; print(sys.version.split()[0], "confluent_kafka", c.version()[0], "on librdkafka", c.libversion()[0])')"
+  echo "- broker: $BROKER_DESC"
+  echo "- workload: $(thousands "$COUNT") messages per run, keys user-0..user-999, value" \
+       "{event, user_id, ts, tags[3], ok} as JSON (89 bytes; 100 with json.dumps' spaces);" \
+       "gzip, linger.ms=10, batch.num.messages=10000, acks=all (the library's defaults)"
+  [[ -n $LIB_NOTE ]] && echo "- NOTE: $LIB_NOTE"
+  echo
+  echo "Median run of $ROUNDS (by msg/s); the last column lists every round's msg/s."
+  echo
+  echo "| run | delivered / sent | seconds | msg/s (delivered) | peak RSS (MiB) | msg/s of each round |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  row a "(a) librdkafka C, pre-encoded bytes"
+  row b "(b) producers (Lua), tables -> JSON"
+  row c "(c) producers (Lua), pre-encoded strings"
+  row d "(d) Python confluent_kafka + json.dumps"
+  echo
+  echo "| ratio | value |"
+  echo "| --- | --- |"
+  echo "| (b)/(a) | $(ratio b a) |"
+  echo "| (c)/(a) | $(ratio c a) |"
+  echo "| (b)/(d) | $(ratio b d) |"
+  echo
+  if [[ -s $WORK/lat.result ]]; then
+    echo "Delivery latency of (b): tables at a fixed rate, linger.ms=5 (other settings as above);"
+    echo "the script produces what is due, then polls with a 1 ms timeout, so a report waits <= ~1 ms to be served."
+    echo
+    echo "- target $(thousands "$(field lat target_rate)") msg/s, achieved $(thousands "$(field lat achieved_rate)") msg/s;" \
+         "delivered $(thousands "$(field lat delivered)") / $(thousands "$(field lat sent)")"
+    echo
+    echo "| measured as | p50 ms | p99 ms | p99.9 ms | max ms |"
+    echo "| --- | --- | --- | --- | --- |"
+    echo "| script: monotonic clock before p:produce() to on_delivery |" \
+         "$(field lat p50_ms) | $(field lat p99_ms) | $(field lat p999_ms) | $(field lat max_ms) |"
+    if [[ -n $(field lat rdk_p50_ms) ]]; then
+      echo "| library: report.latency (rd_kafka_message_latency, taken when the report is served) |" \
+           "$(field lat rdk_p50_ms) | $(field lat rdk_p99_ms) | $(field lat rdk_p999_ms) | $(field lat rdk_max_ms) |"
+    fi
+  else
+    echo "Delivery latency of (b): not measured (library missing, -l 0, or the run failed)."
+  fi
+} >"$WORK/results.md"
+
+mkdir -p "$(dirname "$RESULTS")"
+cp "$WORK/results.md" "$RESULTS"
+echo
+cat "$RESULTS"
+echo
+say "written to $RESULTS"

@@ -1,0 +1,45 @@
+-- Every producing path once, for valgrind (spec/08-memory_safety_spec.lua):
+-- tables, strings, tombstones, headers, per-message callbacks, a raising
+-- callback, bad input, a full queue, purge on close, collection without
+-- close, the mock cluster. Exits 0 when all went as expected.
+local producers = require("producers")
+
+local m = producers.mock_cluster(1)
+local delivered, failed = 0, 0
+local function count(err) if err then failed = failed + 1 else delivered = delivered + 1 end end
+
+local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(), on_delivery = count,
+                               logger = function() end }
+for i = 1, 300 do
+  assert(p:produce("leak", "k" .. i, { i = i, tags = { "a", "b" } }, { headers = { h = "v" } }))
+  assert(p:produce("leak", nil, "raw\0bytes", { on_delivery = count }))
+  assert(p:produce("leak", "tomb", nil))
+end
+assert(not pcall(p.produce, p, "leak", "k", { f = print }))
+assert(not pcall(p.produce, p, "leak", "k", "v", { headers = { a = 1 } }))
+assert(not pcall(p.produce, p, "leak", "k", "v", { on_delivery = 1, partition = 0.5 }))
+assert(p:flush(30))
+
+local raised = producers.kafka.new{ bootstrap_servers = m:bootstraps(),
+                                    on_delivery = function() error("boom") end }
+for i = 1, 5 do assert(raised:produce("leak", "k", "v", { on_delivery = i % 2 == 0 and count or nil })) end
+while not pcall(raised.flush, raised, 30) do end
+raised:close()
+
+local full = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+                                  config = { ["queue.buffering.max.messages"] = 2 } }
+assert(full:produce("t", "k", "v", { on_delivery = count }))
+assert(full:produce("t", "k", "v"))
+assert(full:produce("t", "k", "v", { on_delivery = count }) == nil)
+full:close(0.1)
+
+local dropped = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", gc_flush_timeout = 0.1 }
+assert(dropped:produce("t", "k", "v", { on_delivery = count }))
+dropped = nil
+collectgarbage()
+
+p:close()
+m:close()
+collectgarbage()
+assert(delivered == 900 + 2, "delivered " .. delivered)
+print(("leakcheck: %d delivered, %d failed"):format(delivered, failed))
