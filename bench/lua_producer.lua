@@ -27,7 +27,7 @@
 --   {"event":"user_signup","user_id":10000+k,"ts":1700000000000+k,
 --    "tags":["a","b","c"],"ok":true}
 -- When the local queue is full (code "_QUEUE_FULL") the script polls and
--- retries.
+-- retries.  An untimed warm-up of 1,000 messages (one per key) comes first.
 --
 -- Output: one machine-readable line on stdout, parsed by bench/run.sh:
 --   RESULT bench=lua-tables sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
@@ -111,6 +111,17 @@ local function drain(p)
   io.stderr:write("lua_producer: flush still timing out after 300 s\n")
 end
 
+-- Untimed warm-up: one message per key (so every partition), then waits for
+-- them, so that connections and metadata are in place before measuring.
+-- Without it a run sometimes stalls ~1 s at start (seen with librdkafka 2.0.2
+-- and the mock cluster, in every client, the C one included).
+local function warm_up(p)
+  for k = 0, KEY_POOL - 1 do
+    produce(p, keys[k], { event = "warmup", user_id = 10000 + k })
+  end
+  drain(p)
+end
+
 local function throughput(strings)
   local delivered, failed, last_delivery = 0, 0, 0
   local p = assert(producers.kafka.new{
@@ -133,6 +144,9 @@ local function throughput(strings)
         10000 + k, BASE_TS + k)
     end
   end
+
+  warm_up(p)
+  delivered, failed = 0, 0
 
   local sent, errors = 0, 0
   local t0 = now()
@@ -187,9 +201,8 @@ local function latency()
     end,
   })
 
-  -- Warm up: connect and fetch metadata before measuring.
-  produce(p, "warmup", { event = "warmup" })
-  drain(p)
+  warm_up(p)
+  delivered, failed = 0, 0
 
   local sent, errors = 0, 0
   local t0 = now()

@@ -7,7 +7,8 @@ Same workload and producer configuration as raw_producer.c and
 lua_producer.lua: message i uses slot k = i % 1000, key "user-<k>", value
 {"event": "user_signup", "user_id": 10000+k, "ts": 1700000000000+k,
  "tags": ["a", "b", "c"], "ok": true}.  When the local queue is full
-(BufferError) it polls and retries.
+(BufferError) it polls and retries.  An untimed warm-up of 1,000 messages
+(one per key) comes first, as in the other benchmarks.
 
 Usage: python3 bench/python_producer.py BOOTSTRAP [COUNT] [TOPIC]
 
@@ -62,6 +63,14 @@ def main():
 
     producer = Producer(dict(CONFIG, **{"bootstrap.servers": bootstrap}))
     keys = ["user-%d" % k for k in range(KEY_POOL)]
+
+    # Untimed warm-up: one message per key (so every partition), waited for,
+    # so that connections and metadata are in place before measuring.
+    for k in range(KEY_POOL):
+        producer.produce(topic, value=json.dumps({"event": "warmup"}),
+                         key=keys[k], on_delivery=on_delivery)
+    producer.flush(30)
+    stats.update(delivered=0, failed=0, last=0.0, first_error=None)
 
     sent = 0
     errors = 0

@@ -43,6 +43,7 @@ typedef struct prd_producer {
     int log_level;               /* lowest enum prd_level passed to logger */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
+    long outstanding;            /* produced, report not yet served */
     int in_callback;             /* > 0 while Lua called by serving runs */
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;

@@ -253,6 +253,7 @@ static int prd_producer_produce(lua_State *L)
         serve_now(L, p);
         return prd_fail(L, err);
     }
+    p->outstanding++;
     serve_now(L, p);
     lua_pushboolean(L, 1);
     return 1;
@@ -277,17 +278,17 @@ static int prd_producer_poll(lua_State *L)
 }
 
 /*
- * Serves reports until nothing is queued or the deadline passes. Raises a
- * callback's error unless keep_error is set: then the first error is left
- * at the top of the stack, the rest dropped, and serving goes on.
- * Returns the number of messages and events still queued.
+ * Serves reports until every message produced has had its report, or the
+ * deadline passes. Raises a callback's error unless kept is given: then
+ * the first error is left at the top of the stack, later ones dropped,
+ * *kept counts them, and serving goes on. Returns the messages left.
  */
-static int drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
+static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 {
     int64_t deadline = prd_now_ms() + timeout_ms;
-    int n, served = 0;
+    int served = 0;
 
-    while ((n = rd_kafka_outq_len(p->rk)) > 0) {
+    while (p->rk && p->outstanding > 0) {
         int64_t left = deadline - prd_now_ms();
         if (left <= 0)
             break;
@@ -299,7 +300,7 @@ static int drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
                 lua_pop(L, 1);
         }
     }
-    return n;
+    return p->outstanding;
 }
 
 /***
@@ -315,7 +316,7 @@ static int drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 static int prd_producer_flush(lua_State *L)
 {
     prd_producer *p = check_producer(L);
-    int left = drain(L, p, prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS), NULL);
+    long left = drain(L, p, prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS), NULL);
 
     if (left == 0) {
         lua_pushboolean(L, 1);
@@ -334,7 +335,7 @@ static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
 
     do
         prd_drain_silently(p, L, SERVE_SLICE_MS);
-    while (rd_kafka_outq_len(p->rk) > 0 && prd_now_ms() < deadline);
+    while (p->outstanding > 0 && prd_now_ms() < deadline);
 }
 
 /*
@@ -359,7 +360,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     else
         drain_silently(L, p, timeout_ms);
 
-    if (rd_kafka_outq_len(p->rk) > 0) {
+    if (p->outstanding > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         if (run_lua)
             drain(L, p, PURGE_WAIT_MS, &kept);
@@ -427,13 +428,13 @@ static int prd_producer_gc(lua_State *L)
 }
 
 /***
- * Messages and events not yet delivered or served.
+ * Messages produced whose report has not been served yet.
  * @function queue_length
  * @treturn int
  */
 static int prd_producer_queue_length(lua_State *L)
 {
-    lua_pushinteger(L, rd_kafka_outq_len(check_producer(L)->rk));
+    lua_pushinteger(L, check_producer(L)->outstanding);
     return 1;
 }
 

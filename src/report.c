@@ -220,6 +220,7 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
             continue;
         }
         (*served)++;
+        p->outstanding--;
         p->in_callback++;
         status = report(L, p, m);
         p->in_callback--;
@@ -250,6 +251,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
             p->pending = ev;
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
+            p->outstanding--;
             if (m->err)
                 p->failures++;
             if (m->_private)

@@ -478,7 +478,8 @@ except KafkaException as e:
     err = e.args[0]
     if err.name() != "TOPIC_ALREADY_EXISTS":
         sys.exit("create-topic %s: %s" % (name, err))
-    print("create-topic: %s already exists" % name, file=sys.stderr)
+    print("create-topic: %s already exists, left as it is" % name, file=sys.stderr)
+    parts = 1
 
 deadline = time.monotonic() + 30
 while True:
