@@ -103,4 +103,18 @@ describe("producers.kafka.new", function()
     assert.not_matches("hunter2", tostring(p))
     p:close(0)
   end)
+
+  it("never puts a password in a log line, even with librdkafka's debug=all", function()
+    local H = require("helpers")
+    local log = H.recorder()
+    local p = kafka.new({ bootstrap_servers = "127.0.0.1:1", username = "alice", password = "hunter2-pw",
+                          log_level = "debug", logger = log.fn,
+                          config = { debug = "all", ["message.timeout.ms"] = 300 } })
+    assert.is_true(p:produce("t", "k", "v"))
+    assert.is_true(p:flush(5))
+    p:close(0)
+    assert.truthy(log.find("sasl.password = %[redacted%]"), "librdkafka dumped its config")
+    assert.is_true(#log.lines > 20)
+    assert.not_matches("hunter2", log.text())
+  end)
 end)
