@@ -35,7 +35,7 @@ describe("registry refs", function()
   end)
 end)
 
-describe("valgrind", function()
+describe("valgrind #valgrind", function()
   it("finds no invalid access and no leak in every producing path", function()
     local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
     local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
