@@ -29,6 +29,21 @@ describe("delivery reports", function()
     p:close()
   end)
 
+  it("are served by produce itself, with no poll or flush", function()
+    local first = spy.new(function() end)
+    local p = H.producer(m)
+    assert.is_true(p:produce("flow", "first", "v", { on_delivery = first }))
+    local produced = 1
+    assert.is_true(H.wait_until(function() return #first.calls == 1 end, 10, function()
+      os.execute("sleep 0.02")
+      assert.is_true(p:produce("flow", "more", "v"))
+      produced = produced + 1
+    end))
+    assert.is_true(produced < 500)
+    p:close()
+    assert.spy(first).was.called(1)
+  end)
+
   it("call the producer's callback exactly once per message", function()
     local cb = spy.new(function() end)
     local p = H.producer(m, { on_delivery = cb })
