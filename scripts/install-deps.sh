@@ -9,6 +9,8 @@ PACKAGES=(
   librdkafka-dev kcat
   lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev lua-busted
   valgrind
+  # integration specs: a real Kafka broker (scripts/kafka/broker.sh)
+  maven openjdk-17-jre-headless openssl python3-confluent-kafka
 )
 
 missing=()

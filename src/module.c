@@ -6,12 +6,7 @@
  * The public module is lua/producers/init.lua on top of it.
  */
 #include "prd.h"
-
-#if defined(__GNUC__)
-#define PRD_EXPORT __attribute__((visibility("default")))
-#else
-#define PRD_EXPORT
-#endif
+#include "producers.h"
 
 /* core.encode_value(value) --> bytes or nil: a message value as produce
  * would send it (for backends written in Lua). */
@@ -24,7 +19,7 @@ static int prd_encode_value_fn(lua_State *L)
     return 1;
 }
 
-PRD_EXPORT int luaopen_producers_core(lua_State *L)
+PRODUCERS_API int luaopen_producers_core(lua_State *L)
 {
     int encoder;
 
