@@ -4,6 +4,20 @@
 #   LUA_ABI                5.1 .. 5.4, the install folder name
 #   LUA_INTERP             the interpreter the specs run with
 # Modules do not link liblua: the host program provides its symbols.
+#
+# PRODUCERS_LUA unset: read from LUA_INCDIR's headers when given (as
+# luarocks does), else 5.4.
+if(NOT PRODUCERS_LUA)
+  if(LUA_INCDIR AND EXISTS ${LUA_INCDIR}/luajit.h)
+    set(PRODUCERS_LUA luajit)
+  elseif(LUA_INCDIR AND EXISTS ${LUA_INCDIR}/lua.h)
+    file(STRINGS ${LUA_INCDIR}/lua.h vnum REGEX "^#define LUA_VERSION_NUM")
+    string(REGEX REPLACE ".*([0-9])0([0-9]).*" "\\1.\\2" PRODUCERS_LUA "${vnum}")
+  else()
+    set(PRODUCERS_LUA 5.4)
+  endif()
+  message(STATUS "producers: building for Lua ${PRODUCERS_LUA}")
+endif()
 if(PRODUCERS_LUA STREQUAL "luajit")
   set(LUA_ABI 5.1)
   set(LUA_INTERP luajit)
