@@ -1,6 +1,7 @@
 # Picks the Lua headers for PRODUCERS_LUA and defines:
-#   producers_lua_headers  interface target: include dirs (+ compat-5.3 and
-#                          its source, for 5.1, 5.2 and LuaJIT)
+#   producers_lua_headers  interface target: include dirs (+ compat-5.3's,
+#                          for 5.1, 5.2 and LuaJIT)
+#   PRODUCERS_COMPAT_SOURCES  compat-5.3.c for those, else empty
 #   LUA_ABI                5.1 .. 5.4, the install folder name
 #   LUA_INTERP             the interpreter the specs run with
 # Modules do not link liblua: the host program provides its symbols.
@@ -47,6 +48,6 @@ if(NOT LUA_ABI STREQUAL "5.3" AND NOT LUA_ABI STREQUAL "5.4")
   endif()
   target_include_directories(producers_lua_headers INTERFACE ${COMPAT53_INCDIR})
   target_compile_definitions(producers_lua_headers INTERFACE COMPAT53_PREFIX=prd_compat53)
-  # One copy of the shim, compiled once, its symbols hidden like ours.
-  target_sources(producers_lua_headers INTERFACE ${COMPAT53_INCDIR}/compat-5.3.c)
+  # Its source, compiled once into producers_objects, symbols hidden.
+  set(PRODUCERS_COMPAT_SOURCES ${COMPAT53_INCDIR}/compat-5.3.c)
 endif()

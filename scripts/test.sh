@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: installs what the tests need, builds, runs
-# every spec through CTest (plain build, then under ASan/UBSan), and ends
-# with "N passed, N failed" counting test cases.
+# every spec through CTest (Lua 5.4, LuaJIT, Lua 5.4 under ASan/UBSan),
+# checks that Lua 5.1, 5.2 and 5.3 builds succeed, and ends with
+# "N passed, N failed" counting test cases (and builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -19,8 +20,21 @@ run_suite() {   # run_suite BUILD_DIR [cmake options...]
   (cd "$dir" && ctest -V) 2>&1 | tee -a "$log" || status=1
 }
 
-run_suite build
-run_suite build-sanitize -DPRODUCERS_SANITIZE=ON -DPRODUCERS_BENCH=OFF
+build_failures=0
+run_suite build -DPRODUCERS_LUA=5.4
+run_suite build-luajit -DPRODUCERS_LUA=luajit -DPRODUCERS_BENCH=OFF
+run_suite build-sanitize -DPRODUCERS_LUA=5.4 -DPRODUCERS_SANITIZE=ON -DPRODUCERS_BENCH=OFF
+for v in 5.1 5.2 5.3; do
+  echo "== build build-lua$v (build only)"
+  if BUILD_DIR=build-lua$v ./scripts/build.sh -DPRODUCERS_LUA=$v -DPRODUCERS_WERROR=ON \
+       -DPRODUCERS_TESTS=OFF -DPRODUCERS_BENCH=OFF >/dev/null; then
+    echo "build for Lua $v: ok"
+  else
+    echo "build for Lua $v: FAILED"
+    build_failures=$((build_failures + 1))
+    status=1
+  fi
+done
 
 # Sum busted's per-file summaries ("N successes / N failures / N errors");
 # a spec file that crashed before its summary counts through ctest's tally.
@@ -35,12 +49,13 @@ read -r passed failed < <(awk '
 read -r suites ctest_failed < <(awk '
   /tests? failed out of/ { n++; for (i = 1; i < NF; i++) if ($(i+1) == "tests" || $(i+1) == "test") if ($(i+2) == "failed") f += $i }
   END { print n + 0, f + 0 }' "$log")
-if [ "$suites" -lt 2 ]; then
+failed=$((failed + build_failures))
+if [ "$suites" -lt 3 ]; then
   echo "test.sh: a ctest run printed no summary"
   status=1
 fi
-if [ "$failed" -lt "$ctest_failed" ]; then
-  failed=$ctest_failed
+if [ "$failed" -lt "$((ctest_failed + build_failures))" ]; then
+  failed=$((ctest_failed + build_failures))
 fi
 echo "$passed passed, $failed failed"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -40,15 +40,12 @@ describe("valgrind #valgrind", function()
     local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
     local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
     local log = os.tmpname()
-    local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
+    local out, ok, code = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
       .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
       .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
-      .. "%s spec/support/leakcheck.lua 2>&1")
-      :format(H.shell_quote(build .. "/?.so;;"), log, lua)
-    local f = assert(io.popen(cmd))
-    local out = f:read("a")
-    local ok, _, code = f:close()
-    local report = assert(io.open(log)):read("a")
+      .. "%s spec/support/leakcheck.lua")
+      :format(H.shell_quote(build .. "/?.so;;"), log, lua))
+    local report = assert(io.open(log)):read("*a")
     os.remove(log)
     assert.matches("leakcheck: 902 delivered", out)
     assert.is_true(ok, ("valgrind exit %s\n%s\n%s"):format(tostring(code), out, report))

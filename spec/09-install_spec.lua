@@ -9,19 +9,17 @@ describe("cmake --install", function()
     local abi = (lua == "luajit") and "5.1" or lua:match("^lua(%d%.%d)$")
     local prefix = os.tmpname()
     os.remove(prefix)
-    local ok = os.execute(("cmake --install %s --prefix %s >/dev/null"):format(H.shell_quote(build), prefix))
-    assert.is_true(ok == true or ok == 0)
+    local out, ok = H.sh(("cmake --install %s --prefix %s"):format(H.shell_quote(build), prefix))
+    assert.is_true(ok, out)
     for _, f in ipairs({ "lib/lua/" .. abi .. "/producers/core.so", "share/lua/" .. abi .. "/producers/init.lua",
                          "share/lua/" .. abi .. "/producers/kafka.lua" }) do
       assert.truthy(io.open(prefix .. "/" .. f), f)
     end
     local cmd = ("cd / && LUA_PATH='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;' LUA_CPATH='%s/lib/lua/%s/?.so;;' "
       .. "%s -e 'local p = require(\"producers\"); local m = p.memory.new(); assert(m:produce(\"t\", \"k\", {a=1})); "
-      .. "m:flush(); io.write(package.searchpath(\"producers.core\", package.cpath), \" \", m.messages[1].value)' 2>&1")
+      .. "m:flush(); io.write(package.searchpath(\"producers.core\", package.cpath), \" \", m.messages[1].value)'")
       :format(prefix, abi, prefix, abi, prefix, abi, lua)
-    local f = assert(io.popen(cmd))
-    local out = f:read("a")
-    f:close()
+    out = H.sh(cmd)
     os.execute("rm -rf " .. H.shell_quote(prefix))
     assert.equal(prefix .. "/lib/lua/" .. abi .. "/producers/core.so " .. '{"a":1}', out)
   end)

@@ -6,12 +6,7 @@ local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
 local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
 local describe_54 = lua == "lua5.4" and describe or pending
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok = f:close()
-  return out, ok
-end
+local sh = H.sh
 
 describe_54("embedding in a C program #embed", function()
   local prefix, work
@@ -28,7 +23,7 @@ describe_54("embedding in a C program #embed", function()
   end)
 
   local expected = "^embedded producers %d+%.%d+%.%d+: delivered 3 %(module from preload%)\n$"
-  local script = H.shell_quote(io.popen("pwd"):read("l") .. "/examples/embed/produce.lua")
+  local script = H.shell_quote(io.popen("pwd"):read("*l") .. "/examples/embed/produce.lua")
 
   it("builds with find_package(producers) and the static library, and runs", function()
     local out, ok = sh(("cmake -S examples/embed -B %s/cmake -DCMAKE_PREFIX_PATH=%s >/dev/null && cmake --build %s/cmake")

@@ -6,12 +6,7 @@ local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
 local version = lua == "luajit" and "5.1" or lua:match("^lua(%d%.%d)$")
 local rockspec = "rockspec/producers-0.1.0-1.rockspec"
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok = f:close()
-  return out, ok
-end
+local sh = H.sh
 
 describe("luarocks make #luarocks", function()
   local tree

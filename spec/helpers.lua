@@ -82,9 +82,20 @@ function H.kcat_read(brokers, topic, extra)
   local cmd = ("kcat -C -b %s -t %s -o beginning -e -q %s -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>/dev/null")
     :format(shell_quote(brokers), shell_quote(topic), extra or "")
   local f = assert(io.popen(cmd))
-  local out = f:read("a")
+  local out = f:read("*a")
   f:close()
   return parse_kcat(out)
+end
+
+--- Runs a shell command; returns its output (stdout and stderr), whether
+-- it exited 0, and its exit code. (Not io.popen's close status: LuaJIT
+-- and Lua 5.1 do not report it.)
+function H.sh(cmd)
+  local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__exit=$?\""))
+  local out = f:read("*a")
+  f:close()
+  local code = tonumber(out:match("__exit=(%d+)\n?$"))
+  return out:gsub("__exit=%d+\n?$", ""), code == 0, code
 end
 
 --- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
@@ -97,11 +108,8 @@ function H.run_lua(code)
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s %s 2>&1")
-    :format(shell_quote(build .. "/?.so;;"), lua, path)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local ok = p:close()
+  local out, ok = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s %s")
+    :format(shell_quote(build .. "/?.so;;"), lua, path))
   os.remove(path)
   return out, ok
 end
