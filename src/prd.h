@@ -45,6 +45,7 @@ typedef struct prd_producer {
     long failures;               /* failed deliveries reported so far */
     long outstanding;            /* produced, report not yet served */
     int in_callback;             /* > 0 while Lua called by serving runs */
+    int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;
 

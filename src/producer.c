@@ -11,8 +11,10 @@
  *
  * Every method but close raises "producer is closed" after close.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "prd.h"
 
@@ -73,6 +75,7 @@ int prd_producer_new(lua_State *L)
     p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
     memset(p, 0, sizeof *p);
     p->on_delivery = p->logger = LUA_NOREF;
+    p->wake[0] = p->wake[1] = -1;
     luaL_setmetatable(L, PRD_PRODUCER_T);
 
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
@@ -379,6 +382,12 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     }
 
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
+    if (p->wake[0] >= 0) {
+        rd_kafka_queue_io_event_enable(p->queue, -1, NULL, 0);
+        close(p->wake[0]);
+        close(p->wake[1]);
+        p->wake[0] = p->wake[1] = -1;
+    }
     rd_kafka_queue_destroy(p->queue);
     rd_kafka_destroy(p->rk);
     p->rk = NULL;
@@ -439,6 +448,36 @@ static int prd_producer_queue_length(lua_State *L)
 }
 
 /***
+ * A file descriptor that becomes readable when reports, logs or errors
+ * are waiting, for event loops (luv, cqueues, epoll) to wait on instead of
+ * polling on a timer: when it is readable, call p:poll(0), which also
+ * empties it. The same descriptor is returned on every call; it is closed
+ * by close. Do not read it or close it yourself.
+ * @function event_fd
+ * @treturn int
+ */
+static int prd_producer_event_fd(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+
+    if (p->wake[0] < 0) {
+        int i;
+
+        if (pipe(p->wake) != 0)
+            return luaL_error(L, "event_fd: cannot make a pipe");
+        for (i = 0; i < 2; i++) {
+            fcntl(p->wake[i], F_SETFL, fcntl(p->wake[i], F_GETFL) | O_NONBLOCK);
+            fcntl(p->wake[i], F_SETFD, FD_CLOEXEC);
+        }
+        rd_kafka_queue_io_event_enable(p->queue, p->wake[1], "1", 1);
+        if (p->pending || rd_kafka_queue_length(p->queue) > 0)
+            (void)!write(p->wake[1], "1", 1);   /* already waiting */
+    }
+    lua_pushinteger(L, p->wake[0]);
+    return 1;
+}
+
+/***
  * True once closed.
  * @function is_closed
  */
@@ -466,6 +505,7 @@ static const luaL_Reg methods[] = {
     {"close", prd_producer_close},
     {"queue_length", prd_producer_queue_length},
     {"is_closed", prd_producer_is_closed},
+    {"event_fd", prd_producer_event_fd},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

@@ -14,8 +14,10 @@
  * A message's own callback rides in its opaque as a registry ref (cast to
  * a pointer, NULL for none) and is unreffed when its report is served.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "prd.h"
 
@@ -184,12 +186,25 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     }
 }
 
-/*
- * Serves events for up to timeout_ms (waiting only for the first one),
- * adding the number of delivery reports served to *served. Returns LUA_OK,
- * or a Lua error status with the error object on top of the stack.
- */
-int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+/* Empties the wake-up pipe of event_fd(), if any. */
+static void drain_wake_pipe(prd_producer *p)
+{
+    char buf[64];
+
+    if (p->wake[0] < 0)
+        return;
+    while (read(p->wake[0], buf, sizeof buf) > 0 || errno == EINTR)
+        ;
+}
+
+/* After an early return with events left, wakes the event loop again. */
+static void rearm_wake_pipe(prd_producer *p)
+{
+    if (p->wake[1] >= 0 && (p->pending || rd_kafka_queue_length(p->queue) > 0))
+        (void)!write(p->wake[1], "1", 1);
+}
+
+static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
 {
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
@@ -227,6 +242,23 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
         if (status != LUA_OK)
             return status;
     }
+}
+
+/*
+ * Serves events for up to timeout_ms (waiting only for the first one)
+ * until the queue is empty, adding the number of delivery reports served
+ * to *served. Returns LUA_OK, or a Lua error status with the error object
+ * on top of the stack.
+ */
+int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+{
+    int status;
+
+    drain_wake_pipe(p);     /* first: what arrives after it wakes us again */
+    status = serve(L, p, timeout_ms, served);
+    if (status != LUA_OK)
+        rearm_wake_pipe(p);
+    return status;
 }
 
 /*
