@@ -11,7 +11,7 @@ PACKAGES=(
   # the other Lua versions the library builds for; OpenResty's LuaJIT (luajit2),
   # the one nginx's lua module links
   liblua5.1-0-dev liblua5.2-dev liblua5.3-dev lua-compat53-dev luajit2 libluajit2-5.1-dev
-  nginx libnginx-mod-http-lua lua-luv
+  nginx libnginx-mod-http-lua lua-luv curl
   valgrind
   # integration specs: a real Kafka broker (scripts/kafka/broker.sh)
   maven openjdk-17-jre-headless openssl python3-confluent-kafka

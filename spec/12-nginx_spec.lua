@@ -1,0 +1,331 @@
+-- nginx with the lua module (Debian's libnginx-mod-http-lua, on OpenResty's
+-- LuaJIT) running examples/nginx: one producer per worker, HTTP requests in,
+-- messages out, a reload in the middle of a burst, a graceful quit; every
+-- accepted request's message read back once with kcat.
+local producers = require("producers")
+local cjson = require("cjson")
+local H = require("helpers")
+
+local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+local describe_jit = lua == "luajit" and describe or pending
+
+local sh, q = H.sh, H.shell_quote
+local root = io.popen("pwd"):read("*l")
+local build = os.getenv("PRODUCERS_BUILD_DIR") or "build-luajit"
+if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function count_lines(path)
+  local n = 0
+  for _ in (read(path) or ""):gmatch("\n") do n = n + 1 end
+  return n
+end
+
+local function pause() sh("sleep 0.05") end
+
+-- Wall clock in seconds (os.time() counts whole seconds only).
+local function now() return tonumber((sh("date +%s.%N"))) end
+
+-- Alive and not a zombie: the daemonized master's parent may never reap it.
+local function alive(pid)
+  local stat = read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+local function children(pid)
+  local out = sh("ps -o pid= --ppid " .. pid)
+  local pids = {}
+  for child in out:gmatch("%d+") do pids[#pids + 1] = child end
+  return pids
+end
+
+-- A port nothing listens on, outside Linux's ephemeral range (where the
+-- mock cluster's and curl's ports come from); start() retries on a clash.
+local function free_port()
+  local listening = {}
+  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    for port, state in (read(file) or ""):gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
+      if state == "0A" then listening[tonumber(port, 16)] = true end
+    end
+  end
+  for _ = 1, 100 do
+    local port = math.random(20000, 32000)
+    if not listening[port] then return port end
+  end
+  error("no free port")
+end
+
+-- examples/nginx/nginx.conf with its ${...} filled in, and `replace`
+-- (exact text -> text, each found exactly once) applied.
+local function render(port, replace)
+  local text = assert(read(root .. "/examples/nginx/nginx.conf"))
+  local vars = { PRODUCERS_ROOT = root, PRODUCERS_BUILD_DIR = build, PORT = tostring(port) }
+  text = text:gsub("%${([%w_]+)}", function(name)
+    return assert(vars[name], "nginx.conf: unknown placeholder " .. name)
+  end)
+  for from, to in pairs(replace or {}) do
+    local s, e = text:find(from, 1, true)
+    assert(s and not text:find(from, e + 1, true), "nginx.conf: expected once: " .. from)
+    text = text:sub(1, s - 1) .. to .. text:sub(e + 1)
+  end
+  return text
+end
+
+-- Ends the master (and its workers) whatever state the test left it in.
+local function stop(n)
+  if not n then return end
+  if n.pid and alive(n.pid) then
+    local workers = children(n.pid)
+    sh("kill -TERM " .. n.pid)
+    if not H.wait_until(function() return not alive(n.pid) end, 5, pause) then
+      for _, w in ipairs(workers) do sh("kill -KILL " .. w) end
+      for _, w in ipairs(children(n.pid)) do sh("kill -KILL " .. w) end
+      sh("kill -KILL " .. n.pid)
+    end
+  end
+  sh("rm -rf " .. q(n.prefix))
+end
+
+-- An nginx master (+ 2 workers) in a fresh prefix, answering on its port.
+local function start(bootstraps, replace)
+  local last
+  for _ = 1, 5 do
+    local prefix = (sh("mktemp -d /tmp/producers-nginx.XXXXXX")):match("[^\n]+")
+    local n = {
+      prefix = prefix, conf = prefix .. "/nginx.conf", port = free_port(),
+      url = nil, pid = nil,
+    }
+    n.url = ("http://127.0.0.1:%d"):format(n.port)
+    -- workers run as nobody when the master is root: let them in
+    local out, made = sh(("chmod 755 %s && mkdir %s/logs"):format(q(prefix), q(prefix)))
+    assert(made, out)
+    write(n.conf, render(n.port, replace))
+    function n.cmd(args)
+      return ("nginx -p %s/ -c %s -e logs/error.log %s"):format(q(n.prefix), q(n.conf), args or "")
+    end
+    function n.log() return read(prefix .. "/logs/error.log") or "" end
+    local _, ok = sh(("cd %s && KAFKA_BOOTSTRAP_SERVERS=%s %s </dev/null >logs/start.out 2>&1")
+      :format(q(prefix), q(bootstraps), n.cmd()))
+    last = (read(prefix .. "/logs/start.out") or "") .. n.log()
+    if ok then
+      n.pid = tonumber((read(prefix .. "/logs/nginx.pid") or ""):match("%d+"))
+      local answering = n.pid and H.wait_until(function()
+        local code = sh(("curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s/events"):format(n.url))
+        return code == "405"      -- GET: kafka_worker.handle ran
+      end, 10, pause)
+      if answering then return n end
+      local log = n.log()
+      stop(n)                     -- the caller never sees n: stop it here
+      error((n.pid and "nginx does not answer:\n" or "nginx wrote no pid file:\n") .. log)
+    end
+    sh("rm -rf " .. q(prefix))
+    if not last:find("Address already in use", 1, true) then break end
+  end
+  error("nginx did not start:\n" .. last)
+end
+
+-- nginx -s quit, then waits for the master to exit; returns the seconds taken.
+local function quit(n, timeout)
+  local started = now()
+  local out, ok = sh(n.cmd("-s quit"))
+  assert(ok, out)
+  local gone = H.wait_until(function() return not alive(n.pid) end, timeout, pause)
+  assert(gone, "nginx master still running after -s quit:\n" .. n.log())
+  return now() - started
+end
+
+local function count(text, plain)
+  local n, pos = 0, 1
+  while true do
+    local s, e = text:find(plain, pos, true)
+    if not s then return n end
+    n, pos = n + 1, e + 1
+  end
+end
+
+-- A curl config: POST /events for seq = from..to (key "k<seq>").
+local function requests(path, n, topic, from, to)
+  local out = {}
+  for seq = from, to do
+    out[#out + 1] = ('url = "%s/events?topic=%s&key=k%d&seq=%d"'):format(n.url, topic, seq, seq)
+    out[#out + 1] = 'output = "/dev/null"'
+  end
+  write(path, table.concat(out, "\n") .. "\n")
+end
+
+-- (stderr apart: with -Z, curl 7.88 prints a progress meter there despite -s)
+local CURL = "curl -s -Z --parallel-max %d %s --data-binary @%s -H 'Content-Type: application/json'"
+  .. " -w '%%{http_code} %%{url_effective} %%header{x-request-id}\\n' -K %s"
+
+-- "202 http://...seq=N <request id>" lines -> { [seq] = { code, id } }, count
+local function responses(text, into)
+  local n = 0
+  for code, seq, id in text:gmatch("(%d+) %S-seq=(%d+) (%x*)\n") do
+    seq = tonumber(seq)
+    assert(into[seq] == nil, "two responses for seq " .. seq)
+    into[seq] = { code = code, id = id }
+    n = n + 1
+  end
+  return n
+end
+
+describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", function()
+  local m, n
+  setup(function()
+    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+    m = producers.mock_cluster(1)
+  end)
+  teardown(function()
+    stop(n)
+    n = nil
+    m:close()
+  end)
+  after_each(function()
+    stop(n)
+    n = nil
+  end)
+
+  it("delivers every request exactly once across a reload in the middle of a burst and a quit", function()
+    local topic = H.topic("nginx")
+    m:create_topic(topic, 3, 1)
+    n = start(m:bootstraps())
+    local dir = n.prefix
+    local small = '{"note":"caf\195\169 \\"quoted\\" back\\\\slash / slash"}'
+    write(dir .. "/small.json", small)
+    local big = '{"pad":"' .. ("0123456789"):rep(200) .. '"}'
+    write(dir .. "/big.json", big)
+
+    -- phase 1: 100 requests, 4 at a time
+    requests(dir .. "/one.cfg", n, topic, 1, 100)
+    local out1, ok1 = sh(CURL:format(4, "", dir .. "/small.json", dir .. "/one.cfg") .. " 2>/dev/null")
+    assert.is_true(ok1, out1)
+    local got = {}
+    assert.equal(100, responses(out1, got), out1)
+
+    -- phase 2: 200 requests, 10 at a time, each body uploaded at 20 kB/s
+    -- (~0.1 s per request, so some are in flight at the reload)
+    local old_workers = children(n.pid)
+    assert.equal(2, #old_workers)
+    requests(dir .. "/two.cfg", n, topic, 101, 300)
+    sh(("( %s > %s/two.out 2> %s/two.err; echo $? > %s/two.done ) </dev/null >/dev/null 2>&1 &")
+      :format(CURL:format(10, "--limit-rate 20k", dir .. "/big.json", dir .. "/two.cfg"), dir, dir, dir))
+    assert.is_true(H.wait_until(function() return count_lines(dir .. "/two.out") >= 20 end, 30, pause),
+      "phase 2 does not progress: " .. (read(dir .. "/two.err") or ""))
+    local out, ok = sh(n.cmd("-s reload"))
+    assert.is_true(ok, out)
+    local before_reload_done = count_lines(dir .. "/two.out")
+    assert.is_true(H.wait_until(function() return read(dir .. "/two.done") ~= nil end, 60, pause),
+      "phase 2 did not finish")
+    assert.equal("0\n", read(dir .. "/two.done"), read(dir .. "/two.err"))
+    assert.equal(200, responses(read(dir .. "/two.out"), got))
+
+    local took = quit(n, 30)
+
+    -- every request answered 202 with a request id
+    local ids = {}
+    for seq = 1, 300 do
+      local r = got[seq]
+      assert.is_not_nil(r, "no response for seq " .. seq)
+      assert.equal("202", r.code, "seq " .. seq)
+      assert.matches("^%x+$", r.id)
+      assert.is_nil(ids[r.id], "request id twice: " .. r.id)
+      ids[r.id] = seq
+    end
+
+    -- the reload landed mid-burst: phase 2 was served by old and new workers
+    local old, served_old, served_new = {}, 0, 0
+    for _, pid in ipairs(old_workers) do old[pid] = true end
+    local access = read(dir .. "/logs/access.log") or ""
+    for seq, pid in access:gmatch("seq=(%d+) HTTP/1%.1\" %d+ %x+ [%d.]+ pid=(%d+)") do
+      if tonumber(seq) > 100 then
+        if old[pid] then served_old = served_old + 1 else served_new = served_new + 1 end
+      end
+    end
+    assert.is_true(served_old > 0 and served_new > 0,
+      ("phase 2: %d requests by old workers, %d by new ones (%d answered before the reload signal)")
+        :format(served_old, served_new, before_reload_done))
+
+    -- each accepted request's message, once, as sent
+    local records = H.kcat_read(m:bootstraps(), topic)
+    local seen = {}
+    for _, r in ipairs(records) do
+      local msg = cjson.decode(r.value)
+      local seq = ids[msg.request_id]
+      assert.is_not_nil(seq, "message for an unknown request: " .. r.value)
+      assert.is_nil(seen[seq], "message twice for seq " .. tostring(seq))
+      seen[seq] = true
+      assert.equal("k" .. seq, r.key)
+      assert.same({ { "request_id", msg.request_id } }, r.headers)
+      assert.equal("POST", msg.method)
+      assert.equal("/events", msg.uri)
+      assert.same({ topic = topic, key = "k" .. seq, seq = tostring(seq) }, msg.args)
+      assert.equal(seq <= 100 and small or big, msg.body)
+    end
+    assert.equal(300, #records)
+
+    -- 2 workers before the reload, 2 after: each made a producer and closed it
+    local log = n.log()
+    assert.equal(4, count(log, "kafka: producer ready in worker"), log)
+    assert.equal(4, count(log, "kafka: producer closed in worker"), log)
+    for _, level in ipairs({ "[error]", "[crit]", "[alert]", "[emerg]" }) do
+      assert.equal(0, count(log, level), log)
+    end
+    assert.is_nil(log:find("exited on signal", 1, true), log)
+    assert.is_true(took < 15, "quit took " .. took .. " s")
+  end)
+
+  it("answers 503 on a full queue and quits within close_timeout with the rest reported failed", function()
+    -- a broker that is not there: nothing is delivered, the queue (3) fills
+    local nowhere = "127.0.0.1:" .. free_port()
+    n = start(nowhere, {
+      ["close_timeout = 5,"] = 'close_timeout = 1, config = { ["queue.buffering.max.messages"] = 3 },',
+    })
+    local dir = n.prefix
+    write(dir .. "/body.json", "{}")
+    requests(dir .. "/full.cfg", n, "nowhere", 1, 20)
+    local out, ok = sh(CURL:format(1, "", dir .. "/body.json", dir .. "/full.cfg") .. " 2>/dev/null")
+    assert.is_true(ok, out)
+    local got = {}
+    assert.equal(20, responses(out, got), out)
+    local accepted, full = 0, 0
+    for _, r in pairs(got) do
+      if r.code == "202" then accepted = accepted + 1 elseif r.code == "503" then full = full + 1 end
+    end
+    assert.equal(20, accepted + full, out)
+
+    -- a 503 in full (a new connection may reach the other worker, whose
+    -- queue may still have room)
+    local body
+    assert.is_true(H.wait_until(function()
+      body = sh(("curl -s -i -X POST '%s/events?topic=nowhere'"):format(n.url))
+      if body:match("^HTTP/1%.1 202") then accepted = accepted + 1 end
+      return body:match("^HTTP/1%.1 503") ~= nil
+    end, 10), body)
+    full = full + 1
+    assert.is_true(accepted >= 3 and accepted <= 6, out)   -- 3 per worker that got requests
+    assert.matches("\r\nRetry%-After: 1\r\n", body)
+    assert.matches('"code":"_QUEUE_FULL"', body, 1, true)
+
+    local took = quit(n, 20)
+    assert.is_true(took < 6, "quit took " .. took .. " s")   -- close(1) + purge, per worker in parallel
+    local log = n.log()
+    assert.equal(full, count(log, "Local: Queue full (_QUEUE_FULL)"), log)
+    -- every queued message's report was served at exit, as a failure
+    assert.equal(accepted, count(log, "kafka: delivery failed: request "), log)
+    assert.equal(accepted, count(log, "(_PURGE_QUEUE)"), log)
+    assert.is_nil(log:find("exited on signal", 1, true), log)
+  end)
+end)
