@@ -2,63 +2,318 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * json.c: message values into bytes. Tables are encoded by a lua-cjson
- * instance of our own (cjson.new()), so a script that changes the global
- * cjson's settings neither breaks nor changes what a producer sends.
+ * json.c: message values into bytes.
  *
- * Caveats (lua-cjson's): numbers are written with 14 significant digits;
- * an empty table encodes as {}; NaN and infinities are refused; a table
- * nested deeper than 1000 levels (a cycle, for instance) is refused.
+ * Tables are encoded by a C encoder that writes lua-cjson's output byte
+ * for byte (its default settings: the same escapes, "%.14g" numbers, the
+ * same array and sparse-array rules, the same error messages; spec
+ * 14-json_spec.lua checks it against lua-cjson on generated tables). It
+ * writes into one buffer per Lua state that produce hands to librdkafka
+ * (which copies it), so a table costs no Lua string and no garbage.
+ * Integers below 1e14 skip printf: they print the same digits.
+ *
+ * A producer made with json = "lua-cjson" encodes with a lua-cjson
+ * instance of its own (cjson.new()) instead. Either way a script that
+ * changes the global cjson's settings neither breaks nor changes what a
+ * producer sends.
+ *
+ * Caveats (lua-cjson's): numbers keep 14 significant digits, so integers
+ * from 1e14 up are written in exponent form; an empty table encodes as
+ * {}; NaN and infinities are refused; a table nested deeper than 1000
+ * levels (a cycle, for instance) is refused.
  */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "prd.h"
 
-/* Pushes the encode function of a fresh lua-cjson instance. */
+#define MAX_DEPTH 1000
+#define SPARSE_RATIO 2
+#define SPARSE_SAFE 10
+
+/* lua-cjson's escapes: NULL means the byte stands for itself. */
+static const char *const escapes[256] = {
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+    "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    [0x22] = "\\\"", [0x2f] = "\\/", [0x5c] = "\\\\", [0x7f] = "\\u007f",
+};
+
+/* ---- the buffer ---------------------------------------------------- */
+
+static void grow(prd_buf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    char *data;
+
+    while (cap - b->len < more)
+        cap *= 2;
+    if (!(data = realloc(b->data, cap))) {
+        fprintf(stderr, "producers: out of memory encoding JSON\n");
+        abort();
+    }
+    b->data = data;
+    b->cap = cap;
+}
+
+static inline void put(prd_buf *b, const char *s, size_t n)
+{
+    if (b->cap - b->len < n)
+        grow(b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static inline void put_char(prd_buf *b, char c)
+{
+    if (b->cap == b->len)
+        grow(b, 1);
+    b->data[b->len++] = c;
+}
+
+static int buf_gc(lua_State *L)
+{
+    prd_buf *b = lua_touserdata(L, 1);
+
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return 0;
+}
+
+/* ---- the encoder ---------------------------------------------------- */
+
+static void put_string(prd_buf *b, lua_State *L, int idx)
+{
+    size_t len, i, start = 0;
+    const char *s = lua_tolstring(L, idx, &len);
+
+    if (b->cap - b->len < len + 2)
+        grow(b, len + 2);
+    b->data[b->len++] = '"';
+    for (i = 0; i < len; i++) {
+        const char *esc = escapes[(unsigned char)s[i]];
+        if (esc) {
+            put(b, s + start, i - start);
+            put(b, esc, strlen(esc));
+            start = i + 1;
+        }
+    }
+    put(b, s + start, len - start);
+    put_char(b, '"');
+}
+
+/* Errors say what lua-cjson says, after the same prefix as its errors. */
+#define CANNOT_ENCODE "value: cannot encode table as JSON: "
+
+static void fail(lua_State *L, int idx, const char *reason)
+{
+    luaL_error(L, CANNOT_ENCODE "Cannot serialise %s: %s", luaL_typename(L, idx), reason);
+}
+
+static void put_number(prd_buf *b, lua_State *L, int idx)
+{
+    lua_Number n = lua_tonumber(L, idx);
+    char digits[32];
+    int len;
+
+    if (isinf(n) || isnan(n))
+        fail(L, idx, "must not be NaN or Inf");
+    if (n == floor(n) && fabs(n) < 1e14 && !(n == 0 && signbit(n))) {
+        /* "%.14g" prints these as plain digits: write them directly */
+        long long v = (long long)n;
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char *end = digits + sizeof digits, *p = end;
+
+        do
+            *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (v < 0)
+            *--p = '-';
+        put(b, p, (size_t)(end - p));
+        return;
+    }
+    len = snprintf(digits, sizeof digits, "%.14g", (double)n);
+    put(b, digits, (size_t)len);
+}
+
+/* lua-cjson's test: the largest index if every key is an integer >= 1
+ * and the array is not too sparse, 0 for an empty table, else -1. */
+static int array_length(lua_State *L, int t)
+{
+    int max = 0, items = 0;
+
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_Number k;
+        if (lua_type(L, -2) == LUA_TNUMBER && (k = lua_tonumber(L, -2)) &&
+            floor(k) == k && k >= 1) {
+            if (k > max)
+                max = (int)k;
+            items++;
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 2);
+        return -1;
+    }
+    if (max > items * SPARSE_RATIO && max > SPARSE_SAFE)
+        fail(L, t, "excessively sparse array");
+    return max;
+}
+
+static void put_value(prd_buf *b, lua_State *L, int depth);
+
+static void put_table(prd_buf *b, lua_State *L, int depth)
+{
+    int t = lua_gettop(L), n, i;
+
+    if (++depth > MAX_DEPTH || !lua_checkstack(L, 3))
+        luaL_error(L, CANNOT_ENCODE "Cannot serialise, excessive nesting (%d)", depth);
+    n = array_length(L, t);
+    if (n > 0) {
+        put_char(b, '[');
+        for (i = 1; i <= n; i++) {
+            if (i > 1)
+                put_char(b, ',');
+            lua_rawgeti(L, t, i);
+            put_value(b, L, depth);
+            lua_pop(L, 1);
+        }
+        put_char(b, ']');
+        return;
+    }
+    put_char(b, '{');
+    lua_pushnil(L);
+    for (i = 0; lua_next(L, t); i++) {      /* table, key, value */
+        if (i > 0)
+            put_char(b, ',');
+        switch (lua_type(L, -2)) {
+        case LUA_TSTRING:
+            put_string(b, L, -2);
+            put_char(b, ':');
+            break;
+        case LUA_TNUMBER:
+            put_char(b, '"');
+            put_number(b, L, -2);
+            put(b, "\":", 2);
+            break;
+        default:
+            fail(L, -2, "table key must be a number or string");
+        }
+        put_value(b, L, depth);
+        lua_pop(L, 1);
+    }
+    put_char(b, '}');
+}
+
+/* Appends the value at the top of the stack. */
+static void put_value(prd_buf *b, lua_State *L, int depth)
+{
+    switch (lua_type(L, -1)) {
+    case LUA_TSTRING:
+        put_string(b, L, -1);
+        break;
+    case LUA_TNUMBER:
+        put_number(b, L, -1);
+        break;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, -1))
+            put(b, "true", 4);
+        else
+            put(b, "false", 5);
+        break;
+    case LUA_TTABLE:
+        put_table(b, L, depth);
+        break;
+    case LUA_TNIL:
+        put(b, "null", 4);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, -1) == NULL) {    /* cjson.null */
+            put(b, "null", 4);
+            break;
+        }
+        /* fall through */
+    default:
+        fail(L, -1, "type not supported");
+    }
+}
+
+/* ---- the module's side ---------------------------------------------- */
+
+/* Pushes the module's JSON state: a table { buffer, cjson_encode }. */
 void prd_json_open(lua_State *L)
 {
+    prd_buf *b;
+
+    lua_createtable(L, 2, 0);
+    b = lua_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, buf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawseti(L, -2, 1);
+
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);                  /* cjson */
+    lua_call(L, 1, 1);                  /* state, cjson */
     lua_getfield(L, -1, "new");
     if (!lua_isfunction(L, -1))
         luaL_error(L, "producers: lua-cjson without cjson.new(), need 2.1 or later");
-    lua_call(L, 0, 1);                  /* cjson, instance */
-    lua_getfield(L, -1, "encode");      /* cjson, instance, encode */
-    lua_replace(L, -3);
-    lua_pop(L, 1);                      /* encode */
+    lua_call(L, 0, 1);                  /* state, cjson, instance */
+    lua_getfield(L, -1, "encode");
+    lua_rawseti(L, -4, 2);
+    lua_pop(L, 2);                      /* state */
 }
 
 /*
- * Checks the message value at idx and pushes its bytes: the string itself,
- * a table's JSON, or nil for a tombstone. encoder_idx holds the encode
- * function. Returns the bytes (NULL for nil) with their length; they live
- * as long as the pushed value stays on the stack.
+ * Checks the message value at idx and returns its bytes: the string
+ * itself, a table's JSON, or NULL for nil (a tombstone). state_idx holds
+ * the module's JSON state. With use_cjson the table goes through the
+ * lua-cjson instance and its string is left on the stack; else the bytes
+ * are in the state's buffer until the next encoding. Raises on a value
+ * that cannot be sent.
  */
-const char *prd_encode_value(lua_State *L, int idx, int encoder_idx,
-                             size_t *len)
+const char *prd_encode_value(lua_State *L, int idx, int state_idx,
+                             int use_cjson, size_t *len)
 {
+    prd_buf *b;
+
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
-        lua_pushvalue(L, idx);
-        return lua_tolstring(L, -1, len);
+        return lua_tolstring(L, idx, len);
     case LUA_TNIL:
     case LUA_TNONE:
-        lua_pushnil(L);
         *len = 0;
         return NULL;
     case LUA_TTABLE:
-        lua_pushvalue(L, encoder_idx);
-        lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            const char *why = lua_tostring(L, -1);
-            luaL_error(L, "value: cannot encode table as JSON: %s",
-                       why ? why : "(error object is not a string)");
-        }
-        return lua_tolstring(L, -1, len);
+        break;
     default:
         luaL_error(L, "value: expected table, string or nil, got %s",
                    luaL_typename(L, idx));
-        return NULL;
     }
+    idx = lua_absindex(L, idx);
+    if (use_cjson) {
+        lua_rawgeti(L, state_idx, 2);
+        lua_pushvalue(L, idx);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            const char *why = lua_tostring(L, -1);
+            luaL_error(L, CANNOT_ENCODE "%s", why ? why : "(error object is not a string)");
+        }
+        return lua_tolstring(L, -1, len);
+    }
+    lua_rawgeti(L, state_idx, 1);
+    b = lua_touserdata(L, -1);
+    lua_pop(L, 1);                      /* the state table keeps it alive */
+    b->len = 0;
+    lua_pushvalue(L, idx);              /* the encoder works on the top */
+    put_value(b, L, 0);
+    lua_pop(L, 1);
+    *len = b->len;
+    return b->data ? b->data : "";
 }

@@ -5,26 +5,36 @@
  * module.c: luaopen_producers_core, the C half of the `producers` module.
  * The public module is lua/producers/init.lua on top of it.
  */
+#include <string.h>
+
 #include "prd.h"
 #include "producers.h"
 
-/* core.encode_value(value) --> bytes or nil: a message value as produce
- * would send it (for backends written in Lua). */
+/* core.encode_value(value [, json]) --> bytes or nil: a message value as
+ * produce would send it (for backends written in Lua); json "lua-cjson"
+ * as the producer option. */
 static int prd_encode_value_fn(lua_State *L)
 {
+    int use_cjson = lua_type(L, 2) == LUA_TSTRING &&
+                    strcmp(lua_tostring(L, 2), "lua-cjson") == 0;
     size_t len;
+    const char *bytes;
 
     lua_settop(L, 1);
-    prd_encode_value(L, 1, lua_upvalueindex(1), &len);
+    bytes = prd_encode_value(L, 1, lua_upvalueindex(1), use_cjson, &len);
+    if (bytes)
+        lua_pushlstring(L, bytes, len);
+    else
+        lua_pushnil(L);
     return 1;
 }
 
 PRODUCERS_API int luaopen_producers_core(lua_State *L)
 {
-    int encoder;
+    int json;
 
     prd_json_open(L);
-    encoder = lua_gettop(L);
+    json = lua_gettop(L);
 
     lua_newtable(L);
     lua_pushliteral(L, PRD_VERSION);
@@ -33,13 +43,13 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "librdkafka_version");
     lua_pushcfunction(L, prd_producer_new);
     lua_setfield(L, -2, "new");
-    prd_producer_open(L, encoder);
+    prd_producer_open(L, json);
     lua_setfield(L, -2, "methods");
     prd_mock_open(L);
     lua_setfield(L, -2, "mock_cluster");
     lua_pushcfunction(L, prd_error_string);
     lua_setfield(L, -2, "error_string");
-    lua_pushvalue(L, encoder);
+    lua_pushvalue(L, json);
     lua_pushcclosure(L, prd_encode_value_fn, 1);
     lua_setfield(L, -2, "encode_value");
     return 1;

@@ -46,6 +46,7 @@ typedef struct prd_producer {
     long outstanding;            /* produced, report not yet served */
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
+    int use_cjson;               /* json = "lua-cjson": encode with cjson */
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;
 
@@ -53,10 +54,15 @@ typedef struct prd_producer {
  * Raises, naming the property, on a bad key or value. */
 rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx);
 
-/* json.c: the module's own lua-cjson instance. */
-void prd_json_open(lua_State *L);           /* pushes the encode function */
-const char *prd_encode_value(lua_State *L, int idx, int encoder_idx,
-                             size_t *len);
+/* json.c: message values into bytes. */
+typedef struct prd_buf {
+    char *data;
+    size_t len, cap;
+} prd_buf;
+
+void prd_json_open(lua_State *L);           /* pushes the JSON state */
+const char *prd_encode_value(lua_State *L, int idx, int state_idx,
+                             int use_cjson, size_t *len);
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
@@ -71,7 +77,7 @@ int64_t prd_now_ms(void);
 int prd_error_string(lua_State *L);
 
 /* producer.c and mock.c: metatables and constructors. */
-void prd_producer_open(lua_State *L, int encoder_idx);
+void prd_producer_open(lua_State *L, int json_idx);
 int prd_producer_new(lua_State *L);
 void prd_mock_open(lua_State *L);
 

@@ -84,7 +84,10 @@ int prd_producer_new(lua_State *L)
     p->log_level = (int)luaL_optinteger(L, -1, PRD_INFO);
     lua_getfield(L, 2, "gc_flush_timeout");
     p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
-    lua_pop(L, 2);
+    lua_getfield(L, 2, "json");
+    p->use_cjson = lua_type(L, -1) == LUA_TSTRING &&
+                   strcmp(lua_tostring(L, -1), "lua-cjson") == 0;
+    lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1);
     rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
@@ -233,7 +236,7 @@ static int prd_producer_produce(lua_State *L)
             return luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
                               luaL_typename(L, 6));
     }
-    value = prd_encode_value(L, 4, lua_upvalueindex(1), &value_len);
+    value = prd_encode_value(L, 4, lua_upvalueindex(1), p->use_cjson, &value_len);
     hdrs = opt_headers(L, opts);     /* nothing raises after this */
     if (opts && !lua_isnil(L, 6)) {
         lua_pushvalue(L, 6);
@@ -516,15 +519,15 @@ static const luaL_Reg metamethods[] = {
 
 /*
  * Makes the Producer metatable; pushes the method table. Every method
- * shares one upvalue: the JSON encode function at encoder_idx.
+ * shares one upvalue: the JSON state (json.c) at json_idx.
  */
-void prd_producer_open(lua_State *L, int encoder_idx)
+void prd_producer_open(lua_State *L, int json_idx)
 {
-    encoder_idx = lua_absindex(L, encoder_idx);
+    json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);                         /* mt, methods */
-    lua_pushvalue(L, encoder_idx);
+    lua_pushvalue(L, json_idx);
     luaL_setfuncs(L, methods, 1);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");

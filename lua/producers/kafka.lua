@@ -35,7 +35,10 @@ local OPTIONS = {
   bootstrap_servers = "string", username = "string", password = "string",
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
+  json = "string",
 }
+
+local JSON_ENCODERS = { builtin = true, ["lua-cjson"] = true }
 
 local function check_options(opts)
   if type(opts) ~= "table" then
@@ -90,17 +93,21 @@ end
 --- A new Kafka producer.
 -- @tparam table opts bootstrap_servers, username, password,
 --   sasl_mechanism, config, on_delivery, logger, log_level,
---   gc_flush_timeout
+--   gc_flush_timeout, json ("builtin", the default, or "lua-cjson")
 -- @treturn userdata the producer (methods: produce, poll, flush, close,
 --   queue_length, is_closed)
 function Kafka.new(opts)
   check_options(opts)
+  if opts.json and not JSON_ENCODERS[opts.json] then
+    error(("producers.kafka.new: json must be 'builtin' or 'lua-cjson', got '%s'"):format(opts.json), 2)
+  end
   local conf = Kafka.config(opts)
   return core.new(conf, {
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
     on_delivery = opts.on_delivery,
     gc_flush_timeout = opts.gc_flush_timeout,
+    json = opts.json,
   })
 end
 

@@ -37,6 +37,7 @@ function Memory.new(opts)
     partitions = opts.partitions or 1,
     queue_limit = opts.queue_limit or 100000,
     fail = opts.fail,
+    json = opts.json,
     on_delivery = opts.on_delivery,
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
@@ -79,7 +80,7 @@ function Memory:produce(topic, key, value, opts)
     error("opts: expected table or nil, got " .. type(opts), 2)
   end
   opts = opts or {}
-  local bytes = core.encode_value(value)
+  local bytes = core.encode_value(value, self.json)
   local ready = #self.pending       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
