@@ -128,6 +128,16 @@ describe("produce", function()
     assert.equal(4, #flushed())
   end)
 
+  it("keeps working across more topics than it caches handles for", function()
+    for i = 1, 20 do assert.is_true(p:produce("many-" .. i, "k", tostring(i))) end
+    for i = 1, 20 do assert.is_true(p:produce("many-" .. i, "k", tostring(i))) end
+    local got = flushed()
+    assert.equal(40, #got)
+    local per_topic = {}
+    for _, g in ipairs(got) do per_topic[g.r.topic] = (per_topic[g.r.topic] or 0) + 1 end
+    for i = 1, 20 do assert.equal(2, per_topic["many-" .. i]) end
+  end)
+
   it("returns the failure tuple for a partition the topic does not have", function()
     m:create_topic("two", 2, 1)
     assert.is_true(p:produce("two", "warm", "up"))

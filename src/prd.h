@@ -33,6 +33,13 @@
 /* Log levels, lowest first; the logger function receives their names. */
 enum prd_level { PRD_DEBUG = 1, PRD_INFO, PRD_WARN, PRD_ERROR };
 
+#define PRD_TOPIC_CACHE 8
+
+typedef struct prd_topic {
+    char *name;                  /* malloc'd copy, NULL when the slot is free */
+    rd_kafka_topic_t *rkt;
+} prd_topic;
+
 typedef struct prd_producer {
     rd_kafka_t *rk;              /* NULL once closed */
     rd_kafka_queue_t *queue;     /* main queue: delivery reports, logs, errors */
@@ -47,6 +54,8 @@ typedef struct prd_producer {
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
     int use_cjson;               /* json = "lua-cjson": encode with cjson */
+    prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
+    unsigned next_evict;         /* round robin over topics[] when full */
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;
 

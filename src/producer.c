@@ -13,6 +13,7 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -180,6 +181,50 @@ static rd_kafka_headers_t *opt_headers(lua_State *L, int opts)
     return hdrs;
 }
 
+/*
+ * The topic handle for name, from a small cache: librdkafka's own lookup
+ * by name takes a lock and a list walk on every produce. NULL if
+ * librdkafka refuses the name.
+ */
+static rd_kafka_topic_t *topic_handle(prd_producer *p, const char *name)
+{
+    prd_topic *t;
+    char *copy;
+    int i;
+
+    for (i = 0; i < PRD_TOPIC_CACHE && p->topics[i].name; i++)
+        if (strcmp(p->topics[i].name, name) == 0)
+            return p->topics[i].rkt;
+    if (i == PRD_TOPIC_CACHE) {                /* full: evict one */
+        i = (int)(p->next_evict++ % PRD_TOPIC_CACHE);
+        free(p->topics[i].name);
+        rd_kafka_topic_destroy(p->topics[i].rkt);
+        p->topics[i].name = NULL;
+    }
+    t = &p->topics[i];
+    if (!(copy = strdup(name)))
+        return NULL;
+    if (!(t->rkt = rd_kafka_topic_new(p->rk, name, NULL))) {
+        free(copy);
+        return NULL;
+    }
+    t->name = copy;
+    return t->rkt;
+}
+
+static void free_topics(prd_producer *p)
+{
+    int i;
+
+    for (i = 0; i < PRD_TOPIC_CACHE; i++) {
+        if (p->topics[i].name) {
+            free(p->topics[i].name);
+            rd_kafka_topic_destroy(p->topics[i].rkt);
+            p->topics[i].name = NULL;
+        }
+    }
+}
+
 /* Serves reports without waiting; raises what a callback raised. */
 static void serve_now(lua_State *L, prd_producer *p)
 {
@@ -212,6 +257,7 @@ static int prd_producer_produce(lua_State *L)
     int opts = 0, ref = LUA_NOREF;
     lua_Integer partition, timestamp;
     rd_kafka_headers_t *hdrs;
+    rd_kafka_topic_t *rkt;
     rd_kafka_resp_err_t err;
     void *opaque;
 
@@ -244,14 +290,16 @@ static int prd_producer_produce(lua_State *L)
     }
     opaque = ref == LUA_NOREF ? NULL : (void *)(intptr_t)ref;
 
-    err = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE((void *)value, value_len),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(timestamp),
-        RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(opaque),
-        RD_KAFKA_V_END);
+    rkt = topic_handle(p, topic);
+    err = !rkt ? rd_kafka_last_error()
+               : rd_kafka_producev(
+                     p->rk, RD_KAFKA_V_RKT(rkt),
+                     RD_KAFKA_V_PARTITION((int32_t)partition),
+                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                     RD_KAFKA_V_VALUE((void *)value, value_len),
+                     RD_KAFKA_V_KEY(key, key_len),
+                     RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_HEADERS(hdrs),
+                     RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err) {
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
@@ -385,6 +433,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     }
 
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
+    free_topics(p);
     if (p->wake[0] >= 0) {
         rd_kafka_queue_io_event_enable(p->queue, -1, NULL, 0);
         close(p->wake[0]);
