@@ -26,7 +26,7 @@ end
 
 describe("PLAINTEXT to a real broker #integration", function()
   local env
-  setup(function() env = K.env() end)
+  setup(function() env = K.broker_env() end)
 
   K.it("delivers tables, strings and tombstones with keys and headers, read back byte for byte at the reported offsets", function()
     local topic = K.topic("plain")

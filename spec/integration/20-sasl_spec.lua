@@ -15,7 +15,7 @@ local DEBUG = "conf,security,broker,protocol,msg,metadata"
 
 describe("SASL_SSL as the original library configured it #integration", function()
   local env
-  setup(function() env = K.env() end)
+  setup(function() env = K.broker_env() end)
 
   -- The original library's configuration, over whatever the test adds.
   local function sasl_producer(user, password, mechanism, extra)
@@ -158,6 +158,33 @@ describe("SASL_SSL as the original library configured it #integration", function
   K.it("SCRAM-SHA-512 with a wrong password: an authentication error in the log, every report fails, no hang, no password in any line", function()
     wrong_password(env.KAFKA_SCRAM_MECHANISM, env.KAFKA_SCRAM_USER,
       "invalid credentials with SASL mechanism SCRAM%-SHA%-512")
+  end)
+
+  K.it("closing a producer that cannot log in returns within its timeout; its messages are reported purged", function()
+    local password = "wrong-Pw-" .. math.random(100000, 999999) .. "-zq"
+    local log = K.recorder()
+    local reports = {}
+    local p = sasl_producer(env.KAFKA_PLAIN_USER, password, "PLAIN", {
+      logger = log.fn, log_level = "debug",
+      on_delivery = function(err, r)
+        r.err = err
+        reports[#reports + 1] = r
+      end,
+    })      -- message.timeout.ms: librdkafka's default, 300 s
+    for i = 1, 4 do assert.is_true(p:produce(K.topic("never"), "k" .. i, "v" .. i)) end
+    assert.truthy(K.wait_for(function() return log.find("%(_AUTHENTICATION%)$", "error") end, BOUND, p),
+      log.text())
+    local t0 = K.now()
+    p:close(1)
+    local took = K.now() - t0
+    assert.is_true(took < 1 + 2, ("close(1) took %.2fs"):format(took))
+    assert.equal(4, #reports)
+    for _, r in ipairs(reports) do
+      assert.equal("_PURGE_QUEUE", r.error)
+      assert.equal("Local: Purged in queue", r.err)
+    end
+    assert.truthy(log.find("closed with 4 message%(s%) not delivered$", "warn"), log.text())
+    no_line_contains(log, password)
   end)
 
   K.it("a PLAINTEXT client on the SASL_SSL port: a transport error that suggests security.protocol, every report fails", function()

@@ -10,7 +10,7 @@ local K = require("integration.kafka_helpers")
 
 describe("a topic that does not exist #integration", function()
   local env
-  setup(function() env = K.env() end)
+  setup(function() env = K.broker_env() end)
 
   local function collector()
     local reports = {}

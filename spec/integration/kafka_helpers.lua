@@ -53,13 +53,16 @@ end
 local q = H.shell_quote
 K.q = q
 
---- Runs a shell command; returns its output (stdout and stderr) and
--- whether it exited with status 0.
+--- Runs a shell command; returns its output (stdout and stderr), whether
+-- it exited with status 0, and the status. (The status is echoed by the
+-- shell, since io.popen's close does not return it on Lua 5.1/LuaJIT.)
 function K.sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
+  local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__status=$?\""))
   local out = f:read("*a")
-  local ok = f:close()
-  return out, ok == true
+  f:close()
+  local body, code = out:match("^(.*)__status=(%d+)\n?$")
+  code = tonumber(code) or -1
+  return body or out, code == 0, code
 end
 
 -- ------------------------------------------------------------ env.sh
@@ -82,6 +85,18 @@ function K.env()
   end
   f:close()
   env.KAFKA_NODES = tonumber(env.KAFKA_NODES)
+  return env
+end
+
+--- K.env(), after checking that the broker listens on the first PLAINTEXT
+-- port (fails fast when env.sh is stale).
+function K.broker_env()
+  local env = K.env()
+  local port = tonumber((env.KAFKA_BOOTSTRAP or ""):match("^[^,]*:(%d+)"))
+  if not (port and K.port_open(port)) then
+    error(("no Kafka broker listens on %s (env.sh is stale? run scripts/kafka/broker.sh start, "
+      .. "or scripts/integration.sh)"):format(tostring(env.KAFKA_BOOTSTRAP)), 2)
+  end
   return env
 end
 
@@ -222,18 +237,23 @@ K.parse_kcat = parse_kcat
 -- with kcat's stderr when kcat fails. Records are sorted by partition,
 -- then offset.
 function K.kcat_read(topic, kind, timeout)
-  local errfile = os.tmpname()
-  local cmd = ("timeout %d kcat -C %s -t %s -o beginning -e -q -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>%s")
-    :format(timeout or 60, K.kcat_args(kind), q(topic), q(errfile))
+  local errfile, rcfile = os.tmpname(), os.tmpname()
+  local cmd = ("timeout %d kcat -C %s -t %s -o beginning -e -q -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>%s; echo $? >%s")
+    :format(timeout or 60, K.kcat_args(kind), q(topic), q(errfile), q(rcfile))
   local f = assert(io.popen(cmd))
   local out = f:read("*a")
-  local ok, _, code = f:close()
-  local ef = io.open(errfile)
-  local err = ef and ef:read("*a") or ""
-  if ef then ef:close() end
-  os.remove(errfile)
-  if not ok then
-    error(("kcat failed (exit %s) reading %s: %s"):format(tostring(code), topic, err), 2)
+  f:close()
+  local function slurp(path, fmt)
+    local h = io.open(path)
+    local v = h and h:read(fmt)
+    if h then h:close() end
+    os.remove(path)
+    return v
+  end
+  local err, code = slurp(errfile, "*a") or "", slurp(rcfile, "*n")
+  if code ~= 0 then
+    error(("kcat failed (exit %s%s) reading %s: %s"):format(tostring(code),
+      code == 124 and ", timed out" or "", topic, err), 2)
   end
   local records = parse_kcat(out)
   table.sort(records, function(a, b)

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Integration specs against a real Apache Kafka (scripts/kafka/broker.sh):
+#   1. a single-node broker: spec/integration/{10,20,30,40}-*_spec.lua
+#   2. a 3-node cluster:     spec/integration/50-failover_spec.lua
+# Prints busted's summary line for each run ("N successes / N failures /
+# N errors / N pending"), the broker logs when a run fails, and exits
+# non-zero if any run failed. Every broker is stopped on exit, even on
+# failure or Ctrl-C. Assumes the library is built (build/, or
+# $PRODUCERS_BUILD_DIR) and the dependencies are installed
+# (scripts/install-deps.sh, scripts/kafka/broker.sh deps).
+#
+#   scripts/integration.sh            # both runs
+#   scripts/integration.sh single     # only the single-node run
+#   scripts/integration.sh failover   # only the 3-node run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BROKER=scripts/kafka/broker.sh
+LUA=${PRODUCERS_LUA:-lua5.4}
+WHAT=${1:-all}
+case $WHAT in all | single | failover) ;; *) echo "usage: $0 [all|single|failover]" >&2; exit 2 ;; esac
+
+status=0
+logs_shown=0
+BUSTED_PID=
+summaries=()
+t_start=$(date +%s)
+
+show_logs() {
+  echo "== broker logs"
+  "$BROKER" logs 120 || true
+  logs_shown=1
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $BUSTED_PID ]]; then
+    echo "integration.sh: interrupted, ending busted (session $BUSTED_PID)"
+    kill -TERM -- "-$BUSTED_PID" 2>/dev/null || true
+    wait "$BUSTED_PID" 2>/dev/null || true
+  fi
+  if ((rc != 0 && logs_shown == 0)); then show_logs; fi
+  "$BROKER" stop >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_broker() { # label, broker.sh start arguments...
+  local label=$1 t0
+  shift
+  t0=$(date +%s)
+  echo "== starting $label"
+  if ! "$BROKER" start "$@" >/dev/null; then
+    echo "integration.sh: broker.sh start $* failed"
+    summaries+=("$label: broker.sh start $* failed")
+    status=1
+    show_logs
+    return 1
+  fi
+  echo "== $label up in $(($(date +%s) - t0)) s"
+}
+
+stop_broker() {
+  local t0
+  t0=$(date +%s)
+  "$BROKER" stop || true
+  echo "== brokers stopped in $(($(date +%s) - t0)) s"
+}
+
+# run_busted LABEL ARGS...: one busted run; keeps its summary line. busted
+# runs in its own session (busted --lua re-runs itself under that Lua, so
+# it is a small process tree): a signal to this script ends that session
+# at once, then the trap stops the brokers.
+run_busted() {
+  local label=$1 out rc t0 summary tail_pid
+  shift
+  t0=$(date +%s)
+  out=$(mktemp)
+  echo "== busted ($label): busted --lua=$LUA -o utfTerminal $*"
+  setsid busted --lua="$LUA" -o utfTerminal "$@" >"$out" 2>&1 </dev/null &
+  BUSTED_PID=$!
+  tail -n +1 -f --pid="$BUSTED_PID" "$out" &
+  tail_pid=$!
+  rc=0
+  wait "$BUSTED_PID" || rc=$?
+  BUSTED_PID=
+  wait "$tail_pid" || true
+  summary=$(grep -aE '[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1 || true)
+  rm -f "$out"
+  if [[ -z $summary ]]; then
+    summary="(no summary: busted exited with status $rc)"
+    ((rc != 0)) || rc=1
+  fi
+  summaries+=("$label: $summary ($(($(date +%s) - t0)) s)")
+  if ((rc != 0)); then
+    status=1
+    echo "integration.sh: the $label run failed (busted exit status $rc)"
+    show_logs
+  fi
+}
+
+if [[ $WHAT == all || $WHAT == single ]]; then
+  if start_broker "a single-node broker"; then
+    run_busted "single node" --tags=integration --exclude-tags=failover spec/integration
+  fi
+  stop_broker
+fi
+
+if [[ $WHAT == all || $WHAT == failover ]]; then
+  if start_broker "a 3-node cluster" --nodes 3; then
+    run_busted "3 nodes" --tags=integration spec/integration/50-failover_spec.lua
+  fi
+  stop_broker
+fi
+
+echo
+echo "== integration summary"
+for s in "${summaries[@]}"; do echo "$s"; done
+echo "total $(($(date +%s) - t_start)) s"
+exit "$status"
