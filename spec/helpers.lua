@@ -76,15 +76,34 @@ local function parse_kcat(out)
   return records
 end
 
---- Reads every message of topic with kcat (an independent client).
--- extra: more kcat arguments (e.g. security -X options).
-function H.kcat_read(brokers, topic, extra)
-  local cmd = ("kcat -C -b %s -t %s -o beginning -e -q %s -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>/dev/null")
-    :format(shell_quote(brokers), shell_quote(topic), extra or "")
-  local f = assert(io.popen(cmd))
-  local out = f:read("*a")
-  f:close()
-  return parse_kcat(out)
+--- Reads every message of topic with kcat (an independent client):
+-- kcat_args holds -b and any -X options. Bounded by timeout seconds
+-- (default 60); raises with kcat's error output when kcat fails. Records
+-- come sorted by partition, then offset.
+function H.kcat_read_args(kcat_args, topic, timeout)
+  local errfile = os.tmpname()
+  local out, ok, code = H.sh(("timeout %d kcat -C %s -t %s -o beginning -e -q "
+    .. "-f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>%s")
+    :format(timeout or 60, kcat_args, shell_quote(topic), shell_quote(errfile)))
+  local f = io.open(errfile)
+  local err = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(errfile)
+  if not ok then
+    error(("kcat failed (exit %s%s) reading %s: %s"):format(tostring(code),
+      code == 124 and ", timed out" or "", topic, err), 2)
+  end
+  local records = parse_kcat(out)
+  table.sort(records, function(a, b)
+    if a.partition ~= b.partition then return a.partition < b.partition end
+    return a.offset < b.offset
+  end)
+  return records
+end
+
+--- kcat_read_args for a plaintext bootstrap list.
+function H.kcat_read(brokers, topic, timeout)
+  return H.kcat_read_args("-b " .. shell_quote(brokers), topic, timeout)
 end
 
 --- Runs a shell command; returns its output (stdout and stderr), whether

@@ -54,6 +54,9 @@ typedef struct prd_producer {
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
     int use_cjson;               /* json = "lua-cjson": encode with cjson */
+    rd_kafka_resp_err_t last_error;     /* of the last error event, until a
+                                           delivery succeeds */
+    char last_error_text[256];
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */
     char name[128];              /* rd_kafka_name(), kept for tostring */

@@ -82,6 +82,8 @@ static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t
     }
 }
 
+/* report.headers (name -> value, the last of a repeated name) and
+ * report.header_list ({name, value} pairs, in order), when there are any. */
 static void push_headers(lua_State *L, const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *hdrs;
@@ -91,22 +93,38 @@ static void push_headers(lua_State *L, const rd_kafka_message_t *m)
 
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
-    lua_createtable(L, 0, (int)rd_kafka_header_cnt(hdrs));
+    lua_createtable(L, 0, (int)rd_kafka_header_cnt(hdrs));   /* report, map */
+    lua_createtable(L, (int)rd_kafka_header_cnt(hdrs), 0);   /* report, map, list */
     for (i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &len) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        lua_createtable(L, 2, 0);
+        lua_pushstring(L, name);
+        lua_rawseti(L, -2, 1);
         lua_pushlstring(L, value ? value : "", value ? len : 0);
-        lua_setfield(L, -2, name);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -5, name);                           /* map[name] */
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);              /* list[i + 1] */
     }
+    lua_setfield(L, -3, "header_list");
     lua_setfield(L, -2, "headers");
 }
 
-/* Pushes err (nil or message) and the report table of message m. */
-static void push_report(lua_State *L, const rd_kafka_message_t *m)
+/*
+ * Pushes err (nil or message) and the report table of message m. A local
+ * failure (timed out, purged) that follows a client error such as failed
+ * authentication names that error: in err, and as report.cause.
+ */
+static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    int cause = m->err < 0 && p->last_error;
 
-    if (m->err)
+    if (cause)
+        lua_pushfstring(L, "%s (last error: %s)", rd_kafka_err2str(m->err),
+                        p->last_error_text);
+    else if (m->err)
         lua_pushstring(L, rd_kafka_err2str(m->err));
     else
         lua_pushnil(L);
@@ -129,6 +147,10 @@ static void push_report(lua_State *L, const rd_kafka_message_t *m)
         lua_pushstring(L, rd_kafka_err2name(m->err));
         lua_setfield(L, -2, "error");
     }
+    if (cause) {
+        lua_pushstring(L, rd_kafka_err2name(p->last_error));
+        lua_setfield(L, -2, "cause");
+    }
     push_headers(L, m);
 }
 
@@ -137,6 +159,11 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
 
+    if (m->err && m->err < 0 && p->last_error)
+        return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
+                        topic, (int)m->partition, rd_kafka_err2str(m->err),
+                        rd_kafka_err2name(m->err), p->last_error_text,
+                        rd_kafka_err2name(p->last_error));
     if (m->err)
         return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
                      topic, (int)m->partition, rd_kafka_err2str(m->err),
@@ -151,6 +178,8 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 
     if (m->err)
         p->failures++;
+    else
+        p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -159,7 +188,7 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
     } else {
         return default_report(L, p, m);
     }
-    push_report(L, m);
+    push_report(L, p, m);
     return call(L, 2);
 }
 
@@ -177,6 +206,14 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
               : level <= 6 ? PRD_INFO : PRD_DEBUG;
         return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
     case RD_KAFKA_EVENT_ERROR:
+        /* "all brokers are down" follows the error that took them down:
+         * it names the cause only when there is no other */
+        if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+            !p->last_error) {
+            p->last_error = rd_kafka_event_error(ev);
+            snprintf(p->last_error_text, sizeof p->last_error_text, "%s",
+                     rd_kafka_event_error_string(ev));
+        }
         return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)",
                      rd_kafka_event_error_is_fatal(ev) ? "fatal error" : "error",
                      rd_kafka_event_error_string(ev),

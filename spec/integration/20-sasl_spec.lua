@@ -94,7 +94,7 @@ describe("SASL_SSL as the original library configured it #integration", function
   -- logger has an error line matching want (a plain substring) naming the
   -- cause. Returns the log, the reports and the seconds until the first
   -- such line and until the last report.
-  local function fails_clearly(p, log, reports, want, n)
+  local function fails_clearly(p, log, reports, want, n, cause)
     local topic = K.topic("never")
     local t0 = K.now()
     for i = 1, n do
@@ -112,9 +112,12 @@ describe("SASL_SSL as the original library configured it #integration", function
     assert.is_true(t_all <= BOUND)
     for _, r in ipairs(reports) do
       -- librdkafka 2.0.2 keeps retrying a broker it cannot log in to (the
-      -- error is not fatal), so each message fails by timing out
-      assert.equal("Local: Message timed out", r.err)
+      -- error is not fatal), so each message fails by timing out; the
+      -- report names the error that kept it from the broker
       assert.equal("_MSG_TIMED_OUT", r.error)
+      assert.equal(cause, r.cause)
+      assert.equal("Local: Message timed out (last error: ", r.err:sub(1, 38))
+      assert.truthy(r.err:find(want, 1, true), r.err)
       assert.equal(topic, r.topic)
     end
     assert.equal(0, p:queue_length())
@@ -138,7 +141,7 @@ describe("SASL_SSL as the original library configured it #integration", function
       end,
     })
     local t_line, t_all = fails_clearly(p, log, reports,
-      "SASL authentication error: Authentication failed", 5)
+      "SASL authentication error: Authentication failed", 5, "_AUTHENTICATION")
     assert.truthy(log.find("SASL authentication error: Authentication failed.*%(_AUTHENTICATION%)$", "error"),
       log.text())
     assert.truthy(log.find(cause, "error"), log.text())
@@ -181,7 +184,8 @@ describe("SASL_SSL as the original library configured it #integration", function
     assert.equal(4, #reports)
     for _, r in ipairs(reports) do
       assert.equal("_PURGE_QUEUE", r.error)
-      assert.equal("Local: Purged in queue", r.err)
+      assert.equal("_AUTHENTICATION", r.cause)
+      assert.matches("^Local: Purged in queue %(last error: .*SASL authentication error", r.err)
     end
     assert.truthy(log.find("closed with 4 message%(s%) not delivered$", "warn"), log.text())
     no_line_contains(log, password)
@@ -198,7 +202,7 @@ describe("SASL_SSL as the original library configured it #integration", function
         reports[#reports + 1] = r
       end,
     }
-    local t_line, t_all = fails_clearly(p, log, reports, "Disconnected while requesting ApiVersion", 3)
+    local t_line, t_all = fails_clearly(p, log, reports, "Disconnected while requesting ApiVersion", 3, "_TRANSPORT")
     assert.truthy(log.find("incorrect security%.protocol configuration.*%(_TRANSPORT%)$", "error"), log.text())
     print(("\n  PLAINTEXT on the SASL_SSL port: first error after %.2fs, all reports after %.2fs"):format(t_line, t_all))
   end)
@@ -217,7 +221,7 @@ describe("SASL_SSL as the original library configured it #integration", function
         reports[#reports + 1] = r
       end,
     }
-    local t_line, t_all = fails_clearly(p, log, reports, "SSL handshake failed", 3)
+    local t_line, t_all = fails_clearly(p, log, reports, "SSL handshake failed", 3, "_SSL")
     assert.truthy(log.find("certificate verify failed.*ssl%.ca%.location", "error"), log.text())
     no_line_contains(log, password)
     print(("\n  untrusted CA: first error after %.2fs, all reports after %.2fs"):format(t_line, t_all))

@@ -204,63 +204,11 @@ function K.kcat_args(kind, env)
   return table.concat(args, " ")
 end
 
--- Parses kcat's "%p|%o|%T|%K|%k|%S|%s|%h\n" records by their lengths (the
--- format of spec/helpers.lua), so keys and values compare byte for byte.
-local function parse_kcat(out)
-  local records, pos = {}, 1
-  while pos <= #out do
-    local p, o, ts, klen, after = out:match("^(%-?%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|()", pos)
-    if not p then error("cannot parse kcat output at byte " .. pos .. ": " .. out:sub(pos, pos + 80)) end
-    klen = tonumber(klen)
-    local key = klen >= 0 and out:sub(after, after + klen - 1) or nil
-    pos = after + math.max(klen, 0) + 1
-    local vlen, vstart = out:match("^(%-?%d+)|()", pos)
-    vlen = tonumber(vlen)
-    local value = vlen >= 0 and out:sub(vstart, vstart + vlen - 1) or nil
-    pos = vstart + math.max(vlen, 0) + 1
-    local hdr_end = out:find("\n", pos, true)
-    local headers = {}
-    for name, val in out:sub(pos, hdr_end - 1):gmatch("([^,=]+)=([^,]*)") do
-      headers[#headers + 1] = { name, val }
-    end
-    pos = hdr_end + 1
-    records[#records + 1] = { partition = tonumber(p), offset = tonumber(o), timestamp = tonumber(ts),
-                              key = key, value = value, headers = headers }
-  end
-  return records
-end
-K.parse_kcat = parse_kcat
-
 --- Reads every message of topic with kcat (an independent client) over
--- the listener kind ("plaintext", "plain", "scram"). Unlike
--- spec/helpers.lua's H.kcat_read it is bounded (timeout 60 s) and raises
--- with kcat's stderr when kcat fails. Records are sorted by partition,
--- then offset.
+-- the listener kind ("plaintext", "plain", "scram"): H.kcat_read_args,
+-- bounded by timeout seconds (default 60).
 function K.kcat_read(topic, kind, timeout)
-  local errfile, rcfile = os.tmpname(), os.tmpname()
-  local cmd = ("timeout %d kcat -C %s -t %s -o beginning -e -q -f '%%p|%%o|%%T|%%K|%%k|%%S|%%s|%%h\\n' 2>%s; echo $? >%s")
-    :format(timeout or 60, K.kcat_args(kind), q(topic), q(errfile), q(rcfile))
-  local f = assert(io.popen(cmd))
-  local out = f:read("*a")
-  f:close()
-  local function slurp(path, fmt)
-    local h = io.open(path)
-    local v = h and h:read(fmt)
-    if h then h:close() end
-    os.remove(path)
-    return v
-  end
-  local err, code = slurp(errfile, "*a") or "", slurp(rcfile, "*n")
-  if code ~= 0 then
-    error(("kcat failed (exit %s%s) reading %s: %s"):format(tostring(code),
-      code == 124 and ", timed out" or "", topic, err), 2)
-  end
-  local records = parse_kcat(out)
-  table.sort(records, function(a, b)
-    if a.partition ~= b.partition then return a.partition < b.partition end
-    return a.offset < b.offset
-  end)
-  return records
+  return H.kcat_read_args(K.kcat_args(kind), topic, timeout)
 end
 
 --- Records indexed by "partition:offset".
