@@ -27,6 +27,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+./scripts/install-deps.sh     # Debian packages: librdkafka, Lua, lua-system, confluent_kafka...
 
 COUNT=${BENCH_N:-1000000}
 BOOTSTRAP=""

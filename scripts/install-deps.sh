@@ -13,6 +13,8 @@ PACKAGES=(
   liblua5.1-0-dev liblua5.2-dev liblua5.3-dev lua-compat53-dev luajit2 libluajit2-5.1-dev
   nginx libnginx-mod-http-lua lua-luv curl
   valgrind
+  # the benchmark (bench/): a monotonic clock for Lua, the nginx load driver
+  lua-system wrk
   # integration specs: a real Kafka broker (scripts/kafka/broker.sh)
   maven openjdk-17-jre-headless openssl python3-confluent-kafka
 )
