@@ -55,6 +55,21 @@ describe("delivery reports", function()
     p:close()
   end)
 
+  it("are counted by stats, with or without a callback", function()
+    local p = H.producer(m, { config = { ["message.timeout.ms"] = 5000 } })
+    for i = 1, 30 do assert.is_true(p:produce("stats", "k", tostring(i))) end
+    assert.same({ delivered = 0, failed = 0, queued = 30 }, p:stats())
+    assert.is_true(p:flush(10))
+    assert.same({ delivered = 30, failed = 0, queued = 0 }, p:stats())
+    p:close()
+    local lost = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+                                       config = { ["message.timeout.ms"] = 300 } })
+    assert.is_true(lost:produce("stats", "k", "v"))
+    assert.is_true(lost:flush(10))
+    assert.same({ delivered = 0, failed = 1, queued = 0 }, lost:stats())
+    lost:close()
+  end)
+
   it("call the producer's callback exactly once per message", function()
     local cb = spy.new(function() end)
     local p = H.producer(m, { on_delivery = cb })

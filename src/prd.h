@@ -50,6 +50,7 @@ typedef struct prd_producer {
     int log_level;               /* lowest enum prd_level passed to logger */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
+    long delivered;              /* successful deliveries reported so far */
     long outstanding;            /* produced, report not yet served */
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */

@@ -530,6 +530,27 @@ static int prd_producer_event_fd(lua_State *L)
 }
 
 /***
+ * Counters since the producer was made: delivered and failed messages
+ * (their reports served), and queued (produced, report not yet served).
+ * Counting deliveries this way needs no per-message callback.
+ * @function stats
+ * @treturn table {delivered = n, failed = n, queued = n}
+ */
+static int prd_producer_stats(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, p->delivered);
+    lua_setfield(L, -2, "delivered");
+    lua_pushinteger(L, p->failures);
+    lua_setfield(L, -2, "failed");
+    lua_pushinteger(L, p->outstanding);
+    lua_setfield(L, -2, "queued");
+    return 1;
+}
+
+/***
  * True once closed.
  * @function is_closed
  */
@@ -558,6 +579,7 @@ static const luaL_Reg methods[] = {
     {"queue_length", prd_producer_queue_length},
     {"is_closed", prd_producer_is_closed},
     {"event_fd", prd_producer_event_fd},
+    {"stats", prd_producer_stats},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

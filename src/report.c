@@ -176,10 +176,12 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
     int ref = m->_private ? (int)(intptr_t)m->_private : LUA_NOREF;
 
-    if (m->err)
+    if (m->err) {
         p->failures++;
-    else
+    } else {
+        p->delivered++;
         p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
+    }
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -323,6 +325,8 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
             p->outstanding--;
             if (m->err)
                 p->failures++;
+            else
+                p->delivered++;
             if (m->_private)
                 luaL_unref(L, LUA_REGISTRYINDEX, (int)(intptr_t)m->_private);
         }
