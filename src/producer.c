@@ -42,17 +42,15 @@ static void unref(lua_State *L, int *ref)
 static int opt_callback_ref(lua_State *L, int idx, const char *field,
                             const char *what)
 {
-    int ref = LUA_NOREF;
-
     lua_getfield(L, idx, field);
-    if (!lua_isnil(L, -1)) {
-        if (!prd_check_callable(L, -1))
-            luaL_error(L, "%s.%s: expected a function or callable, got %s",
-                       what, field, luaL_typename(L, -1));
-        return luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
     }
-    lua_pop(L, 1);
-    return ref;
+    if (!prd_check_callable(L, -1))
+        luaL_error(L, "%s.%s: expected a function or callable, got %s",
+                   what, field, luaL_typename(L, -1));
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /***
@@ -61,7 +59,8 @@ static int opt_callback_ref(lua_State *L, int idx, const char *field,
  * @function core.new
  * @tparam table conf librdkafka properties
  * @tparam table opts logger (function(level, message)), log_level
- *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s)
+ *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s),
+ *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder)
  * @treturn userdata producer
  */
 int prd_producer_new(lua_State *L)

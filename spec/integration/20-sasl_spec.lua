@@ -67,13 +67,7 @@ describe("SASL_SSL as the original library configured it #integration", function
     assert.falsy(tostring(p):find(password, 1, true))
 
     -- an independent client reads the same bytes at the reported offsets
-    local at = K.by_position(K.kcat_read(topic, kind))
-    for _, r in ipairs(reports) do
-      local rec = at[r.partition .. ":" .. r.offset]
-      assert.is_table(rec, ("nothing read back at %d:%d"):format(r.partition, r.offset))
-      assert.equal(r.key, rec.key)
-      assert.equal(r.value, rec.value)
-    end
+    local at = K.assert_read_back(reports, K.kcat_read(topic, kind))
     local by_key = {}
     for _, rec in pairs(at) do by_key[rec.key] = rec end
     assert.same({ via = kind, n = 1 }, cjson.decode(by_key["k-table"].value))

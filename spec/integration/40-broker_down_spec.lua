@@ -76,13 +76,7 @@ K.describe_cluster("a broker down at start, then up #integration", 1, function()
     -- read back: every message once, in order per key, at the reported offsets
     local got = K.kcat_read(topic, "plaintext")
     assert.equal(n, #got)
-    local at = K.by_position(got)
-    for _, r in ipairs(reports) do
-      local rec = at[r.partition .. ":" .. r.offset]
-      assert.is_table(rec, ("nothing read back at %d:%d"):format(r.partition, r.offset))
-      assert.equal(r.key, rec.key)
-      assert.equal(r.value, rec.value)
-    end
+    K.assert_read_back(reports, got)
     local last, seen = {}, {}
     for _, rec in ipairs(got) do
       local i = tonumber(rec.headers[1][2])

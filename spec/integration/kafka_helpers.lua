@@ -218,6 +218,19 @@ function K.by_position(records)
   return t
 end
 
+--- Asserts every delivery report's key and value were read back at the
+-- report's partition and offset; returns K.by_position(records).
+function K.assert_read_back(reports, records)
+  local at = K.by_position(records)
+  for _, r in ipairs(reports) do
+    local rec = at[r.partition .. ":" .. r.offset]
+    assert(type(rec) == "table", ("nothing read back at %d:%d"):format(r.partition, r.offset))
+    assert(r.key == rec.key, ("key at %d:%d differs"):format(r.partition, r.offset))
+    assert(r.value == rec.value, ("value at %d:%d differs"):format(r.partition, r.offset))
+  end
+  return at
+end
+
 -- ------------------------------------------------------------ logs
 
 --- A logger that records every line (H.recorder) plus helpers:
