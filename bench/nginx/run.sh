@@ -38,6 +38,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+./scripts/install-deps.sh     # nginx, its lua module, luajit2, wrk...
 
 DURATION=4
 CONNS=8
