@@ -70,6 +70,24 @@ describe("delivery reports", function()
     lost:close()
   end)
 
+  it("with delivery.report.only.error, come for failures only, and flush still ends", function()
+    local cb = spy.new(function() end)
+    local p = H.producer(m, { on_delivery = cb, config = { ["delivery.report.only.error"] = true } })
+    for i = 1, 50 do assert.is_true(p:produce("only-errors", "k", tostring(i))) end
+    assert.is_true(p:flush(10))
+    assert.equal(0, p:queue_length())
+    assert.spy(cb).was.called(0)
+    p:close()
+    local failed = {}
+    local lost = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+      on_delivery = function(err, r) failed[#failed + 1] = r.error end,
+      config = { ["delivery.report.only.error"] = true, ["message.timeout.ms"] = 300 } })
+    assert.is_true(lost:produce("only-errors", "k", "v"))
+    assert.is_true(lost:flush(10))
+    assert.same({ "_MSG_TIMED_OUT" }, failed)
+    lost:close()
+  end)
+
   it("call the producer's callback exactly once per message", function()
     local cb = spy.new(function() end)
     local p = H.producer(m, { on_delivery = cb })

@@ -51,7 +51,10 @@ typedef struct prd_producer {
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
     long delivered;              /* successful deliveries reported so far */
-    long outstanding;            /* produced, report not yet served */
+    long outstanding;            /* produced, report not yet served (unless
+                                    only_errors: then not counted) */
+    int only_errors;             /* delivery.report.only.error=true: no
+                                    report for a delivered message */
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
     int use_cjson;               /* json = "lua-cjson": encode with cjson */
@@ -79,6 +82,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx,
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
+long prd_waiting(prd_producer *p);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 

@@ -53,6 +53,15 @@ static int opt_callback_ref(lua_State *L, int idx, const char *field,
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
+{
+    char value[8];
+    size_t size = sizeof value;
+
+    return rd_kafka_conf_get(conf, name, value, &size) == RD_KAFKA_CONF_OK &&
+           strcmp(value, "true") == 0;
+}
+
 /***
  * Creates a producer. The Lua layer (producers.kafka.new) builds the
  * arguments from the user's options and the defaults.
@@ -90,6 +99,7 @@ int prd_producer_new(lua_State *L)
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1);
+    p->only_errors = conf_is_true(conf, "delivery.report.only.error");
     rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
                                    RD_KAFKA_EVENT_ERROR);
@@ -306,7 +316,8 @@ static int prd_producer_produce(lua_State *L)
         serve_now(L, p);
         return prd_fail(L, err);
     }
-    p->outstanding++;
+    if (!p->only_errors)
+        p->outstanding++;
     serve_now(L, p);
     lua_pushboolean(L, 1);
     return 1;
@@ -341,7 +352,7 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
     int64_t deadline = prd_now_ms() + timeout_ms;
     int served = 0;
 
-    while (p->rk && p->outstanding > 0) {
+    while (p->rk && prd_waiting(p) > 0) {
         int64_t left = deadline - prd_now_ms();
         if (left <= 0)
             break;
@@ -353,7 +364,7 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
                 lua_pop(L, 1);
         }
     }
-    return p->outstanding;
+    return prd_waiting(p);
 }
 
 /***
@@ -388,7 +399,7 @@ static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
 
     do
         prd_drain_silently(p, L, SERVE_SLICE_MS);
-    while (p->outstanding > 0 && prd_now_ms() < deadline);
+    while (prd_waiting(p) > 0 && prd_now_ms() < deadline);
 }
 
 /*
@@ -413,7 +424,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     else
         drain_silently(L, p, timeout_ms);
 
-    if (p->outstanding > 0) {
+    if (prd_waiting(p) > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         if (run_lua)
             drain(L, p, PURGE_WAIT_MS, &kept);
@@ -488,13 +499,15 @@ static int prd_producer_gc(lua_State *L)
 }
 
 /***
- * Messages produced whose report has not been served yet.
+ * Messages produced whose report has not been served yet (with
+ * delivery.report.only.error: librdkafka's count of messages and events
+ * not yet done).
  * @function queue_length
  * @treturn int
  */
 static int prd_producer_queue_length(lua_State *L)
 {
-    lua_pushinteger(L, check_producer(L)->outstanding);
+    lua_pushinteger(L, prd_waiting(check_producer(L)));
     return 1;
 }
 
@@ -544,7 +557,7 @@ static int prd_producer_stats(lua_State *L)
     lua_setfield(L, -2, "delivered");
     lua_pushinteger(L, p->failures);
     lua_setfield(L, -2, "failed");
-    lua_pushinteger(L, p->outstanding);
+    lua_pushinteger(L, prd_waiting(p));
     lua_setfield(L, -2, "queued");
     return 1;
 }

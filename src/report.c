@@ -274,13 +274,24 @@ static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
             continue;
         }
         (*served)++;
-        p->outstanding--;
+        if (!p->only_errors)
+            p->outstanding--;
         p->in_callback++;
         status = report(L, p, m);
         p->in_callback--;
         if (status != LUA_OK)
             return status;
     }
+}
+
+/*
+ * Messages produced and not yet reported. With delivery.report.only.error
+ * a delivered message has no report: then librdkafka's count of messages
+ * (and events) not yet done stands in.
+ */
+long prd_waiting(prd_producer *p)
+{
+    return p->only_errors ? rd_kafka_outq_len(p->rk) : p->outstanding;
 }
 
 /*
@@ -322,7 +333,8 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
             p->pending = ev;
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
-            p->outstanding--;
+            if (!p->only_errors)
+                p->outstanding--;
             if (m->err)
                 p->failures++;
             else
