@@ -45,22 +45,8 @@ static int call(lua_State *L, int nargs)
     return status;
 }
 
-/* Passes a line to the logger, if its level is enabled. */
-static int log_line(lua_State *L, prd_producer *p, int level, const char *line)
-{
-    if (level < p->log_level)
-        return LUA_OK;
-    if (p->logger == LUA_NOREF) {
-        fprintf(stderr, "producers: %s: %s\n", level_names[level], line);
-        return LUA_OK;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
-    lua_pushstring(L, level_names[level]);
-    lua_pushstring(L, line);
-    return call(L, 2);
-}
-
-/* printf-style logging; returns the logger's status (error on top). */
+/* printf-style logging through the producer's logger, if the level is
+ * enabled; returns the logger's status (an error on top of the stack). */
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
 {
     char line[1024];
@@ -71,7 +57,14 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    return log_line(L, p, level, line);
+    if (p->logger == LUA_NOREF) {
+        fprintf(stderr, "producers: %s: %s\n", level_names[level], line);
+        return LUA_OK;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
+    lua_pushstring(L, level_names[level]);
+    lua_pushstring(L, line);
+    return call(L, 2);
 }
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
@@ -229,11 +222,13 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 static void drain_wake_pipe(prd_producer *p)
 {
     char buf[64];
+    ssize_t n;
 
     if (p->wake[0] < 0)
         return;
-    while (read(p->wake[0], buf, sizeof buf) > 0 || errno == EINTR)
-        ;
+    do
+        n = read(p->wake[0], buf, sizeof buf);
+    while (n > 0 || (n < 0 && errno == EINTR));
 }
 
 /* After an early return with events left, wakes the event loop again. */
