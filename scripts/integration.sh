@@ -114,7 +114,7 @@ fi
 
 if [[ $WHAT == all || $WHAT == failover ]]; then
   if start_broker "a 3-node cluster" --nodes 3; then
-    run_busted "3 nodes" --tags=integration spec/integration/50-failover_spec.lua
+    run_busted "3 nodes" --tags=integration --exclude-tags=none spec/integration/50-failover_spec.lua
   fi
   stop_broker
 fi
@@ -122,7 +122,7 @@ fi
 if [[ $WHAT == all || $WHAT == kafka4 ]]; then
   export PRODUCERS_KAFKA_LINE=4
   if start_broker "a single-node Kafka 4.x broker"; then
-    run_busted "Kafka 4.x" --tags=integration spec/integration/10-plaintext_spec.lua spec/integration/20-sasl_spec.lua
+    run_busted "Kafka 4.x" --tags=integration --exclude-tags=failover spec/integration/10-plaintext_spec.lua spec/integration/20-sasl_spec.lua
   fi
   "$BROKER" stop >/dev/null 2>&1 || true
   unset PRODUCERS_KAFKA_LINE
