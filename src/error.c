@@ -54,22 +54,28 @@ int64_t prd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The error name at idx ("NOT_LEADER_FOR_PARTITION", "_TIMED_OUT") as
+ * its code; raises on a name librdkafka does not know. */
+rd_kafka_resp_err_t prd_check_err_name(lua_State *L, int idx)
+{
+    const struct rd_kafka_err_desc *descs;
+    const char *name = luaL_checkstring(L, idx);
+    size_t i, n;
+
+    rd_kafka_get_err_descs(&descs, &n);
+    for (i = 0; i < n; i++)
+        if (descs[i].name && strcmp(descs[i].name, name) == 0)
+            return descs[i].code;
+    luaL_argerror(L, idx, lua_pushfstring(L, "unknown error name '%s'", name));
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 /***
  * core.error_string(name) --> librdkafka's message for an error name
  * ("_MSG_TIMED_OUT" --> "Local: Message timed out"); raises if unknown.
  */
 int prd_error_string(lua_State *L)
 {
-    const struct rd_kafka_err_desc *descs;
-    const char *name = luaL_checkstring(L, 1);
-    size_t i, n;
-
-    rd_kafka_get_err_descs(&descs, &n);
-    for (i = 0; i < n; i++) {
-        if (descs[i].name && strcmp(descs[i].name, name) == 0) {
-            lua_pushstring(L, rd_kafka_err2str(descs[i].code));
-            return 1;
-        }
-    }
-    return luaL_argerror(L, 1, lua_pushfstring(L, "unknown error name '%s'", name));
+    lua_pushstring(L, rd_kafka_err2str(prd_check_err_name(L, 1)));
+    return 1;
 }

@@ -27,21 +27,6 @@ static prd_mock *check_mock(lua_State *L)
     return m;
 }
 
-/* An error name ("NOT_LEADER_FOR_PARTITION", "_TIMED_OUT") as its code. */
-static rd_kafka_resp_err_t check_err(lua_State *L, int idx)
-{
-    const struct rd_kafka_err_desc *descs;
-    const char *name = luaL_checkstring(L, idx);
-    size_t i, n;
-
-    rd_kafka_get_err_descs(&descs, &n);
-    for (i = 0; i < n; i++)
-        if (descs[i].name && strcmp(descs[i].name, name) == 0)
-            return descs[i].code;
-    luaL_argerror(L, idx, lua_pushfstring(L, "unknown error name '%s'", name));
-    return RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
 /***
  * @function core.mock_cluster
  * @int[opt=1] brokers
@@ -114,7 +99,7 @@ static int prd_mock_push_request_errors(lua_State *L)
 
     luaL_argcheck(L, n >= 1 && n <= 64, 3, "between 1 and 64 error names");
     for (i = 0; i < n; i++)
-        errs[i] = check_err(L, i + 3);
+        errs[i] = prd_check_err_name(L, i + 3);
     rd_kafka_mock_push_request_errors_array(m->cluster, apikey, (size_t)n, errs);
     return 0;
 }
@@ -124,7 +109,7 @@ static int prd_mock_topic_set_error(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_topic_set_error(m->cluster, luaL_checkstring(L, 2), check_err(L, 3));
+    rd_kafka_mock_topic_set_error(m->cluster, luaL_checkstring(L, 2), prd_check_err_name(L, 3));
     return 0;
 }
 

@@ -92,6 +92,7 @@ int prd_check_callable(lua_State *L, int idx);
 int prd_check_timeout_ms(lua_State *L, int idx, int default_ms);
 int64_t prd_now_ms(void);
 int prd_error_string(lua_State *L);
+rd_kafka_resp_err_t prd_check_err_name(lua_State *L, int idx);
 
 /* producer.c and mock.c: metatables and constructors. */
 void prd_producer_open(lua_State *L, int json_idx);
