@@ -402,6 +402,17 @@ static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
     while (prd_waiting(p) > 0 && prd_now_ms() < deadline);
 }
 
+/* Waits for reports, serving them with Lua (keeping the first error) or,
+ * in __gc, without. */
+static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
+                   int *kept)
+{
+    if (run_lua)
+        drain(L, p, timeout_ms, kept);
+    else
+        drain_silently(L, p, timeout_ms);
+}
+
 /*
  * The one teardown: waits up to timeout_ms for deliveries, purges what is
  * left, serves the purged reports, frees librdkafka's handle and the refs.
@@ -419,17 +430,10 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     if (run_lua && p->in_callback)
         luaL_error(L, "close: not allowed from a delivery callback or logger "
                       "of the same producer");
-    if (run_lua)
-        drain(L, p, timeout_ms, &kept);
-    else
-        drain_silently(L, p, timeout_ms);
-
+    settle(L, p, timeout_ms, run_lua, &kept);
     if (prd_waiting(p) > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        if (run_lua)
-            drain(L, p, PURGE_WAIT_MS, &kept);
-        else
-            drain_silently(L, p, PURGE_WAIT_MS);
+        settle(L, p, PURGE_WAIT_MS, run_lua, &kept);
     }
 
     lost = p->failures - failures_before;

@@ -103,6 +103,13 @@ static void push_headers(lua_State *L, const rd_kafka_message_t *m)
     lua_setfield(L, -2, "headers");
 }
 
+/* A local failure (timed out, purged) after a client error: that error
+ * is its likely cause, named in the report and the default log line. */
+static int has_cause(const prd_producer *p, const rd_kafka_message_t *m)
+{
+    return m->err < 0 && p->last_error;
+}
+
 /*
  * Pushes err (nil or message) and the report table of message m. A local
  * failure (timed out, purged) that follows a client error such as failed
@@ -112,7 +119,7 @@ static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t 
 {
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    int cause = m->err < 0 && p->last_error;
+    int cause = has_cause(p, m);
 
     if (cause)
         lua_pushfstring(L, "%s (last error: %s)", rd_kafka_err2str(m->err),
@@ -152,7 +159,7 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
 
-    if (m->err && m->err < 0 && p->last_error)
+    if (has_cause(p, m))
         return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
                         topic, (int)m->partition, rd_kafka_err2str(m->err),
                         rd_kafka_err2name(m->err), p->last_error_text,
