@@ -114,6 +114,58 @@ describe("delivery reports", function()
     p:close()
   end)
 
+  it("give every callback that can take it the report: vararg, callable, per message", function()
+    local nargs, seen = {}, {}
+    local callable = setmetatable({}, { __call = function(_, err, r) seen.callable = { err, r } end })
+    local p = H.producer(m, { on_delivery = function(...)
+      nargs[#nargs + 1] = select("#", ...)
+      seen.vararg = select(2, ...)
+    end })
+    assert.is_true(p:produce("args", "a", "1"))
+    assert.is_true(p:produce("args", "b", "2", { on_delivery = callable }))
+    assert.is_true(p:produce("args", "c", "3", { on_delivery = function(err, r) seen.own = { err, r } end }))
+    assert.is_true(p:produce("args", "d", "4", { on_delivery = function(err) seen.err_only = { err } end }))
+    assert.is_true(p:flush(10))
+    assert.same({ 2 }, nargs)
+    assert.equal("a", seen.vararg.key)
+    assert.equal("2", seen.callable[2].value)
+    assert.equal("c", seen.own[2].key)
+    assert.same({}, seen.err_only)          -- called, err nil
+    p:close()
+  end)
+
+  it("are not built for a callback declared function(err), which cannot see them", function()
+    if _VERSION == "Lua 5.1" and not jit then
+      pending("Lua 5.1 cannot tell a function's parameter count: every callback gets a report")
+      return
+    end
+    -- With the collector stopped, the report tables built while the
+    -- messages are produced and flushed stay in the heap.
+    local N, value = 2000, ("x"):rep(100)
+    local function heap_growth(on_delivery)
+      local p = H.producer(m, { on_delivery = on_delivery })
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local queued = 0                      -- (luassert's asserts allocate)
+      for _ = 1, N do if p:produce("no-report", "k", value) then queued = queued + 1 end end
+      local flushed = p:flush(10)
+      local grown = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.equal(N, queued)
+      assert.is_true(flushed)
+      p:close()
+      return grown
+    end
+    local errs, failures = 0, 0
+    local without = heap_growth(function(err) errs = errs + 1; if err then failures = failures + 1 end end)
+    local with = heap_growth(function(err, r) errs = errs + 1; if err or not r.offset then failures = failures + 1 end end)
+    assert.equal(2 * N, errs)
+    assert.equal(0, failures)
+    assert.is_true(with > N * 0.1, ("reports took %.0f KiB"):format(with))   -- > 100 bytes each
+    assert.is_true(without < with / 4, ("%.0f KiB without reports, %.0f with"):format(without, with))
+  end)
+
   it("report a failure with a readable message and the error name", function()
     local got
     local p = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", log_level = "error",

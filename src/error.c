@@ -32,6 +32,46 @@ int prd_check_callable(lua_State *L, int idx)
     return 0;
 }
 
+/*
+ * Whether the callable at idx can see a delivery report: a Lua function
+ * declared with one parameter, function(err), cannot, and then no report
+ * table is built for it. Lua 5.2+ tell through lua_getinfo; LuaJIT's
+ * debug.getinfo has the same fields; on Lua 5.1 every callback gets one.
+ */
+int prd_takes_report(lua_State *L, int idx)
+{
+    int takes = 1;
+
+    if (lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx))
+        return 1;
+    idx = lua_absindex(L, idx);
+#if LUA_VERSION_NUM >= 502
+    {
+        lua_Debug ar;
+
+        lua_pushvalue(L, idx);
+        if (lua_getinfo(L, ">u", &ar))
+            takes = ar.nparams >= 2 || ar.isvararg;
+    }
+#else
+    lua_getglobal(L, "debug");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "getinfo");
+        lua_pushvalue(L, idx);
+        lua_pushliteral(L, "u");
+        if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+            lua_getfield(L, -1, "nparams");
+            lua_getfield(L, -2, "isvararg");
+            if (lua_isnumber(L, -2))
+                takes = lua_tointeger(L, -2) >= 2 || lua_toboolean(L, -1);
+            lua_pop(L, 2);
+        }
+    }
+    lua_pop(L, 2);
+#endif
+    return takes;
+}
+
 /* Optional timeout in seconds at idx, as milliseconds for librdkafka. */
 int prd_check_timeout_ms(lua_State *L, int idx, int default_ms)
 {

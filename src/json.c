@@ -86,24 +86,40 @@ static int buf_gc(lua_State *L)
 
 /* ---- the encoder ---------------------------------------------------- */
 
+static inline void reserve(prd_buf *b, size_t n)
+{
+    if (b->cap - b->len < n)
+        grow(b, n);
+}
+
+/* The string at idx, quoted and escaped. Most bytes stand for themselves
+ * and are copied one by one; room is made again only at an escape. */
 static void put_string(prd_buf *b, lua_State *L, int idx)
 {
-    size_t len, i, start = 0;
+    size_t len, i;
     const char *s = lua_tolstring(L, idx, &len);
+    char *out;
 
-    if (b->cap - b->len < len + 2)
-        grow(b, len + 2);
-    b->data[b->len++] = '"';
+    reserve(b, len + 2);
+    out = b->data + b->len;
+    *out++ = '"';
     for (i = 0; i < len; i++) {
         const char *esc = escapes[(unsigned char)s[i]];
-        if (esc) {
-            put(b, s + start, i - start);
-            put(b, esc, strlen(esc));
-            start = i + 1;
+        size_t n;
+
+        if (!esc) {
+            *out++ = s[i];
+            continue;
         }
+        b->len = (size_t)(out - b->data);
+        reserve(b, len - i + 6);       /* this escape, the rest, the quote */
+        out = b->data + b->len;
+        n = strlen(esc);
+        memcpy(out, esc, n);
+        out += n;
     }
-    put(b, s + start, len - start);
-    put_char(b, '"');
+    *out++ = '"';
+    b->len = (size_t)(out - b->data);
 }
 
 /* Errors say what lua-cjson says, after the same prefix as its errors. */
@@ -114,30 +130,66 @@ static void fail(lua_State *L, int idx, const char *reason)
     luaL_error(L, CANNOT_ENCODE "Cannot serialise %s: %s", luaL_typename(L, idx), reason);
 }
 
+/* Integers of fewer than 15 digits: "%.14g" prints them as plain digits,
+ * written here two at a time. */
+static void put_integer(prd_buf *b, long long v)
+{
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    char digits[24], *end = digits + sizeof digits, *p = end;
+
+    while (u >= 100) {
+        p -= 2;
+        memcpy(p, pairs + (u % 100) * 2, 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, pairs + u * 2, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
+    if (v < 0)
+        *--p = '-';
+    put(b, p, (size_t)(end - p));
+}
+
+#define PLAIN_LIMIT 1e14        /* below it, integers print as digits */
+
 static void put_number(prd_buf *b, lua_State *L, int idx)
 {
-    lua_Number n = lua_tonumber(L, idx);
+    lua_Number n;
     char digits[32];
     int len;
 
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx)) {
+        lua_Integer v = lua_tointeger(L, idx);
+        if (v > -(lua_Integer)PLAIN_LIMIT && v < (lua_Integer)PLAIN_LIMIT) {
+            put_integer(b, (long long)v);
+            return;
+        }
+    }
+#endif
+    n = lua_tonumber(L, idx);
     if (isinf(n) || isnan(n))
         fail(L, idx, "must not be NaN or Inf");
-    if (n == floor(n) && fabs(n) < 1e14 && !(n == 0 && signbit(n))) {
-        /* "%.14g" prints these as plain digits: write them directly */
-        long long v = (long long)n;
-        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-        char *end = digits + sizeof digits, *p = end;
-
-        do
-            *--p = (char)('0' + u % 10);
-        while (u /= 10);
-        if (v < 0)
-            *--p = '-';
-        put(b, p, (size_t)(end - p));
+    if (n == floor(n) && fabs(n) < PLAIN_LIMIT && !(n == 0 && signbit(n))) {
+        put_integer(b, (long long)n);
         return;
     }
     len = snprintf(digits, sizeof digits, "%.14g", (double)n);
     put(b, digits, (size_t)len);
+}
+
+/* Whether the key at idx may belong to an array: an integer >= 1. */
+static int is_index(lua_State *L, int idx)
+{
+    lua_Number k;
+
+    return lua_type(L, idx) == LUA_TNUMBER && (k = lua_tonumber(L, idx)) >= 1 &&
+           floor(k) == k;
 }
 
 /* lua-cjson's test: the largest index if every key is an integer >= 1
@@ -148,9 +200,8 @@ static int array_length(lua_State *L, int t)
 
     lua_pushnil(L);
     while (lua_next(L, t)) {
-        lua_Number k;
-        if (lua_type(L, -2) == LUA_TNUMBER && (k = lua_tonumber(L, -2)) &&
-            floor(k) == k && k >= 1) {
+        if (is_index(L, -2)) {
+            lua_Number k = lua_tonumber(L, -2);
             if (k > max)
                 max = (int)k;
             items++;
@@ -167,12 +218,60 @@ static int array_length(lua_State *L, int t)
 
 static void put_value(prd_buf *b, lua_State *L, int depth);
 
+/* The key at the top but one, as an object's key, and the colon. */
+static void put_key(prd_buf *b, lua_State *L)
+{
+    switch (lua_type(L, -2)) {
+    case LUA_TSTRING:
+        put_string(b, L, -2);
+        put_char(b, ':');
+        break;
+    case LUA_TNUMBER:
+        put_char(b, '"');
+        put_number(b, L, -2);
+        put(b, "\":", 2);
+        break;
+    default:
+        fail(L, -2, "table key must be a number or string");
+    }
+}
+
+/*
+ * A table at t as an object, its first key and value (from lua_next) on
+ * the stack. lua-cjson encodes a table as an object as soon as one key is
+ * not an array index, walking it from the start: when the first key is
+ * such a key, this one walk both decides and encodes.
+ */
+static void put_object(prd_buf *b, lua_State *L, int t, int depth)
+{
+    put_char(b, '{');
+    for (;;) {                              /* table, key, value */
+        put_key(b, L);
+        put_value(b, L, depth);
+        lua_pop(L, 1);
+        if (!lua_next(L, t))
+            break;
+        put_char(b, ',');
+    }
+    put_char(b, '}');
+}
+
 static void put_table(prd_buf *b, lua_State *L, int depth)
 {
     int t = lua_gettop(L), n, i;
 
     if (++depth > MAX_DEPTH || !lua_checkstack(L, 3))
         luaL_error(L, CANNOT_ENCODE "Cannot serialise, excessive nesting (%d)", depth);
+    lua_pushnil(L);
+    if (!lua_next(L, t)) {                  /* empty: an object, as lua-cjson */
+        put(b, "{}", 2);
+        return;
+    }
+    if (!is_index(L, -2)) {
+        put_object(b, L, t, depth);
+        return;
+    }
+    lua_pop(L, 2);
     n = array_length(L, t);
     if (n > 0) {
         put_char(b, '[');
@@ -186,28 +285,9 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
         put_char(b, ']');
         return;
     }
-    put_char(b, '{');
     lua_pushnil(L);
-    for (i = 0; lua_next(L, t); i++) {      /* table, key, value */
-        if (i > 0)
-            put_char(b, ',');
-        switch (lua_type(L, -2)) {
-        case LUA_TSTRING:
-            put_string(b, L, -2);
-            put_char(b, ':');
-            break;
-        case LUA_TNUMBER:
-            put_char(b, '"');
-            put_number(b, L, -2);
-            put(b, "\":", 2);
-            break;
-        default:
-            fail(L, -2, "table key must be a number or string");
-        }
-        put_value(b, L, depth);
-        lua_pop(L, 1);
-    }
-    put_char(b, '}');
+    lua_next(L, t);                         /* not empty: seen above */
+    put_object(b, L, t, depth);
 }
 
 /* Appends the value at the top of the stack. */

@@ -30,6 +30,25 @@
 #define PRD_PRODUCER_T "producers.Producer"
 #define PRD_MOCK_T "producers.MockCluster"
 
+/*
+ * A message's own callback rides in its opaque: its registry ref times
+ * two, plus one when it takes a report. NULL: the message has none.
+ */
+static inline void *prd_opaque(int ref, int takes_report)
+{
+    return (void *)(intptr_t)(ref * 2 + !!takes_report);
+}
+
+static inline int prd_opaque_ref(const void *opaque)
+{
+    return opaque ? (int)((intptr_t)opaque / 2) : LUA_NOREF;
+}
+
+static inline int prd_opaque_takes_report(const void *opaque)
+{
+    return (int)((intptr_t)opaque & 1);
+}
+
 /* Log levels, lowest first; the logger function receives their names. */
 enum prd_level { PRD_DEBUG = 1, PRD_INFO, PRD_WARN, PRD_ERROR };
 
@@ -46,6 +65,7 @@ typedef struct prd_producer {
     rd_kafka_event_t *pending;   /* report batch being served; resumed after
                                     a callback raised */
     int on_delivery;             /* registry ref: producer-wide callback */
+    int on_delivery_report;      /* it takes a report (prd_takes_report) */
     int logger;                  /* registry ref: function(level, message) */
     int log_level;               /* lowest enum prd_level passed to logger */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
@@ -89,6 +109,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 /* error.c */
 int prd_fail(lua_State *L, rd_kafka_resp_err_t err);
 int prd_check_callable(lua_State *L, int idx);
+int prd_takes_report(lua_State *L, int idx);
 int prd_check_timeout_ms(lua_State *L, int idx, int default_ms);
 int64_t prd_now_ms(void);
 int prd_error_string(lua_State *L);

@@ -23,10 +23,20 @@
 #define SERVE_SLICE_MS 100        /* flush serves in slices of this */
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 
+/* The open producer at 1. Methods have its metatable as their second
+ * upvalue: comparing with it is cheaper than luaL_checkudata's registry
+ * lookup by name, which then only runs to raise the error. */
 static prd_producer *check_producer(lua_State *L)
 {
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+    prd_producer *p = lua_touserdata(L, 1);
+    int ok = p && lua_getmetatable(L, 1);
 
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(2));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
     if (!p->rk)
         luaL_error(L, "producer is closed");
     return p;
@@ -89,6 +99,11 @@ int prd_producer_new(lua_State *L)
 
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
+    if (p->on_delivery != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
+        p->on_delivery_report = prd_takes_report(L, -1);
+        lua_pop(L, 1);
+    }
     lua_getfield(L, 2, "log_level");
     p->log_level = (int)luaL_optinteger(L, -1, PRD_INFO);
     lua_getfield(L, 2, "gc_flush_timeout");
@@ -263,7 +278,7 @@ static int prd_producer_produce(lua_State *L)
     prd_producer *p = check_producer(L);
     const char *topic, *key = NULL, *value;
     size_t key_len = 0, value_len;
-    int opts = 0, ref = LUA_NOREF;
+    int opts = 0, ref = LUA_NOREF, takes_report = 0;
     lua_Integer partition, timestamp;
     rd_kafka_headers_t *hdrs;
     rd_kafka_topic_t *rkt;
@@ -294,10 +309,11 @@ static int prd_producer_produce(lua_State *L)
     value = prd_encode_value(L, 4, lua_upvalueindex(1), p->use_cjson, &value_len);
     hdrs = opt_headers(L, opts);     /* nothing raises after this */
     if (opts && !lua_isnil(L, 6)) {
+        takes_report = prd_takes_report(L, 6);
         lua_pushvalue(L, 6);
         ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    opaque = ref == LUA_NOREF ? NULL : (void *)(intptr_t)ref;
+    opaque = ref == LUA_NOREF ? NULL : prd_opaque(ref, takes_report);
 
     rkt = topic_handle(p, topic);
     err = !rkt ? rd_kafka_last_error()
@@ -606,7 +622,8 @@ static const luaL_Reg metamethods[] = {
 
 /*
  * Makes the Producer metatable; pushes the method table. Every method
- * shares one upvalue: the JSON state (json.c) at json_idx.
+ * shares two upvalues: the JSON state (json.c) at json_idx and the
+ * metatable.
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
@@ -615,7 +632,8 @@ void prd_producer_open(lua_State *L, int json_idx)
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);                         /* mt, methods */
     lua_pushvalue(L, json_idx);
-    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, -3);
+    luaL_setfuncs(L, methods, 2);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_pushliteral(L, PRD_PRODUCER_T);

@@ -11,8 +11,9 @@
  * served is kept in p->pending and the next call resumes with the report
  * after it: no report is lost or served twice.
  *
- * A message's own callback rides in its opaque as a registry ref (cast to
- * a pointer, NULL for none) and is unreffed when its report is served.
+ * A message's own callback rides in its opaque (prd_opaque) and is
+ * unreffed when its report is served. A callback declared with one
+ * parameter, function(err), gets no report table: none is built.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -33,11 +34,16 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-/* Calls the function below nargs arguments; leaves an error on failure. */
-static int call(lua_State *L, int nargs)
+/* Calls the function below nargs arguments with the traceback handler at
+ * stack index handler, or pushed for this call when 0; leaves an error
+ * on failure. */
+static int call(lua_State *L, int nargs, int handler)
 {
-    int base = lua_gettop(L) - nargs, status;
+    int base, status;
 
+    if (handler)
+        return lua_pcall(L, nargs, 0, handler);
+    base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     status = lua_pcall(L, nargs, 0, base);
@@ -64,7 +70,7 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
     lua_pushstring(L, level_names[level]);
     lua_pushstring(L, line);
-    return call(L, 2);
+    return call(L, 2, 0);
 }
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
@@ -111,23 +117,28 @@ static int has_cause(const prd_producer *p, const rd_kafka_message_t *m)
 }
 
 /*
- * Pushes err (nil or message) and the report table of message m. A local
- * failure (timed out, purged) that follows a client error such as failed
- * authentication names that error: in err, and as report.cause.
+ * Pushes err: nil, or the message of m's error. A local failure (timed
+ * out, purged) that follows a client error such as failed authentication
+ * names that error too.
  */
-static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+static void push_error(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
-    rd_kafka_timestamp_type_t tstype;
-    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    int cause = has_cause(p, m);
-
-    if (cause)
+    if (has_cause(p, m))
         lua_pushfstring(L, "%s (last error: %s)", rd_kafka_err2str(m->err),
                         p->last_error_text);
     else if (m->err)
         lua_pushstring(L, rd_kafka_err2str(m->err));
     else
         lua_pushnil(L);
+}
+
+/* Pushes the report table of message m. */
+static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+{
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    int cause = has_cause(p, m);
+
     lua_createtable(L, 0, 10);
     lua_pushstring(L, rd_kafka_topic_name(m->rkt));
     lua_setfield(L, -2, "topic");
@@ -172,9 +183,12 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
                  topic, (int)m->partition, (long long)m->offset);
 }
 
-static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+/* Calls m's callback with err and, if it takes one, the report table;
+ * without a callback, the default report. handler: as for call. */
+static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
+                  int handler)
 {
-    int ref = m->_private ? (int)(intptr_t)m->_private : LUA_NOREF;
+    int ref = prd_opaque_ref(m->_private), takes_report;
 
     if (m->err) {
         p->failures++;
@@ -185,13 +199,18 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        takes_report = prd_opaque_takes_report(m->_private);
     } else if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
+        takes_report = p->on_delivery_report;
     } else {
         return default_report(L, p, m);
     }
+    push_error(L, p, m);
+    if (!takes_report)
+        return call(L, 1, handler);
     push_report(L, p, m);
-    return call(L, 2);
+    return call(L, 2, handler);
 }
 
 static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
@@ -245,7 +264,8 @@ static void rearm_wake_pipe(prd_producer *p)
         (void)!write(p->wake[1], "1", 1);
 }
 
-static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
+                        int handler)
 {
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
@@ -279,11 +299,24 @@ static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
         if (!p->only_errors)
             p->outstanding--;
         p->in_callback++;
-        status = report(L, p, m);
+        status = report(L, p, m, handler);
         p->in_callback--;
         if (status != LUA_OK)
             return status;
     }
+}
+
+/* Serves with one traceback handler on the stack for every report's call,
+ * removed after (an error object above it moves down). */
+static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+{
+    int handler, status;
+
+    lua_pushcfunction(L, traceback);
+    handler = lua_gettop(L);
+    status = serve_events(L, p, timeout_ms, served, handler);
+    lua_remove(L, handler);
+    return status;
 }
 
 /*
@@ -341,8 +374,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
                 p->failures++;
             else
                 p->delivered++;
-            if (m->_private)
-                luaL_unref(L, LUA_REGISTRYINDEX, (int)(intptr_t)m->_private);
+            luaL_unref(L, LUA_REGISTRYINDEX, prd_opaque_ref(m->_private));
         }
         rd_kafka_event_destroy(p->pending);
         p->pending = NULL;
