@@ -4,6 +4,7 @@
 -- Run from the repository root (bench/run.sh does this):
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 --     lua5.4 bench/lua_producer.lua MODE BOOTSTRAP [COUNT] [TOPIC] [RATE]
+-- or the same with luajit and LUA_CPATH="build-luajit/?.so;;".
 --
 -- MODE
 --   tables   (b) produce a fresh Lua table per message; the library encodes
@@ -35,7 +36,7 @@
 --          achieved_rate=.. p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
 --          [rdk_p50_ms=.. rdk_p99_ms=.. rdk_p999_ms=.. rdk_max_ms=..] rss_kb=..
 -- rate counts successful deliveries only, over the time from the first
--- produce call to the last successful delivery; rss_kb is VmHWM (peak RSS)
+-- produce call until flush has served the last report; rss_kb is VmHWM (peak RSS)
 -- from /proc/self/status.
 
 local producers = require("producers")
@@ -124,16 +125,15 @@ end
 
 -- (b) tables: a Lua on_delivery callback counts every report, as the
 -- original library's delivery report did. (c) strings: no callback, like
--- (a), which counts in C: the library counts deliveries (p:stats()) and
--- the end of the run is when flush has seen the last report.
+-- (a), which counts in C: the library counts deliveries (p:stats()).
+-- The run ends when flush has served the last report.
 local function throughput(strings)
-  local delivered, failed, last_delivery = 0, 0, 0
+  local delivered, failed = 0, 0
   local p = assert(producers.kafka.new{
     bootstrap_servers = bootstrap,
     on_delivery = not strings and function(err)
       if err == nil then
         delivered = delivered + 1
-        last_delivery = now()
       else
         failed = failed + 1
       end
@@ -165,17 +165,17 @@ local function throughput(strings)
                 tags = { "a", "b", "c" }, ok = true }
     end
     if produce(p, keys[k], value) then sent = sent + 1 else errors = errors + 1 end
-    if i & 1023 == 0 then p:poll(0) end
+    if i % 1024 == 0 then p:poll(0) end
   end
   drain(p)
+  local t_end = now()           -- after the last report
   if strings then
     local after = p:stats()
-    last_delivery = now()
     delivered = after.delivered - before.delivered
     failed = after.failed - before.failed
   end
 
-  local seconds = last_delivery > t0 and last_delivery - t0 or 0
+  local seconds = delivered > 0 and t_end - t0 or 0
   if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
   io.stdout:write(string.format(
     "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d\n",

@@ -44,7 +44,7 @@ for i = 0, n - 1 do
     assert(code == "_QUEUE_FULL", err)
     p:poll(0.1)
   end
-  if i & 1023 == 0 then p:poll(0) end
+  if i % 1024 == 0 then p:poll(0) end
 end
 assert(p:flush(60), "flush timed out")
 if on_delivery then assert(delivered == n, ("delivered %d of %d"):format(delivered, n)) end

@@ -15,7 +15,7 @@ Usage: python3 bench/python_producer.py BOOTSTRAP [COUNT] [TOPIC]
 Prints one machine-readable line on stdout, parsed by bench/run.sh:
   RESULT bench=python sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
 rate counts successful deliveries only, over the time from the first
-produce() to the last successful delivery; rss_kb is resource.getrusage's
+produce() until flush has served the last report; rss_kb is resource.getrusage's
 ru_maxrss (peak RSS, KiB on Linux).
 """
 import json
@@ -50,12 +50,11 @@ def main():
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000000
     topic = sys.argv[3] if len(sys.argv) > 3 else "bench"
 
-    stats = {"delivered": 0, "failed": 0, "last": 0.0, "first_error": None}
+    stats = {"delivered": 0, "failed": 0, "first_error": None}
 
     def on_delivery(err, msg):
         if err is None:
             stats["delivered"] += 1
-            stats["last"] = time.monotonic()
         else:
             if stats["first_error"] is None:
                 stats["first_error"] = str(err)
@@ -70,7 +69,7 @@ def main():
         producer.produce(topic, value=json.dumps({"event": "warmup"}),
                          key=keys[k], on_delivery=on_delivery)
     producer.flush(30)
-    stats.update(delivered=0, failed=0, last=0.0, first_error=None)
+    stats.update(delivered=0, failed=0, first_error=None)
 
     sent = 0
     errors = 0
@@ -102,8 +101,9 @@ def main():
     deadline = time.monotonic() + 300
     while len(producer) > 0 and time.monotonic() < deadline:
         producer.flush(1)
+    t_end = time.monotonic()  # after the last report
 
-    seconds = stats["last"] - t0 if stats["last"] > t0 else 0.0
+    seconds = t_end - t0 if stats["delivered"] > 0 else 0.0
     rate = stats["delivered"] / seconds if seconds > 0 else 0.0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     sys.stderr.write("python_producer: confluent_kafka %s, librdkafka %s, "

@@ -5,6 +5,8 @@
 #   (a) raw librdkafka C producer, pre-encoded bytes   (bench/raw_producer.c)
 #   (b) producers library, Lua tables -> JSON           (bench/lua_producer.lua tables)
 #   (c) producers library, pre-encoded Lua strings      (bench/lua_producer.lua strings)
+#       (b) and (c) under Lua 5.4, then under LuaJIT (OpenResty's VM) when
+#       luajit is installed
 #   (d) Python confluent_kafka + json.dumps, if importable (bench/python_producer.py)
 #   then the delivery latency of (b) at a fixed rate    (bench/lua_producer.lua latency)
 # and writes the table to bench/results.md.
@@ -40,6 +42,7 @@ RESULTS=bench/results.md
 ROUNDS=3
 BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
 LIB_BUILD=${LIB_BUILD_DIR:-build}
+JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
@@ -112,6 +115,21 @@ if [[ $HAVE_LIB == 0 ]]; then
 fi
 LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;")
 
+# The same library built for LuaJIT, for (b) and (c) under LuaJIT.
+HAVE_JIT=0
+if [[ $HAVE_LIB == 1 ]] && command -v luajit >/dev/null 2>&1; then
+  say "building the library for LuaJIT in $JIT_BUILD"
+  if [[ ! -f $JIT_BUILD/CMakeCache.txt ]]; then
+    cmake -S . -B "$JIT_BUILD" -DCMAKE_BUILD_TYPE=Release -DPRODUCERS_LUA=luajit \
+      -DPRODUCERS_BENCH=OFF >"$WORK/cmake-jit.log" 2>&1 || cat "$WORK/cmake-jit.log" >&2
+  fi
+  cmake --build "$JIT_BUILD" >"$WORK/build-jit.log" 2>&1 ||
+    { tail -n 30 "$WORK/build-jit.log" >&2; say "LuaJIT library build failed"; }
+  [[ -f $JIT_BUILD/producers/core.so ]] && HAVE_JIT=1
+fi
+[[ $HAVE_JIT == 0 ]] && say "SKIPPING (b) and (c) under LuaJIT: no luajit, or its build failed"
+JIT_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$JIT_BUILD/?.so;;")
+
 # Python with confluent_kafka: $PYTHON, python3 on PATH, then Debian's.
 PYTHON_BIN=""
 for py in ${PYTHON:-} python3 /usr/bin/python3; do
@@ -158,6 +176,10 @@ for round in $(seq "$ROUNDS"); do
   if [[ $HAVE_LIB == 1 ]]; then
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
     run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
+  fi
+  if [[ $HAVE_JIT == 1 ]]; then
+    run "bj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
+    run "cj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
   if [[ -n $PYTHON_BIN ]]; then
     run "d.$round" "$PYTHON_BIN" bench/python_producer.py "$BOOTSTRAP" "$COUNT" "$TOPIC"
@@ -223,7 +245,7 @@ row() {
     "$(cat "$WORK/$name.rounds")"
 }
 
-for name in a b c d; do median "$name"; done
+for name in a b c bj cj d; do median "$name"; done
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
@@ -235,7 +257,8 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- CPU: ${cpu_model:-unknown}, $(nproc) cores; load average at the end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
-  echo "- kernel: $(uname -sr); librdkafka $rdkafka_version; $(lua5.4 -v 2>&1 | awk '{ print $1, $2; exit }')"
+  echo "- kernel: $(uname -sr); librdkafka $rdkafka_version; $(lua5.4 -v 2>&1 | awk '{ print $1, $2; exit }')" \
+       "$([[ $HAVE_JIT == 1 ]] && luajit -v 2>&1 | awk '{ print "and", $1, $2; exit }')"
   [[ -n $PYTHON_BIN ]] && echo "- Python: $("$PYTHON_BIN" -c 'import sys, confluent_kafka as c; print(sys.version.split()[0], "confluent_kafka", c.version()[0], "on librdkafka", c.libversion()[0])')"
   echo "- broker: $BROKER_DESC"
   echo "- workload: $(thousands "$COUNT") messages per run, keys user-0..user-999, value" \
@@ -248,8 +271,10 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo "| run | delivered / sent | seconds | msg/s (delivered) | peak RSS (MiB) | msg/s of each round |"
   echo "| --- | --- | --- | --- | --- | --- |"
   row a "(a) librdkafka C, pre-encoded bytes"
-  row b "(b) producers (Lua), tables -> JSON"
-  row c "(c) producers (Lua), pre-encoded strings"
+  row b "(b) producers (Lua 5.4), tables -> JSON"
+  row c "(c) producers (Lua 5.4), pre-encoded strings"
+  row bj "(b) producers (LuaJIT), tables -> JSON"
+  row cj "(c) producers (LuaJIT), pre-encoded strings"
   row d "(d) Python confluent_kafka + json.dumps"
   echo
   echo "Ratios of msg/s, of the median runs and of the fastest runs (other load only ever slows a"
@@ -257,9 +282,12 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo
   echo "| ratio | median runs | fastest runs |"
   echo "| --- | --- | --- |"
-  echo "| (b)/(a) | $(ratio b a) | $(ratio b.best a.best) |"
-  echo "| (c)/(a) | $(ratio c a) | $(ratio c.best a.best) |"
-  echo "| (b)/(d) | $(ratio b d) | $(ratio b.best d.best) |"
+  echo "| (b)/(a), Lua 5.4 | $(ratio b a) | $(ratio b.best a.best) |"
+  echo "| (c)/(a), Lua 5.4 | $(ratio c a) | $(ratio c.best a.best) |"
+  echo "| (b)/(d), Lua 5.4 | $(ratio b d) | $(ratio b.best d.best) |"
+  echo "| (b)/(a), LuaJIT | $(ratio bj a) | $(ratio bj.best a.best) |"
+  echo "| (c)/(a), LuaJIT | $(ratio cj a) | $(ratio cj.best a.best) |"
+  echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) |"
   echo
   if [[ -s $WORK/lat.result ]]; then
     echo "Delivery latency of (b): tables at a fixed rate, linger.ms=5 (other settings as above);"

@@ -13,6 +13,7 @@
 #ifndef PRD_H
 #define PRD_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,6 +78,9 @@ typedef struct prd_producer {
                                     report for a delivered message */
     int in_callback;             /* > 0 while Lua called by serving runs */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
+    atomic_int wake_fd;          /* wake[1] for prd_queue_event, or -1 */
+    atomic_int ready;            /* events may be waiting: set by
+                                    prd_queue_event, cleared by serving */
     int use_cjson;               /* json = "lua-cjson": encode with cjson */
     rd_kafka_resp_err_t last_error;     /* of the last error event, until a
                                            delivery succeeds */
@@ -102,6 +106,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx,
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
+void prd_queue_event(rd_kafka_t *rk, void *opaque);
 long prd_waiting(prd_producer *p);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);

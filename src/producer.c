@@ -95,6 +95,8 @@ int prd_producer_new(lua_State *L)
     memset(p, 0, sizeof *p);
     p->on_delivery = p->logger = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
+    atomic_init(&p->wake_fd, -1);
+    atomic_init(&p->ready, 1);
     luaL_setmetatable(L, PRD_PRODUCER_T);
 
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
@@ -125,6 +127,7 @@ int prd_producer_new(lua_State *L)
     }
     rd_kafka_set_log_queue(p->rk, NULL);     /* logs onto the main queue */
     p->queue = rd_kafka_queue_get_main(p->rk);
+    rd_kafka_queue_cb_event_enable(p->queue, prd_queue_event, p);
     snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
     return 1;
 }
@@ -464,8 +467,9 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
     free_topics(p);
+    rd_kafka_queue_cb_event_enable(p->queue, NULL, NULL);   /* none runs after */
     if (p->wake[0] >= 0) {
-        rd_kafka_queue_io_event_enable(p->queue, -1, NULL, 0);
+        atomic_store(&p->wake_fd, -1);
         close(p->wake[0]);
         close(p->wake[1]);
         p->wake[0] = p->wake[1] = -1;
@@ -553,7 +557,7 @@ static int prd_producer_event_fd(lua_State *L)
             fcntl(p->wake[i], F_SETFL, fcntl(p->wake[i], F_GETFL) | O_NONBLOCK);
             fcntl(p->wake[i], F_SETFD, FD_CLOEXEC);
         }
-        rd_kafka_queue_io_event_enable(p->queue, p->wake[1], "1", 1);
+        atomic_store(&p->wake_fd, p->wake[1]);
         if (p->pending || rd_kafka_queue_length(p->queue) > 0)
             (void)!write(p->wake[1], "1", 1);   /* already waiting */
     }

@@ -34,6 +34,20 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* Pushes traceback, made once per Lua state and kept in the registry:
+ * LuaJIT allocates a new closure on every lua_pushcfunction. */
+static void push_traceback(lua_State *L)
+{
+    static const char key = 0;
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key) == LUA_TFUNCTION)
+        return;
+    lua_pop(L, 1);
+    lua_pushcfunction(L, traceback);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key);
+}
+
 /* Calls the function below nargs arguments with the traceback handler at
  * stack index handler, or pushed for this call when 0; leaves an error
  * on failure. */
@@ -44,7 +58,7 @@ static int call(lua_State *L, int nargs, int handler)
     if (handler)
         return lua_pcall(L, nargs, 0, handler);
     base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
+    push_traceback(L);
     lua_insert(L, base);
     status = lua_pcall(L, nargs, 0, base);
     lua_remove(L, base);
@@ -183,10 +197,13 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
                  topic, (int)m->partition, (long long)m->offset);
 }
 
-/* Calls m's callback with err and, if it takes one, the report table;
- * without a callback, the default report. handler: as for call. */
+/*
+ * Calls m's callback with err and, if it takes one, the report table;
+ * without a callback, the default report. *handler: the stack index of
+ * the traceback handler, pushed at the top on first need (0 before).
+ */
 static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
-                  int handler)
+                  int *handler)
 {
     int ref = prd_opaque_ref(m->_private), takes_report;
 
@@ -195,6 +212,10 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
     } else {
         p->delivered++;
         p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
+    }
+    if (!*handler && (ref != LUA_NOREF || p->on_delivery != LUA_NOREF)) {
+        push_traceback(L);
+        *handler = lua_gettop(L);
     }
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
@@ -208,9 +229,9 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
     }
     push_error(L, p, m);
     if (!takes_report)
-        return call(L, 1, handler);
+        return call(L, 1, *handler);
     push_report(L, p, m);
-    return call(L, 2, handler);
+    return call(L, 2, *handler);
 }
 
 static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
@@ -257,15 +278,35 @@ static void drain_wake_pipe(prd_producer *p)
     while (n > 0 || (n < 0 && errno == EINTR));
 }
 
-/* After an early return with events left, wakes the event loop again. */
-static void rearm_wake_pipe(prd_producer *p)
+/*
+ * Called by librdkafka, on one of its threads and with the queue locked,
+ * when an event arrives in the empty main queue: marks the producer ready
+ * and wakes the pipe of event_fd(). Atomics and write(2) only.
+ */
+void prd_queue_event(rd_kafka_t *rk, void *opaque)
 {
-    if (p->wake[1] >= 0 && (p->pending || rd_kafka_queue_length(p->queue) > 0))
-        (void)!write(p->wake[1], "1", 1);
+    prd_producer *p = opaque;
+    int fd = atomic_load(&p->wake_fd);
+
+    (void)rk;
+    atomic_store(&p->ready, 1);
+    if (fd >= 0)
+        (void)!write(fd, "1", 1);
+}
+
+/* After an early return with events left: ready again, and the event
+ * loop woken again. */
+static void rearm(prd_producer *p)
+{
+    if (p->pending || rd_kafka_queue_length(p->queue) > 0) {
+        atomic_store(&p->ready, 1);
+        if (p->wake[1] >= 0)
+            (void)!write(p->wake[1], "1", 1);
+    }
 }
 
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
-                        int handler)
+                        int *handler)
 {
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
@@ -307,15 +348,15 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
 }
 
 /* Serves with one traceback handler on the stack for every report's call,
- * removed after (an error object above it moves down). */
+ * pushed when first needed and removed after (an error object above it
+ * moves down). */
 static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
 {
-    int handler, status;
+    int handler = 0, status;
 
-    lua_pushcfunction(L, traceback);
-    handler = lua_gettop(L);
-    status = serve_events(L, p, timeout_ms, served, handler);
-    lua_remove(L, handler);
+    status = serve_events(L, p, timeout_ms, served, &handler);
+    if (handler)
+        lua_remove(L, handler);
     return status;
 }
 
@@ -339,10 +380,16 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
 {
     int status;
 
-    drain_wake_pipe(p);     /* first: what arrives after it wakes us again */
+    /* Not waiting and nothing arrived since the queue was last emptied:
+     * done, without taking the queue's lock (produce calls this each time). */
+    if (timeout_ms == 0 && !p->pending && !atomic_load(&p->ready))
+        return LUA_OK;
+    /* first: what arrives after this sets them again */
+    atomic_store(&p->ready, 0);
+    drain_wake_pipe(p);
     status = serve(L, p, timeout_ms, served);
     if (status != LUA_OK)
-        rearm_wake_pipe(p);
+        rearm(p);
     return status;
 }
 
