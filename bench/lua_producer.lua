@@ -32,12 +32,15 @@
 --
 -- Output: one machine-readable line on stdout, parsed by bench/run.sh:
 --   RESULT bench=lua-tables sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+--          cpu_main_us=.. cpu_other_us=..
 --   RESULT bench=lua-latency sent=.. delivered=.. failed=.. target_rate=..
 --          achieved_rate=.. p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
 --          [rdk_p50_ms=.. rdk_p99_ms=.. rdk_p999_ms=.. rdk_max_ms=..] rss_kb=..
 -- rate counts successful deliveries only, over the time from the first
 -- produce call until flush has served the last report; rss_kb is VmHWM (peak RSS)
--- from /proc/self/status.
+-- from /proc/self/status; cpu_*_us the CPU time (user + system, from /proc) of
+-- the main thread and of all other threads (librdkafka's) during the timed
+-- part, per message.
 
 local producers = require("producers")
 
@@ -83,6 +86,22 @@ local function peak_rss_kb()
   local status = f:read("a")
   f:close()
   return tonumber(status:match("VmHWM:%s*(%d+)")) or 0
+end
+
+-- CPU seconds (user + system) used so far by the main thread and by the
+-- whole process, from /proc (the main thread's id is the process id).
+local function cpu_seconds()
+  local function ticks(path)
+    local f = io.open(path, "r")
+    if not f then return 0 end
+    local stat = f:read("a")
+    f:close()
+    local utime, stime = stat:match("%)%s+%S+" .. ("%s+%S+"):rep(10) .. "%s+(%d+)%s+(%d+)")
+    return (tonumber(utime) or 0) + (tonumber(stime) or 0)
+  end
+  local pid = (io.open("/proc/self/stat", "r"):read("a")):match("^(%d+)")
+  local hz = 100      -- USER_HZ: clock ticks in /proc on Linux
+  return ticks("/proc/self/task/" .. pid .. "/stat") / hz, ticks("/proc/self/stat") / hz
 end
 
 local keys = {}
@@ -154,6 +173,7 @@ local function throughput(strings)
   local before = p:stats()
 
   local sent, errors = 0, 0
+  local cpu_main0, cpu_all0 = cpu_seconds()
   local t0 = now()
   for i = 0, count - 1 do
     local k = i % KEY_POOL
@@ -169,6 +189,7 @@ local function throughput(strings)
   end
   drain(p)
   local t_end = now()           -- after the last report
+  local cpu_main1, cpu_all1 = cpu_seconds()
   if strings then
     local after = p:stats()
     delivered = after.delivered - before.delivered
@@ -176,11 +197,14 @@ local function throughput(strings)
   end
 
   local seconds = delivered > 0 and t_end - t0 or 0
+  local per_msg = delivered > 0 and 1e6 / delivered or 0
   if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
   io.stdout:write(string.format(
-    "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d\n",
+    "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d " ..
+    "cpu_main_us=%.3f cpu_other_us=%.3f\n",
     strings and "strings" or "tables", sent, delivered, failed + errors, seconds,
-    seconds > 0 and delivered / seconds or 0, peak_rss_kb()))
+    seconds > 0 and delivered / seconds or 0, peak_rss_kb(),
+    (cpu_main1 - cpu_main0) * per_msg, ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg))
   p:close()
   return delivered == count
 end

@@ -14,11 +14,14 @@ Usage: python3 bench/python_producer.py BOOTSTRAP [COUNT] [TOPIC]
 
 Prints one machine-readable line on stdout, parsed by bench/run.sh:
   RESULT bench=python sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+         cpu_main_us=.. cpu_other_us=..
 rate counts successful deliveries only, over the time from the first
 produce() until flush has served the last report; rss_kb is resource.getrusage's
-ru_maxrss (peak RSS, KiB on Linux).
+ru_maxrss (peak RSS, KiB on Linux); cpu_*_us the CPU time of the main thread
+and of all other threads (librdkafka's) during the timed part, per message.
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -40,6 +43,20 @@ CONFIG = {
     "acks": "all",
     "client.id": "emulator-producer",
 }
+
+
+def cpu_seconds():
+    """CPU seconds (user + system, from /proc) of the main thread and of the
+    whole process so far."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def ticks(path):
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    return (ticks("/proc/self/task/%d/stat" % os.getpid()) / hz,
+            ticks("/proc/self/stat") / hz)
 
 
 def main():
@@ -74,6 +91,7 @@ def main():
     sent = 0
     errors = 0
     queue_full_waits = 0
+    cpu_main0, cpu_all0 = cpu_seconds()
     t0 = time.monotonic()
     for i in range(count):
         k = i % KEY_POOL
@@ -102,6 +120,7 @@ def main():
     while len(producer) > 0 and time.monotonic() < deadline:
         producer.flush(1)
     t_end = time.monotonic()  # after the last report
+    cpu_main1, cpu_all1 = cpu_seconds()
 
     seconds = t_end - t0 if stats["delivered"] > 0 else 0.0
     rate = stats["delivered"] / seconds if seconds > 0 else 0.0
@@ -116,10 +135,13 @@ def main():
     if stats["failed"]:
         sys.stderr.write("python_producer: %d failed deliveries, first: %s\n"
                          % (stats["failed"], stats["first_error"]))
+    per_msg = 1e6 / stats["delivered"] if stats["delivered"] else 0.0
     print("RESULT bench=python sent=%d delivered=%d failed=%d seconds=%.3f "
-          "rate=%.0f rss_kb=%d" % (sent, stats["delivered"],
-                                    stats["failed"] + errors, seconds, rate,
-                                    ru.ru_maxrss), flush=True)
+          "rate=%.0f rss_kb=%d cpu_main_us=%.3f cpu_other_us=%.3f"
+          % (sent, stats["delivered"], stats["failed"] + errors, seconds, rate,
+             ru.ru_maxrss, (cpu_main1 - cpu_main0) * per_msg,
+             ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg),
+          flush=True)
     return 0 if stats["delivered"] == count else 1
 
 

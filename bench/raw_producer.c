@@ -17,8 +17,12 @@
  *
  * Prints one machine-readable line on stdout (parsed by bench/run.sh):
  *   RESULT bench=raw sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+ *          cpu_main_us=.. cpu_other_us=..
  * where rate = delivered / (time when the last report was served - time of
- * the first produce call), and rss_kb is getrusage()'s ru_maxrss.  An
+ * the first produce call), rss_kb is getrusage()'s ru_maxrss, and cpu_*_us
+ * the CPU time (user + system, from /proc) of the main thread and of all
+ * other threads (librdkafka's) during the timed part, in µs per message
+ * delivered.  An
  * untimed warm-up of 1,000 messages (one per key) comes first, as in the
  * other benchmarks.
  */
@@ -53,6 +57,34 @@ struct dr_stats {
         long failed;
         char first_error[256];
 };
+
+/* utime + stime in clock ticks from a /proc stat file (fields 14, 15). */
+static long long stat_ticks(const char *path) {
+        char buf[1024], *p;
+        long long utime = 0, stime = 0;
+        FILE *f = fopen(path, "r");
+
+        if (!f)
+                return 0;
+        p = fgets(buf, sizeof(buf), f);
+        fclose(f);
+        if (!p || !(p = strrchr(buf, ')')))   /* after "(comm)" */
+                return 0;
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
+                   &utime, &stime) != 2)
+                return 0;
+        return utime + stime;
+}
+
+/* CPU seconds used so far by the main thread and by the whole process. */
+static void cpu_seconds(double *main_thread, double *process) {
+        char path[64];
+        double hz = (double)sysconf(_SC_CLK_TCK);
+
+        snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", (long)getpid());
+        *main_thread = (double)stat_ticks(path) / hz;
+        *process = (double)stat_ticks("/proc/self/stat") / hz;
+}
 
 static double now_monotonic(void) {
         struct timespec ts;
@@ -195,6 +227,8 @@ int main(int argc, char **argv) {
         memset(&st, 0, sizeof(st));
 
         long sent = 0, produce_errors = 0, queue_full_waits = 0;
+        double cpu_main0, cpu_all0, cpu_main1, cpu_all1;
+        cpu_seconds(&cpu_main0, &cpu_all0);
         double t0 = now_monotonic();
         for (long i = 0; i < count; i++) {
                 int k = (int)(i % KEY_POOL);
@@ -230,6 +264,7 @@ int main(int argc, char **argv) {
         while (rd_kafka_outq_len(rk) > 0 && now_monotonic() < deadline)
                 rd_kafka_flush(rk, 1000);
         double t_end = now_monotonic();   /* after the last report */
+        cpu_seconds(&cpu_main1, &cpu_all1);
 
         double seconds = st.delivered > 0 ? t_end - t0 : 0.0;
         double rate    = seconds > 0 ? (double)st.delivered / seconds : 0.0;
@@ -246,10 +281,12 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "raw_producer: %ld failed deliveries, first: %s\n",
                         st.failed, st.first_error);
 
+        double per_msg = st.delivered > 0 ? 1e6 / (double)st.delivered : 0.0;
         printf("RESULT bench=raw sent=%ld delivered=%ld failed=%ld "
-               "seconds=%.3f rate=%.0f rss_kb=%ld\n",
+               "seconds=%.3f rate=%.0f rss_kb=%ld cpu_main_us=%.3f cpu_other_us=%.3f\n",
                sent, st.delivered, st.failed + produce_errors, seconds, rate,
-               ru.ru_maxrss);
+               ru.ru_maxrss, (cpu_main1 - cpu_main0) * per_msg,
+               ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg);
         fflush(stdout);
 
         rd_kafka_topic_destroy(rkt);

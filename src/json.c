@@ -183,13 +183,15 @@ static void put_number(prd_buf *b, lua_State *L, int idx)
     put(b, digits, (size_t)len);
 }
 
-/* Whether the key at idx may belong to an array: an integer >= 1. */
-static int is_index(lua_State *L, int idx)
+/* The key at idx if it may belong to an array (an integer >= 1), else 0. */
+static lua_Number array_index(lua_State *L, int idx)
 {
     lua_Number k;
 
-    return lua_type(L, idx) == LUA_TNUMBER && (k = lua_tonumber(L, idx)) >= 1 &&
-           floor(k) == k;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    k = lua_tonumber(L, idx);
+    return k >= 1 && floor(k) == k ? k : 0;
 }
 
 /* lua-cjson's test: the largest index if every key is an integer >= 1
@@ -200,8 +202,8 @@ static int array_length(lua_State *L, int t)
 
     lua_pushnil(L);
     while (lua_next(L, t)) {
-        if (is_index(L, -2)) {
-            lua_Number k = lua_tonumber(L, -2);
+        lua_Number k = array_index(L, -2);
+        if (k) {
             if (k > max)
                 max = (int)k;
             items++;
@@ -267,7 +269,7 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
         put(b, "{}", 2);
         return;
     }
-    if (!is_index(L, -2)) {
+    if (!array_index(L, -2)) {
         put_object(b, L, t, depth);
         return;
     }
