@@ -234,14 +234,15 @@ row() {
   if [[ ! -s $WORK/$name.result ]]; then
     local why="skipped"
     [[ -f $WORK/$name.1.out ]] && why="failed (no result)"
-    printf '| %s | %s | | | | |\n' "$label" "$why"
+    printf '| %s | %s | | | | | | |\n' "$label" "$why"
     return
   fi
   local rss_mib
   rss_mib=$(awk -v k="$(field "$name" rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')
-  printf '| %s | %s / %s | %s | %s | %s | %s |\n' "$label" \
+  printf '| %s | %s / %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
     "$(thousands "$(field "$name" delivered)")" "$(thousands "$(field "$name" sent)")" \
     "$(field "$name" seconds)" "$(thousands "$(field "$name" rate)")" "$rss_mib" \
+    "$(field "$name" cpu_main_us)" "$(field "$name" cpu_other_us)" \
     "$(cat "$WORK/$name.rounds")"
 }
 
@@ -266,10 +267,13 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
        "gzip, linger.ms=10, batch.num.messages=10000, acks=all (the library's defaults)"
   [[ -n $LIB_NOTE ]] && echo "- NOTE: $LIB_NOTE"
   echo
-  echo "Median run of $ROUNDS (by msg/s); the last column lists every round's msg/s."
+  echo "Median run of $ROUNDS (by msg/s); the last column lists every round's msg/s. CPU: user + system"
+  echo "time from /proc during the timed part, per message delivered, of the producing process's main"
+  echo "thread (the script and the library's calls) and of its other threads (librdkafka's: batching,"
+  echo "gzip, network)."
   echo
-  echo "| run | delivered / sent | seconds | msg/s (delivered) | peak RSS (MiB) | msg/s of each round |"
-  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| run | delivered / sent | seconds | msg/s (delivered) | peak RSS (MiB) | CPU µs/msg, main thread | CPU µs/msg, librdkafka threads | msg/s of each round |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   row a "(a) librdkafka C, pre-encoded bytes"
   row b "(b) producers (Lua 5.4), tables -> JSON"
   row c "(c) producers (Lua 5.4), pre-encoded strings"

@@ -61,6 +61,7 @@ typedef struct prd_topic {
 } prd_topic;
 
 typedef struct prd_producer {
+    const void *magic;           /* marks a producer (check_producer) */
     rd_kafka_t *rk;              /* NULL once closed */
     rd_kafka_queue_t *queue;     /* main queue: delivery reports, logs, errors */
     rd_kafka_event_t *pending;   /* report batch being served; resumed after

@@ -23,19 +23,18 @@
 #define SERVE_SLICE_MS 100        /* flush serves in slices of this */
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 
-/* The open producer at 1. Methods have its metatable as their second
- * upvalue: comparing with it is cheaper than luaL_checkudata's registry
- * lookup by name, which then only runs to raise the error. */
+/* Its address marks the memory of a producer (see check_producer). */
+static const char producer_magic;
+
+/* The open producer at 1. A userdata of a producer's size that starts
+ * with the mark is one (Lua code cannot write into a userdata): cheaper
+ * than luaL_checkudata's registry lookup by name, which then only runs to
+ * raise the error. */
 static prd_producer *check_producer(lua_State *L)
 {
     prd_producer *p = lua_touserdata(L, 1);
-    int ok = p && lua_getmetatable(L, 1);
 
-    if (ok) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(2));
-        lua_pop(L, 1);
-    }
-    if (!ok)
+    if (!p || lua_rawlen(L, 1) != sizeof *p || p->magic != &producer_magic)
         p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
     if (!p->rk)
         luaL_error(L, "producer is closed");
@@ -93,6 +92,7 @@ int prd_producer_new(lua_State *L)
 
     p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
     memset(p, 0, sizeof *p);
+    p->magic = &producer_magic;
     p->on_delivery = p->logger = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
@@ -626,8 +626,7 @@ static const luaL_Reg metamethods[] = {
 
 /*
  * Makes the Producer metatable; pushes the method table. Every method
- * shares two upvalues: the JSON state (json.c) at json_idx and the
- * metatable.
+ * shares one upvalue: the JSON state (json.c) at json_idx.
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
@@ -636,8 +635,7 @@ void prd_producer_open(lua_State *L, int json_idx)
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);                         /* mt, methods */
     lua_pushvalue(L, json_idx);
-    lua_pushvalue(L, -3);
-    luaL_setfuncs(L, methods, 2);
+    luaL_setfuncs(L, methods, 1);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_pushliteral(L, PRD_PRODUCER_T);
