@@ -157,30 +157,62 @@ static void put_integer(prd_buf *b, long long v)
 
 #define PLAIN_LIMIT 1e14        /* below it, integers print as digits */
 
-static void put_number(prd_buf *b, lua_State *L, int idx)
+/* The number at idx; 0 (nothing written) for NaN and infinities. */
+static int put_number(prd_buf *b, lua_State *L, int idx)
 {
     lua_Number n;
     char digits[32];
     int len;
 
 #if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, idx)) {
-        lua_Integer v = lua_tointeger(L, idx);
-        if (v > -(lua_Integer)PLAIN_LIMIT && v < (lua_Integer)PLAIN_LIMIT) {
+    {
+        int exact;
+        lua_Integer v = lua_tointegerx(L, idx, &exact);
+        /* an integer, or a float of integral value: digits either way;
+         * but a float zero may be -0.0, which "%.14g" writes as "-0" */
+        if (exact && v > -(lua_Integer)PLAIN_LIMIT && v < (lua_Integer)PLAIN_LIMIT &&
+            (v != 0 || lua_isinteger(L, idx))) {
             put_integer(b, (long long)v);
-            return;
+            return 1;
         }
     }
 #endif
     n = lua_tonumber(L, idx);
     if (isinf(n) || isnan(n))
-        fail(L, idx, "must not be NaN or Inf");
+        return 0;
     if (n == floor(n) && fabs(n) < PLAIN_LIMIT && !(n == 0 && signbit(n))) {
         put_integer(b, (long long)n);
-        return;
+        return 1;
     }
     len = snprintf(digits, sizeof digits, "%.14g", (double)n);
     put(b, digits, (size_t)len);
+    return 1;
+}
+
+/* A string, a finite number, a boolean or cjson.null (type: its type)
+ * at idx: written, 1. Anything else: 0, nothing written. */
+static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
+{
+    switch (type) {
+    case LUA_TSTRING:
+        put_string(b, L, idx);
+        return 1;
+    case LUA_TNUMBER:
+        return put_number(b, L, idx);
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            put(b, "true", 4);
+        else
+            put(b, "false", 5);
+        return 1;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) != NULL)
+            return 0;
+        put(b, "null", 4);              /* cjson.null */
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* The key at idx if it may belong to an array (an integer >= 1), else 0. */
@@ -230,7 +262,8 @@ static void put_key(prd_buf *b, lua_State *L)
         break;
     case LUA_TNUMBER:
         put_char(b, '"');
-        put_number(b, L, -2);
+        if (!put_number(b, L, -2))
+            fail(L, -2, "must not be NaN or Inf");
         put(b, "\":", 2);
         break;
     default:
@@ -258,6 +291,37 @@ static void put_object(prd_buf *b, lua_State *L, int t, int depth)
     put_char(b, '}');
 }
 
+/*
+ * A list of scalars ({"a", "b"}), its first key and value (from lua_next)
+ * on the stack: lua_next gives the keys 1, 2, ... in order, so the list is
+ * written as it is walked, once. At anything else (another key, a table,
+ * a value that cannot be written) the buffer goes back to where it was,
+ * the stack to the table alone, and 0 says to apply lua-cjson's rules in
+ * full (array_length: sparse arrays, the order of its errors).
+ */
+static int put_list(prd_buf *b, lua_State *L, int t)
+{
+    size_t start = b->len;
+    lua_Number i = 1;
+
+    put_char(b, '[');
+    for (;;) {                              /* table, key, value */
+        if (lua_type(L, -2) != LUA_TNUMBER || lua_tonumber(L, -2) != i ||
+            !put_scalar(b, L, -1, lua_type(L, -1))) {
+            lua_pop(L, 2);
+            b->len = start;
+            return 0;
+        }
+        lua_pop(L, 1);
+        if (!lua_next(L, t))
+            break;
+        put_char(b, ',');
+        i++;
+    }
+    put_char(b, ']');
+    return 1;
+}
+
 static void put_table(prd_buf *b, lua_State *L, int depth)
 {
     int t = lua_gettop(L), n, i;
@@ -273,7 +337,8 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
         put_object(b, L, t, depth);
         return;
     }
-    lua_pop(L, 2);
+    if (put_list(b, L, t))
+        return;
     n = array_length(L, t);
     if (n > 0) {
         put_char(b, '[');
@@ -295,34 +360,14 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
 /* Appends the value at the top of the stack. */
 static void put_value(prd_buf *b, lua_State *L, int depth)
 {
-    switch (lua_type(L, -1)) {
-    case LUA_TSTRING:
-        put_string(b, L, -1);
-        break;
-    case LUA_TNUMBER:
-        put_number(b, L, -1);
-        break;
-    case LUA_TBOOLEAN:
-        if (lua_toboolean(L, -1))
-            put(b, "true", 4);
-        else
-            put(b, "false", 5);
-        break;
-    case LUA_TTABLE:
+    int type = lua_type(L, -1);
+
+    if (type == LUA_TTABLE)
         put_table(b, L, depth);
-        break;
-    case LUA_TNIL:
+    else if (type == LUA_TNIL)          /* a hole in an array */
         put(b, "null", 4);
-        break;
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, -1) == NULL) {    /* cjson.null */
-            put(b, "null", 4);
-            break;
-        }
-        /* fall through */
-    default:
-        fail(L, -1, "type not supported");
-    }
+    else if (!put_scalar(b, L, -1, type))
+        fail(L, -1, type == LUA_TNUMBER ? "must not be NaN or Inf" : "type not supported");
 }
 
 /* ---- the module's side ---------------------------------------------- */
