@@ -8,7 +8,9 @@
  * only ever touched from the thread running that state. librdkafka's own
  * threads never call into Lua: delivery reports, logs and errors arrive as
  * events on the producer's main queue and are served by poll, flush,
- * produce and close, after librdkafka has returned control to us.
+ * produce and close, after librdkafka has returned control to us. Their
+ * only touch on a producer is prd_queue_event: an atomic flag and a write
+ * to event_fd's pipe.
  */
 #ifndef PRD_H
 #define PRD_H
