@@ -59,18 +59,22 @@ static void grow(prd_buf *b, size_t more)
     b->cap = cap;
 }
 
-static inline void put(prd_buf *b, const char *s, size_t n)
+static inline void reserve(prd_buf *b, size_t n)
 {
     if (b->cap - b->len < n)
         grow(b, n);
+}
+
+static inline void put(prd_buf *b, const char *s, size_t n)
+{
+    reserve(b, n);
     memcpy(b->data + b->len, s, n);
     b->len += n;
 }
 
 static inline void put_char(prd_buf *b, char c)
 {
-    if (b->cap == b->len)
-        grow(b, 1);
+    reserve(b, 1);
     b->data[b->len++] = c;
 }
 
@@ -85,12 +89,6 @@ static int buf_gc(lua_State *L)
 }
 
 /* ---- the encoder ---------------------------------------------------- */
-
-static inline void reserve(prd_buf *b, size_t n)
-{
-    if (b->cap - b->len < n)
-        grow(b, n);
-}
 
 /* The string at idx, quoted and escaped. Most bytes stand for themselves
  * and are copied one by one; room is made again only at an escape. */
@@ -306,8 +304,7 @@ static int put_list(prd_buf *b, lua_State *L, int t)
 
     put_char(b, '[');
     for (;;) {                              /* table, key, value */
-        if (lua_type(L, -2) != LUA_TNUMBER || lua_tonumber(L, -2) != i ||
-            !put_scalar(b, L, -1, lua_type(L, -1))) {
+        if (array_index(L, -2) != i || !put_scalar(b, L, -1, lua_type(L, -1))) {
             lua_pop(L, 2);
             b->len = start;
             return 0;
@@ -396,6 +393,12 @@ void prd_json_open(lua_State *L)
     lua_getfield(L, -1, "encode");
     lua_rawseti(L, -4, 2);
     lua_pop(L, 2);                      /* state */
+}
+
+/* Whether the json option at idx asks for lua-cjson ("lua-cjson"). */
+int prd_json_is_cjson(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "lua-cjson") == 0;
 }
 
 /*

@@ -5,8 +5,6 @@
  * module.c: luaopen_producers_core, the C half of the `producers` module.
  * The public module is lua/producers/init.lua on top of it.
  */
-#include <string.h>
-
 #include "prd.h"
 #include "producers.h"
 
@@ -15,8 +13,7 @@
  * as the producer option. */
 static int prd_encode_value_fn(lua_State *L)
 {
-    int use_cjson = lua_type(L, 2) == LUA_TSTRING &&
-                    strcmp(lua_tostring(L, 2), "lua-cjson") == 0;
+    int use_cjson = prd_json_is_cjson(L, 2);
     size_t len;
     const char *bytes;
 

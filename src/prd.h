@@ -104,12 +104,14 @@ typedef struct prd_buf {
 } prd_buf;
 
 void prd_json_open(lua_State *L);           /* pushes the JSON state */
+int prd_json_is_cjson(lua_State *L, int idx);
 const char *prd_encode_value(lua_State *L, int idx, int state_idx,
                              int use_cjson, size_t *len);
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
 void prd_queue_event(rd_kafka_t *rk, void *opaque);
+void prd_wake_if_waiting(prd_producer *p);
 long prd_waiting(prd_producer *p);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);

@@ -111,8 +111,7 @@ int prd_producer_new(lua_State *L)
     lua_getfield(L, 2, "gc_flush_timeout");
     p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
     lua_getfield(L, 2, "json");
-    p->use_cjson = lua_type(L, -1) == LUA_TSTRING &&
-                   strcmp(lua_tostring(L, -1), "lua-cjson") == 0;
+    p->use_cjson = prd_json_is_cjson(L, -1);
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1);
@@ -208,6 +207,14 @@ static rd_kafka_headers_t *opt_headers(lua_State *L, int opts)
     return hdrs;
 }
 
+/* Empties a slot of the topic cache. */
+static void drop_topic(prd_topic *t)
+{
+    free(t->name);
+    rd_kafka_topic_destroy(t->rkt);
+    t->name = NULL;
+}
+
 /*
  * The topic handle for name, from a small cache: librdkafka's own lookup
  * by name takes a lock and a list walk on every produce. NULL if
@@ -224,9 +231,7 @@ static rd_kafka_topic_t *topic_handle(prd_producer *p, const char *name)
             return p->topics[i].rkt;
     if (i == PRD_TOPIC_CACHE) {                /* full: evict one */
         i = (int)(p->next_evict++ % PRD_TOPIC_CACHE);
-        free(p->topics[i].name);
-        rd_kafka_topic_destroy(p->topics[i].rkt);
-        p->topics[i].name = NULL;
+        drop_topic(&p->topics[i]);
     }
     t = &p->topics[i];
     if (!(copy = strdup(name)))
@@ -243,13 +248,9 @@ static void free_topics(prd_producer *p)
 {
     int i;
 
-    for (i = 0; i < PRD_TOPIC_CACHE; i++) {
-        if (p->topics[i].name) {
-            free(p->topics[i].name);
-            rd_kafka_topic_destroy(p->topics[i].rkt);
-            p->topics[i].name = NULL;
-        }
-    }
+    for (i = 0; i < PRD_TOPIC_CACHE; i++)
+        if (p->topics[i].name)
+            drop_topic(&p->topics[i]);
 }
 
 /* Serves reports without waiting; raises what a callback raised. */
@@ -563,8 +564,7 @@ static int prd_producer_event_fd(lua_State *L)
             fcntl(p->wake[i], F_SETFD, FD_CLOEXEC);
         }
         atomic_store(&p->wake_fd, p->wake[1]);
-        if (p->pending || rd_kafka_queue_length(p->queue) > 0)
-            (void)!write(p->wake[1], "1", 1);   /* already waiting */
+        prd_wake_if_waiting(p);             /* events already waiting */
     }
     lua_pushinteger(L, p->wake[0]);
     return 1;

@@ -197,6 +197,19 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
                  topic, (int)m->partition, (long long)m->offset);
 }
 
+/* Counts m's report: served, delivered or failed. */
+static void count_report(prd_producer *p, const rd_kafka_message_t *m)
+{
+    if (!p->only_errors)
+        p->outstanding--;
+    if (m->err) {
+        p->failures++;
+    } else {
+        p->delivered++;
+        p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
+    }
+}
+
 /*
  * Calls m's callback with err and, if it takes one, the report table;
  * without a callback, the default report. *handler: the stack index of
@@ -207,12 +220,6 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
 {
     int ref = prd_opaque_ref(m->_private), takes_report;
 
-    if (m->err) {
-        p->failures++;
-    } else {
-        p->delivered++;
-        p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
-    }
     if (!*handler && (ref != LUA_NOREF || p->on_delivery != LUA_NOREF)) {
         push_traceback(L);
         *handler = lua_gettop(L);
@@ -294,15 +301,12 @@ void prd_queue_event(rd_kafka_t *rk, void *opaque)
         (void)!write(fd, "1", 1);
 }
 
-/* After an early return with events left: ready again, and the event
- * loop woken again. */
-static void rearm(prd_producer *p)
+/* When events are waiting (after an early return, or as event_fd()
+ * makes its pipe): ready, and the event loop woken, as prd_queue_event. */
+void prd_wake_if_waiting(prd_producer *p)
 {
-    if (p->pending || rd_kafka_queue_length(p->queue) > 0) {
-        atomic_store(&p->ready, 1);
-        if (p->wake[1] >= 0)
-            (void)!write(p->wake[1], "1", 1);
-    }
+    if (p->pending || rd_kafka_queue_length(p->queue) > 0)
+        prd_queue_event(p->rk, p);
 }
 
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
@@ -337,8 +341,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
             continue;
         }
         (*served)++;
-        if (!p->only_errors)
-            p->outstanding--;
+        count_report(p, m);
         p->in_callback++;
         status = report(L, p, m, handler);
         p->in_callback--;
@@ -389,7 +392,7 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
     drain_wake_pipe(p);
     status = serve(L, p, timeout_ms, served);
     if (status != LUA_OK)
-        rearm(p);
+        prd_wake_if_waiting(p);
     return status;
 }
 
@@ -415,12 +418,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
             p->pending = ev;
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
-            if (!p->only_errors)
-                p->outstanding--;
-            if (m->err)
-                p->failures++;
-            else
-                p->delivered++;
+            count_report(p, m);
             luaL_unref(L, LUA_REGISTRYINDEX, prd_opaque_ref(m->_private));
         }
         rd_kafka_event_destroy(p->pending);
