@@ -65,12 +65,9 @@ done
 say() { printf '==> %s\n' "$*" >&2; }
 
 WORK=$(mktemp -d /tmp/prd-bench.XXXXXX)
-MOCK_PID=""
+source bench/mock_cluster.sh
 cleanup() {
-  if [[ -n $MOCK_PID ]] && kill -0 "$MOCK_PID" 2>/dev/null; then
-    kill -TERM "$MOCK_PID" 2>/dev/null || true
-    wait "$MOCK_PID" 2>/dev/null || true
-  fi
+  mock_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -142,15 +139,8 @@ done
 
 # --------------------------------------------------------------- broker ----
 if [[ -z $BOOTSTRAP ]]; then
-  "$MOCK" -b "$BROKERS" -t "$TOPIC" -p "$PARTITIONS" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-  MOCK_PID=$!
-  for _ in $(seq 100); do
-    [[ -s $WORK/mock.out ]] && break
-    kill -0 "$MOCK_PID" 2>/dev/null || { cat "$WORK/mock.err" >&2; exit 1; }
-    sleep 0.1
-  done
-  BOOTSTRAP=$(head -n 1 "$WORK/mock.out")
-  [[ -n $BOOTSTRAP ]] || { say "mock cluster printed no address"; exit 1; }
+  mock_start "$MOCK" "$BROKERS" "$TOPIC" "$PARTITIONS" "$WORK" ||
+    { say "the mock cluster failed or printed no address"; exit 1; }
   BROKER_DESC="librdkafka mock cluster in a separate process: $BROKERS broker(s), topic '$TOPIC' with $PARTITIONS partitions"
 else
   BROKER_DESC="broker at $BOOTSTRAP, topic '$TOPIC'"

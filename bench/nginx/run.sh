@@ -92,7 +92,7 @@ LIB_BUILD_ABS=$(cd "$LIB_BUILD" && pwd)
 WORK=$(mktemp -d /tmp/prd-nginx-bench.XXXXXX)
 chmod 755 "$WORK"               # the workers run as nobody when we are root
 mkdir "$WORK/logs"
-MOCK_PID=""
+source bench/mock_cluster.sh
 NGINX_PID=""
 
 alive() {                       # running and not a zombie
@@ -117,10 +117,7 @@ stop_nginx() {
 
 cleanup() {
   stop_nginx
-  if [[ -n $MOCK_PID ]] && kill -0 "$MOCK_PID" 2>/dev/null; then
-    kill -TERM "$MOCK_PID" 2>/dev/null || true
-    wait "$MOCK_PID" 2>/dev/null || true
-  fi
+  mock_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -128,15 +125,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --------------------------------------------------------- mock cluster ----
-"$MOCK" -b 3 -t "$TOPIC" -p 6 >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-for _ in $(seq 100); do
-  [[ -s $WORK/mock.out ]] && break
-  kill -0 "$MOCK_PID" 2>/dev/null || { cat "$WORK/mock.err" >&2; die "mock cluster failed"; }
-  sleep 0.1
-done
-BOOTSTRAP=$(head -n 1 "$WORK/mock.out")
-[[ -n $BOOTSTRAP ]] || die "the mock cluster printed no address"
+mock_start "$MOCK" 3 "$TOPIC" 6 "$WORK" || die "the mock cluster failed or printed no address"
 say "mock cluster (pid $MOCK_PID): $BOOTSTRAP, topic $TOPIC, 3 brokers, 6 partitions"
 
 # ---------------------------------------------------------------- nginx ----
