@@ -110,6 +110,22 @@ describe("builtin JSON encoder", function()
     same(cycle)
   end)
 
+  it("encodes tables nested as deep as lua-cjson allows (the Lua stack grows with them)", function()
+    local shapes = {
+      function(t) return { a = t } end,             -- objects
+      function(t) return { t } end,                 -- lists
+      function(t) return { [1] = t, [3] = 1 } end,  -- arrays with holes
+    }
+    for _, wrap in ipairs(shapes) do
+      local t = {}
+      for _ = 1, 999 do t = wrap(t) end             -- 1000 levels with the innermost
+      local ok, err = pcall(core.encode_value, t)
+      assert.is_true(ok, err)
+      same(t)
+      same(wrap(t))                                 -- 1001: refused by both
+    end
+  end)
+
   it("and lua-cjson can be chosen instead", function()
     local cj = cjson_module.new()
     local t = { event = "x", n = 2 ^ 53, tags = { "a", "b" } }

@@ -90,34 +90,44 @@ static int buf_gc(lua_State *L)
 
 /* ---- the encoder ---------------------------------------------------- */
 
-/* The string at idx, quoted and escaped. Most bytes stand for themselves
- * and are copied one by one; room is made again only at an escape. */
-static void put_string(prd_buf *b, lua_State *L, int idx)
+/* s, quoted and escaped. Most bytes stand for themselves and are copied
+ * one by one; room is made again only at an escape. Inline: the callers
+ * have the bytes from lua_tolstring, and a key or a short value is a few
+ * bytes, where a call would cost as much as the copy. */
+static inline void put_string(prd_buf *b, const char *s, size_t len)
 {
-    size_t len, i;
-    const char *s = lua_tolstring(L, idx, &len);
+    const char *end = s + len;
     char *out;
 
     reserve(b, len + 2);
     out = b->data + b->len;
     *out++ = '"';
-    for (i = 0; i < len; i++) {
-        const char *esc = escapes[(unsigned char)s[i]];
+    while (s < end) {
+        const char *esc = escapes[(unsigned char)*s];
         size_t n;
 
         if (!esc) {
-            *out++ = s[i];
+            *out++ = *s++;
             continue;
         }
         b->len = (size_t)(out - b->data);
-        reserve(b, len - i + 6);       /* this escape, the rest, the quote */
+        reserve(b, (size_t)(end - s) + 6);  /* this escape, the rest, the quote */
         out = b->data + b->len;
-        n = strlen(esc);
+        n = esc[1] == 'u' ? 6 : 2;       /* \u00XX or \X */
         memcpy(out, esc, n);
         out += n;
+        s++;
     }
     *out++ = '"';
     b->len = (size_t)(out - b->data);
+}
+
+static inline void put_lua_string(prd_buf *b, lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+
+    put_string(b, s, len);
 }
 
 /* Errors say what lua-cjson says, after the same prefix as its errors. */
@@ -193,7 +203,7 @@ static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
 {
     switch (type) {
     case LUA_TSTRING:
-        put_string(b, L, idx);
+        put_lua_string(b, L, idx);
         return 1;
     case LUA_TNUMBER:
         return put_number(b, L, idx);
@@ -248,14 +258,14 @@ static int array_length(lua_State *L, int t)
     return max;
 }
 
-static void put_value(prd_buf *b, lua_State *L, int depth);
+static void put_value(prd_buf *b, lua_State *L, int type, int depth);
 
 /* The key at the top but one, as an object's key, and the colon. */
 static void put_key(prd_buf *b, lua_State *L)
 {
     switch (lua_type(L, -2)) {
     case LUA_TSTRING:
-        put_string(b, L, -2);
+        put_lua_string(b, L, -2);
         put_char(b, ':');
         break;
     case LUA_TNUMBER:
@@ -280,7 +290,7 @@ static void put_object(prd_buf *b, lua_State *L, int t, int depth)
     put_char(b, '{');
     for (;;) {                              /* table, key, value */
         put_key(b, L);
-        put_value(b, L, depth);
+        put_value(b, L, lua_type(L, -1), depth);
         lua_pop(L, 1);
         if (!lua_next(L, t))
             break;
@@ -291,20 +301,21 @@ static void put_object(prd_buf *b, lua_State *L, int t, int depth)
 
 /*
  * A list of scalars ({"a", "b"}), its first key and value (from lua_next)
- * on the stack: lua_next gives the keys 1, 2, ... in order, so the list is
- * written as it is walked, once. At anything else (another key, a table,
- * a value that cannot be written) the buffer goes back to where it was,
- * the stack to the table alone, and 0 says to apply lua-cjson's rules in
- * full (array_length: sparse arrays, the order of its errors).
+ * on the stack, that key (first) already read as an array index: lua_next
+ * gives the keys 1, 2, ... in order, so the list is written as it is
+ * walked, once. At anything else (another key, a table, a value that
+ * cannot be written) the buffer goes back to where it was, the stack to
+ * the table alone, and 0 says to apply lua-cjson's rules in full
+ * (array_length: sparse arrays, the order of its errors).
  */
-static int put_list(prd_buf *b, lua_State *L, int t)
+static int put_list(prd_buf *b, lua_State *L, int t, lua_Number first)
 {
     size_t start = b->len;
-    lua_Number i = 1;
+    lua_Number i = 1, k = first;
 
     put_char(b, '[');
     for (;;) {                              /* table, key, value */
-        if (array_index(L, -2) != i || !put_scalar(b, L, -1, lua_type(L, -1))) {
+        if (k != i || !put_scalar(b, L, -1, lua_type(L, -1))) {
             lua_pop(L, 2);
             b->len = start;
             return 0;
@@ -314,27 +325,36 @@ static int put_list(prd_buf *b, lua_State *L, int t)
             break;
         put_char(b, ',');
         i++;
+        k = array_index(L, -2);
     }
     put_char(b, ']');
     return 1;
 }
 
-static void put_table(prd_buf *b, lua_State *L, int depth)
-{
-    int t = lua_gettop(L), n, i;
+/* Each level of nesting holds two stack slots (key and value) over its
+ * table; room for LEVELS_PER_CHECK levels is made at once. */
+#define LEVELS_PER_CHECK 8
 
-    if (++depth > MAX_DEPTH || !lua_checkstack(L, 3))
+/* The table at t, an absolute index. */
+static void put_table(prd_buf *b, lua_State *L, int t, int depth)
+{
+    int n, i;
+    lua_Number first;
+
+    if (++depth > MAX_DEPTH ||
+        (depth % LEVELS_PER_CHECK == 1 && !lua_checkstack(L, 2 * LEVELS_PER_CHECK + 1)))
         luaL_error(L, CANNOT_ENCODE "Cannot serialise, excessive nesting (%d)", depth);
     lua_pushnil(L);
     if (!lua_next(L, t)) {                  /* empty: an object, as lua-cjson */
         put(b, "{}", 2);
         return;
     }
-    if (!array_index(L, -2)) {
+    first = array_index(L, -2);
+    if (!first) {
         put_object(b, L, t, depth);
         return;
     }
-    if (put_list(b, L, t))
+    if (put_list(b, L, t, first))
         return;
     n = array_length(L, t);
     if (n > 0) {
@@ -343,7 +363,7 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
             if (i > 1)
                 put_char(b, ',');
             lua_rawgeti(L, t, i);
-            put_value(b, L, depth);
+            put_value(b, L, lua_type(L, -1), depth);
             lua_pop(L, 1);
         }
         put_char(b, ']');
@@ -354,13 +374,11 @@ static void put_table(prd_buf *b, lua_State *L, int depth)
     put_object(b, L, t, depth);
 }
 
-/* Appends the value at the top of the stack. */
-static void put_value(prd_buf *b, lua_State *L, int depth)
+/* Appends the value at the top of the stack, of the given type. */
+static void put_value(prd_buf *b, lua_State *L, int type, int depth)
 {
-    int type = lua_type(L, -1);
-
     if (type == LUA_TTABLE)
-        put_table(b, L, depth);
+        put_table(b, L, lua_gettop(L), depth);
     else if (type == LUA_TNIL)          /* a hole in an array */
         put(b, "null", 4);
     else if (!put_scalar(b, L, -1, type))
@@ -395,25 +413,31 @@ void prd_json_open(lua_State *L)
     lua_pop(L, 2);                      /* state */
 }
 
-/* Whether the json option at idx asks for lua-cjson ("lua-cjson"). */
-int prd_json_is_cjson(lua_State *L, int idx)
+/* The buffer of the JSON state at state_idx, or NULL when the json option
+ * at json_idx asks for lua-cjson ("lua-cjson"). The state keeps it. */
+prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx)
 {
-    return lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "lua-cjson") == 0;
+    prd_buf *b;
+
+    if (lua_type(L, json_idx) == LUA_TSTRING && strcmp(lua_tostring(L, json_idx), "lua-cjson") == 0)
+        return NULL;
+    lua_rawgeti(L, state_idx, 1);
+    b = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return b;
 }
 
 /*
  * Checks the message value at idx and returns its bytes: the string
- * itself, a table's JSON, or NULL for nil (a tombstone). state_idx holds
- * the module's JSON state. With use_cjson the table goes through the
- * lua-cjson instance and its string is left on the stack; else the bytes
- * are in the state's buffer until the next encoding. Raises on a value
- * that cannot be sent.
+ * itself, a table's JSON, or NULL for nil (a tombstone). A table is
+ * encoded into b (prd_json_buffer), where the bytes stay until the next
+ * encoding; with b NULL, by the lua-cjson instance of the JSON state at
+ * state_idx, whose string is left on the stack. Raises on a value that
+ * cannot be sent.
  */
-const char *prd_encode_value(lua_State *L, int idx, int state_idx,
-                             int use_cjson, size_t *len)
+const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
+                             size_t *len)
 {
-    prd_buf *b;
-
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
         return lua_tolstring(L, idx, len);
@@ -428,7 +452,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx,
                    luaL_typename(L, idx));
     }
     idx = lua_absindex(L, idx);
-    if (use_cjson) {
+    if (!b) {
         lua_rawgeti(L, state_idx, 2);
         lua_pushvalue(L, idx);
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -437,13 +461,8 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx,
         }
         return lua_tolstring(L, -1, len);
     }
-    lua_rawgeti(L, state_idx, 1);
-    b = lua_touserdata(L, -1);
-    lua_pop(L, 1);                      /* the state table keeps it alive */
     b->len = 0;
-    lua_pushvalue(L, idx);              /* the encoder works on the top */
-    put_value(b, L, 0);
-    lua_pop(L, 1);
+    put_table(b, L, idx, 0);
     *len = b->len;
     return b->data ? b->data : "";
 }

@@ -13,12 +13,12 @@
  * as the producer option. */
 static int prd_encode_value_fn(lua_State *L)
 {
-    int use_cjson = prd_json_is_cjson(L, 2);
+    prd_buf *b = prd_json_buffer(L, lua_upvalueindex(1), 2);
     size_t len;
     const char *bytes;
 
     lua_settop(L, 1);
-    bytes = prd_encode_value(L, 1, lua_upvalueindex(1), use_cjson, &len);
+    bytes = prd_encode_value(L, 1, lua_upvalueindex(1), b, &len);
     if (bytes)
         lua_pushlstring(L, bytes, len);
     else
@@ -38,7 +38,8 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "version");
     lua_pushstring(L, rd_kafka_version_str());
     lua_setfield(L, -2, "librdkafka_version");
-    lua_pushcfunction(L, prd_producer_new);
+    lua_pushvalue(L, json);
+    lua_pushcclosure(L, prd_producer_new, 1);
     lua_setfield(L, -2, "new");
     prd_producer_open(L, json);
     lua_setfield(L, -2, "methods");

@@ -84,7 +84,9 @@ typedef struct prd_producer {
     atomic_int wake_fd;          /* wake[1] for prd_queue_event, or -1 */
     atomic_int ready;            /* events may be waiting: set by
                                     prd_queue_event, cleared by serving */
-    int use_cjson;               /* json = "lua-cjson": encode with cjson */
+    struct prd_buf *json;        /* the C encoder's buffer (the Lua state's,
+                                    kept by the methods' upvalue), or NULL
+                                    for json = "lua-cjson" */
     rd_kafka_resp_err_t last_error;     /* of the last error event, until a
                                            delivery succeeds */
     char last_error_text[256];
@@ -104,9 +106,9 @@ typedef struct prd_buf {
 } prd_buf;
 
 void prd_json_open(lua_State *L);           /* pushes the JSON state */
-int prd_json_is_cjson(lua_State *L, int idx);
-const char *prd_encode_value(lua_State *L, int idx, int state_idx,
-                             int use_cjson, size_t *len);
+prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx);
+const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
+                             size_t *len);
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);

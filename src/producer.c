@@ -111,7 +111,7 @@ int prd_producer_new(lua_State *L)
     lua_getfield(L, 2, "gc_flush_timeout");
     p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
     lua_getfield(L, 2, "json");
-    p->use_cjson = prd_json_is_cjson(L, -1);
+    p->json = prd_json_buffer(L, lua_upvalueindex(1), -1);
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1);
@@ -296,11 +296,17 @@ static int prd_producer_produce(lua_State *L)
         key = lua_tolstring(L, 3, &key_len);
     else if (!lua_isnoneornil(L, 3))
         return luaL_error(L, "key: expected string or nil, got %s", luaL_typename(L, 3));
-    if (lua_istable(L, 5))
+    switch (lua_type(L, 5)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+        break;
+    case LUA_TTABLE:
         opts = 5;
-    else if (!lua_isnoneornil(L, 5))
+        lua_settop(L, 5);
+        break;
+    default:
         return luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
-    lua_settop(L, 5);
+    }
 
     partition = opt_integer(L, opts, "partition", RD_KAFKA_PARTITION_UA);
     timestamp = opt_integer(L, opts, "timestamp", 0);
@@ -310,7 +316,7 @@ static int prd_producer_produce(lua_State *L)
             return luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
                               luaL_typename(L, 6));
     }
-    value = prd_encode_value(L, 4, lua_upvalueindex(1), p->use_cjson, &value_len);
+    value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json, &value_len);
     hdrs = opt_headers(L, opts);     /* nothing raises after this */
     if (opts && !lua_isnil(L, 6)) {
         takes_report = prd_takes_report(L, 6);
