@@ -11,6 +11,33 @@ local function callback_refs()
   return n
 end
 
+-- Refs to strings of at least 1 KiB: the large values lent to librdkafka.
+local function lent_refs()
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) == "string" and #v >= 1024 then n = n + 1 end
+  end
+  return n
+end
+
+-- A producer whose messages stay queued: nothing listens on port 1.
+local function stuck_producer(opts)
+  opts = opts or {}
+  opts.bootstrap_servers, opts.logger = "127.0.0.1:1", function() end
+  return producers.kafka.new(opts)
+end
+
+-- Produces value (opts) on a stuck producer, calls queued(), then drops the
+-- producer without closing it and collects it.
+local function produce_and_drop(value, opts, queued)
+  local p = stuck_producer{ gc_flush_timeout = 0 }
+  assert.is_true(p:produce("refs", "k", value, opts))
+  if queued then queued() end
+  p = nil
+  collectgarbage()
+  collectgarbage()
+end
+
 describe("registry refs", function()
   it("are all released: served, failed, purged, collected", function()
     local m = producers.mock_cluster(1)
@@ -21,16 +48,40 @@ describe("registry refs", function()
     assert.has_error(function() p:produce("refs", "k", { f = print }, { on_delivery = function() end }) end)
     assert.is_true(p:flush(10))
     p:close()
-    local stuck = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end }
+    local stuck = stuck_producer()
     for i = 1, 5 do assert.is_true(stuck:produce("refs", "k", "v", { on_delivery = function() end })) end
     stuck:close(0)
-    local dropped = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", gc_flush_timeout = 0,
-                                         logger = function() end }
-    assert.is_true(dropped:produce("refs", "k", "v", { on_delivery = function() end }))
-    dropped = nil
-    collectgarbage()
-    collectgarbage()
+    produce_and_drop("v", { on_delivery = function() end })
     assert.equal(before, callback_refs())
+    m:close()
+  end)
+
+  it("keep a large value until its report, then let it go: served, failed, purged, collected", function()
+    local m = producers.mock_cluster(1)
+    local big = string.rep("v", 4096)
+    collectgarbage()
+    local before = lent_refs()
+    local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(), on_delivery = function() end,
+                                   config = { ["message.max.bytes"] = 10000 } }
+    for i = 1, 20 do
+      assert.is_true(p:produce("lent", "k", big .. i, i % 2 == 0 and { on_delivery = function() end } or nil))
+    end
+    local ok, _, code = p:produce("lent", "k", string.rep("x", 20000), { on_delivery = function() end })
+    assert.is_nil(ok)
+    assert.equal("MSG_SIZE_TOO_LARGE", code)                           -- refused at once: let go
+    assert.is_true(p:flush(10))
+    assert.equal(before, lent_refs())
+    p:close()
+
+    local stuck = stuck_producer()
+    for i = 1, 5 do assert.is_true(stuck:produce("lent", "k", big .. i)) end
+    assert.is_true(stuck:produce("lent", "k", string.rep("s", 1023)))  -- copied: no ref
+    assert.equal(before + 5, lent_refs())                              -- queued: kept
+    stuck:close(0)                                                     -- purged: let go
+    assert.equal(before, lent_refs())
+
+    produce_and_drop(big .. "dropped", nil, function() assert.equal(before + 1, lent_refs()) end)
+    assert.equal(before, lent_refs())
     m:close()
   end)
 end)
@@ -47,7 +98,7 @@ describe("valgrind #valgrind", function()
       :format(H.shell_quote(build .. "/?.so;;"), log, lua))
     local report = assert(io.open(log)):read("*a")
     os.remove(log)
-    assert.matches("leakcheck: 902 delivered", out)
+    assert.matches("leakcheck: 922 delivered", out)
     assert.is_true(ok, ("valgrind exit %s\n%s\n%s"):format(tostring(code), out, report))
   end)
 end)

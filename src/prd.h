@@ -34,23 +34,52 @@
 #define PRD_MOCK_T "producers.MockCluster"
 
 /*
- * A message's own callback rides in its opaque: its registry ref times
- * two, plus one when it takes a report. NULL: the message has none.
+ * What a message carries to its report, in its opaque:
+ * - NULL: nothing;
+ * - an odd value: its own callback's registry ref, shifted left by two,
+ *   bit 1 set when the callback takes a report;
+ * - else a prd_msgstate (malloc'd, so even): for a message whose value
+ *   librdkafka does not copy, a Lua string kept alive until the report.
+ * prd_opaque_release releases what it holds, once, after the report.
  */
+typedef struct prd_msgstate {
+    int callback;                /* registry ref, or LUA_NOREF */
+    int takes_report;
+    int value;                   /* registry ref of the value's string */
+} prd_msgstate;
+
 static inline void *prd_opaque(int ref, int takes_report)
 {
-    return (void *)(intptr_t)(ref * 2 + !!takes_report);
+    if (ref == LUA_NOREF)
+        return NULL;
+    return (void *)(((intptr_t)ref << 2) | (takes_report ? 2 : 0) | 1);
+}
+
+static inline int prd_opaque_packed(const void *opaque)
+{
+    return ((intptr_t)opaque & 1) != 0;
 }
 
 static inline int prd_opaque_ref(const void *opaque)
 {
-    return opaque ? (int)((intptr_t)opaque / 2) : LUA_NOREF;
+    if (!opaque)
+        return LUA_NOREF;
+    if (prd_opaque_packed(opaque))
+        return (int)((intptr_t)opaque >> 2);
+    return ((const prd_msgstate *)opaque)->callback;
 }
 
 static inline int prd_opaque_takes_report(const void *opaque)
 {
-    return (int)((intptr_t)opaque & 1);
+    if (!opaque)
+        return 0;
+    if (prd_opaque_packed(opaque))
+        return ((intptr_t)opaque & 2) != 0;
+    return ((const prd_msgstate *)opaque)->takes_report;
 }
+
+void *prd_opaque_keep(int ref, int takes_report, int value);
+void prd_opaque_release(lua_State *L, void *opaque);
 
 /* Log levels, lowest first; the logger function receives their names. */
 enum prd_level { PRD_DEBUG = 1, PRD_INFO, PRD_WARN, PRD_ERROR };

@@ -22,6 +22,12 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define SERVE_SLICE_MS 100        /* flush serves in slices of this */
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
+/* Strings from this size are lent to librdkafka, not copied: beyond it
+ * a copy costs more than the ref that keeps the string (bench/README.md,
+ * bench/large_values.lua; a build with -DPRD_NOCOPY_MIN=... compares). */
+#ifndef PRD_NOCOPY_MIN
+#define PRD_NOCOPY_MIN 1024
+#endif
 
 /* Its address marks the memory of a producer (see check_producer). */
 static const char producer_magic;
@@ -262,6 +268,27 @@ static void serve_now(lua_State *L, prd_producer *p)
         lua_error(L);
 }
 
+/*
+ * The opaque of a message whose value is the Lua string at idx, lent to
+ * librdkafka instead of copied (flags 0): a ref in the opaque keeps the
+ * string alive until the report has been served. Out of memory for the
+ * opaque, the string is copied after all.
+ */
+static void *lend(lua_State *L, int idx, int ref, int takes_report, int *msgflags)
+{
+    void *opaque;
+    int kept;
+
+    lua_pushvalue(L, idx);
+    kept = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!(opaque = prd_opaque_keep(ref, takes_report, kept))) {
+        luaL_unref(L, LUA_REGISTRYINDEX, kept);
+        return prd_opaque(ref, takes_report);
+    }
+    *msgflags = 0;
+    return opaque;
+}
+
 /***
  * Queues a message, then serves the reports that are ready.
  * @function produce
@@ -282,7 +309,8 @@ static int prd_producer_produce(lua_State *L)
     prd_producer *p = check_producer(L);
     const char *topic, *key = NULL, *value;
     size_t key_len = 0, value_len;
-    int opts = 0, ref = LUA_NOREF, takes_report = 0;
+    int opts = 0, ref = LUA_NOREF, takes_report = 0, string_idx;
+    int msgflags = RD_KAFKA_MSG_F_COPY;
     lua_Integer partition, timestamp;
     rd_kafka_headers_t *hdrs;
     rd_kafka_topic_t *rkt;
@@ -317,25 +345,30 @@ static int prd_producer_produce(lua_State *L)
                               luaL_typename(L, 6));
     }
     value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json, &value_len);
+    /* the Lua string holding the bytes, if any: the value, or lua-cjson's */
+    string_idx = lua_type(L, 4) == LUA_TSTRING ? 4 : value && !p->json ? lua_gettop(L) : 0;
     hdrs = opt_headers(L, opts);     /* nothing raises after this */
     if (opts && !lua_isnil(L, 6)) {
         takes_report = prd_takes_report(L, 6);
         lua_pushvalue(L, 6);
         ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    opaque = ref == LUA_NOREF ? NULL : prd_opaque(ref, takes_report);
+    if (string_idx && value_len >= PRD_NOCOPY_MIN)
+        opaque = lend(L, string_idx, ref, takes_report, &msgflags);
+    else
+        opaque = prd_opaque(ref, takes_report);
 
     rkt = topic_handle(p, topic);
     if (!rkt)
         err = rd_kafka_last_error();
     else if (!hdrs && !timestamp)       /* no argument list to parse: cheaper */
-        err = rd_kafka_produce(rkt, (int32_t)partition, RD_KAFKA_MSG_F_COPY,
+        err = rd_kafka_produce(rkt, (int32_t)partition, msgflags,
                                (void *)value, value_len, key, key_len, opaque) == 0
                   ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_last_error();
     else
         err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
                                 RD_KAFKA_V_PARTITION((int32_t)partition),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_MSGFLAGS(msgflags),
                                 RD_KAFKA_V_VALUE((void *)value, value_len),
                                 RD_KAFKA_V_KEY(key, key_len),
                                 RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_HEADERS(hdrs),
@@ -343,7 +376,7 @@ static int prd_producer_produce(lua_State *L)
     if (err) {
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        prd_opaque_release(L, opaque);
         serve_now(L, p);
         return prd_fail(L, err);
     }

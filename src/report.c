@@ -11,13 +11,15 @@
  * served is kept in p->pending and the next call resumes with the report
  * after it: no report is lost or served twice.
  *
- * A message's own callback rides in its opaque (prd_opaque) and is
- * unreffed when its report is served. A callback declared with one
+ * A message's own callback, and the string of a value librdkafka does not
+ * copy, ride in its opaque (prd_opaque, prd_opaque_keep) and are unreffed
+ * when its report has been served. A callback declared with one
  * parameter, function(err), gets no report table: none is built.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "prd.h"
@@ -197,6 +199,36 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
                  topic, (int)m->partition, (long long)m->offset);
 }
 
+/* An opaque holding the value's string ref too (and the callback's, if
+ * any): NULL when out of memory. */
+void *prd_opaque_keep(int ref, int takes_report, int value)
+{
+    prd_msgstate *s = malloc(sizeof *s);
+
+    if (s) {
+        s->callback = ref;
+        s->takes_report = takes_report;
+        s->value = value;
+    }
+    return s;
+}
+
+/* Releases the refs an opaque holds, and its memory. */
+void prd_opaque_release(lua_State *L, void *opaque)
+{
+    prd_msgstate *s = opaque;
+
+    if (!opaque)
+        return;
+    if (prd_opaque_packed(opaque)) {
+        luaL_unref(L, LUA_REGISTRYINDEX, prd_opaque_ref(opaque));
+        return;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->callback);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->value);
+    free(s);
+}
+
 /* Counts m's report: served, delivered or failed. */
 static void count_report(prd_producer *p, const rd_kafka_message_t *m)
 {
@@ -226,7 +258,6 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
     }
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         takes_report = prd_opaque_takes_report(m->_private);
     } else if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
@@ -314,6 +345,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
 {
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
+    void *opaque;
     int status;
 
     for (;;) {
@@ -342,9 +374,11 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
         }
         (*served)++;
         count_report(p, m);
+        opaque = m->_private;           /* m may be freed by a callback's poll */
         p->in_callback++;
         status = report(L, p, m, handler);
         p->in_callback--;
+        prd_opaque_release(L, opaque);
         if (status != LUA_OK)
             return status;
     }
@@ -419,7 +453,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
             count_report(p, m);
-            luaL_unref(L, LUA_REGISTRYINDEX, prd_opaque_ref(m->_private));
+            prd_opaque_release(L, m->_private);
         }
         rd_kafka_event_destroy(p->pending);
         p->pending = NULL;

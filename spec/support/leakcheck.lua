@@ -1,6 +1,6 @@
 -- Every producing path once, for valgrind (spec/08-memory_safety_spec.lua):
--- tables, strings, tombstones, headers, per-message callbacks (with and
--- without a report), a raising
+-- tables, strings (large ones lent), tombstones, headers, per-message
+-- callbacks (with and without a report), a raising
 -- callback, bad input, a full queue, purge on close, collection without
 -- close, the mock cluster. Exits 0 when all went as expected.
 local producers = require("producers")
@@ -18,6 +18,9 @@ for i = 1, 300 do
   assert(p:produce("leak", nil, "raw\0bytes", { on_delivery = count_report }))
   assert(p:produce("leak", "tomb", nil))
 end
+for i = 1, 20 do        -- large strings: lent to librdkafka, not copied
+  assert(p:produce("leak", "big", string.rep("b", 2000) .. i, { on_delivery = count_report }))
+end
 assert(not pcall(p.produce, p, "leak", "k", { f = print }))
 assert(not pcall(p.produce, p, "leak", "k", "v", { headers = { a = 1 } }))
 assert(not pcall(p.produce, p, "leak", "k", "v", { on_delivery = 1, partition = 0.5 }))
@@ -34,15 +37,17 @@ local full = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = fu
 assert(full:produce("t", "k", "v", { on_delivery = count_report }))
 assert(full:produce("t", "k", "v"))
 assert(full:produce("t", "k", "v", { on_delivery = count }) == nil)
+assert(full:produce("t", "k", string.rep("f", 3000)) == nil)   -- refused while full
 full:close(0.1)
 
 local dropped = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", gc_flush_timeout = 0.1 }
 assert(dropped:produce("t", "k", "v", { on_delivery = count }))
+assert(dropped:produce("t", "k", string.rep("d", 3000)))
 dropped = nil
 collectgarbage()
 
 p:close()
 m:close()
 collectgarbage()
-assert(delivered == 900 + 2, "delivered " .. delivered)
+assert(delivered == 900 + 20 + 2, "delivered " .. delivered)
 print(("leakcheck: %d delivered, %d failed"):format(delivered, failed))
