@@ -268,6 +268,16 @@ static void serve_now(lua_State *L, prd_producer *p)
         lua_error(L);
 }
 
+/* The stack index of the Lua string that holds the bytes of produce's
+ * value: the value itself, or lua-cjson's JSON of it (at encoded_idx);
+ * 0 when they are in the C encoder's buffer. */
+static int value_string(lua_State *L, prd_producer *p, int encoded_idx)
+{
+    if (lua_type(L, 4) == LUA_TSTRING)
+        return 4;
+    return p->json ? 0 : encoded_idx;
+}
+
 /*
  * The opaque of a message whose value is the Lua string at idx, lent to
  * librdkafka instead of copied (flags 0): a ref in the opaque keeps the
@@ -309,7 +319,7 @@ static int prd_producer_produce(lua_State *L)
     prd_producer *p = check_producer(L);
     const char *topic, *key = NULL, *value;
     size_t key_len = 0, value_len;
-    int opts = 0, ref = LUA_NOREF, takes_report = 0, string_idx;
+    int opts = 0, ref = LUA_NOREF, takes_report = 0, encoded_idx, string_idx;
     int msgflags = RD_KAFKA_MSG_F_COPY;
     lua_Integer partition, timestamp;
     rd_kafka_headers_t *hdrs;
@@ -345,15 +355,14 @@ static int prd_producer_produce(lua_State *L)
                               luaL_typename(L, 6));
     }
     value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json, &value_len);
-    /* the Lua string holding the bytes, if any: the value, or lua-cjson's */
-    string_idx = lua_type(L, 4) == LUA_TSTRING ? 4 : value && !p->json ? lua_gettop(L) : 0;
+    encoded_idx = lua_gettop(L);     /* lua-cjson's string, if it encoded */
     hdrs = opt_headers(L, opts);     /* nothing raises after this */
     if (opts && !lua_isnil(L, 6)) {
         takes_report = prd_takes_report(L, 6);
         lua_pushvalue(L, 6);
         ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    if (string_idx && value_len >= PRD_NOCOPY_MIN)
+    if (value_len >= PRD_NOCOPY_MIN && (string_idx = value_string(L, p, encoded_idx)))
         opaque = lend(L, string_idx, ref, takes_report, &msgflags);
     else
         opaque = prd_opaque(ref, takes_report);
