@@ -41,6 +41,10 @@
 -- from /proc/self/status; cpu_*_us the CPU time (user + system, from /proc) of
 -- the main thread and of all other threads (librdkafka's) during the timed
 -- part, per message.
+--
+-- BENCH_CONFIG="name=value,..." in the environment adds librdkafka
+-- properties to the throughput producers (run.sh's memory section: a
+-- smaller local queue).
 
 local producers = require("producers")
 
@@ -146,10 +150,16 @@ end
 -- original library's delivery report did. (c) strings: no callback, like
 -- (a), which counts in C: the library counts deliveries (p:stats()).
 -- The run ends when flush has served the last report.
+local extra_config = {}
+for name, value in (os.getenv("BENCH_CONFIG") or ""):gmatch("([^=,]+)=([^,]*)") do
+  extra_config[name] = value
+end
+
 local function throughput(strings)
   local delivered, failed = 0, 0
   local p = assert(producers.kafka.new{
     bootstrap_servers = bootstrap,
+    config = extra_config,
     on_delivery = not strings and function(err)
       if err == nil then
         delivered = delivered + 1

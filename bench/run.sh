@@ -24,6 +24,10 @@
 #   -l COUNT        latency mode messages, 0 skips it  (default 250000)
 #   -R ROUNDS       rounds of (a)..(d); the table shows each run's median
 #                   by msg/s and lists every round     (default 3)
+#   -M COUNT        memory section: peak RSS of (b) under Lua 5.4 at COUNT
+#                   messages, ROUNDS times, beside the rounds' at -n; then
+#                   both again with a local queue of 10,000 messages;
+#                   0 skips it                          (default 5000000)
 #   -o FILE         results file                       (default bench/results.md)
 set -euo pipefail
 
@@ -40,13 +44,14 @@ RATE=50000
 LAT_COUNT=250000
 RESULTS=bench/results.md
 ROUNDS=3
+MEM_COUNT=5000000
 BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
 LIB_BUILD=${LIB_BUILD_DIR:-build}
 JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-while getopts "n:b:t:B:p:r:l:R:o:h" opt; do
+while getopts "n:b:t:B:p:r:l:R:M:o:h" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     b) BOOTSTRAP=$OPTARG ;;
@@ -56,6 +61,7 @@ while getopts "n:b:t:B:p:r:l:R:o:h" opt; do
     r) RATE=$OPTARG ;;
     l) LAT_COUNT=$OPTARG ;;
     R) ROUNDS=$OPTARG ;;
+    M) MEM_COUNT=$OPTARG ;;
     o) RESULTS=$OPTARG ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -175,6 +181,20 @@ for round in $(seq "$ROUNDS"); do
     run "d.$round" "$PYTHON_BIN" bench/python_producer.py "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
 done
+# Peak RSS of (b) against the number of messages: the rounds above give it
+# at COUNT, these runs at MEM_COUNT; then both with a small local queue.
+SMALL_QUEUE=10000
+if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
+  for round in $(seq "$ROUNDS"); do
+    run "m.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
+  done
+  for round in $(seq "$ROUNDS"); do
+    for n in "$COUNT" "$MEM_COUNT"; do
+      run "q$n.$round" "${LUA_ENV[@]}" BENCH_CONFIG="queue.buffering.max.messages=$SMALL_QUEUE" \
+        lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$n" "$TOPIC"
+    done
+  done
+fi
 if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 ]]; then
   run lat "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua latency "$BOOTSTRAP" "$LAT_COUNT" "$TOPIC" "$RATE"
 fi
@@ -238,6 +258,20 @@ row() {
 
 for name in a b c bj cj d; do median "$name"; done
 
+# rss_row MESSAGES QUEUE NAME: peak RSS (MiB) of the runs NAME.1.. and their largest.
+rss_row() {
+  local label=$1 queue=$2 name=$3 f list="" max=0 kb
+  for f in "$WORK/$name".[0-9]*.result; do
+    [[ -s $f ]] || continue
+    kb=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p')
+    list+="${list:+, }$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
+    (( kb > max )) && max=$kb
+  done
+  [[ -n $list ]] || return 0
+  printf '| %s | %s | %s | %s |\n' "$(thousands "$label")" "$(thousands "$queue")" "$list" \
+    "$(awk -v k="$max" 'BEGIN { printf "%.1f", k / 1024 }')"
+}
+
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
 
@@ -283,6 +317,20 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo "| (c)/(a), LuaJIT | $(ratio cj a) | $(ratio cj.best a.best) |"
   echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) |"
   echo
+  if [[ -s $WORK/m.1.result ]]; then
+    echo "Peak RSS of (b) under Lua 5.4 (VmHWM) against the number of messages. The local queue"
+    echo "(queue.buffering.max.messages) bounds the messages held at once, the run's length does"
+    echo "not; a run's peak is the largest backlog of messages in flight it happens to meet, which"
+    echo "with the default queue (100,000) varies from run to run; a queue of 10,000 caps it lower."
+    echo
+    echo "| messages | queue.buffering.max.messages | peak RSS of each run (MiB) | largest (MiB) |"
+    echo "| --- | --- | --- | --- |"
+    rss_row "$COUNT" 100000 b
+    rss_row "$MEM_COUNT" 100000 m
+    rss_row "$COUNT" "$SMALL_QUEUE" "q$COUNT"
+    rss_row "$MEM_COUNT" "$SMALL_QUEUE" "q$MEM_COUNT"
+    echo
+  fi
   if [[ -s $WORK/lat.result ]]; then
     echo "Delivery latency of (b): tables at a fixed rate, linger.ms=5 (other settings as above);"
     echo "the script produces what is due, then polls with a 1 ms timeout, so a report waits <= ~1 ms to be served."
