@@ -234,6 +234,22 @@ ratio() {
   fi
 }
 
+# round_ratios NUM DEN: the ratio of NUM's to DEN's msg/s in each round,
+# "x.xx, y.yy, ..." (a round runs every client within seconds, so a slow
+# spell of the machine weighs on both sides of its ratio).
+round_ratios() {
+  local r n d out=""
+  for r in $(seq "$ROUNDS"); do
+    n=$(field "$1.$r" rate) d=$(field "$2.$r" rate)
+    if [[ -n $n && -n $d && $d != 0 ]]; then
+      out+="${out:+, }$(awk -v n="$n" -v d="$d" 'BEGIN { printf "%.2f", n / d }')"
+    else
+      out+="${out:+, }n/a"
+    fi
+  done
+  echo "$out"
+}
+
 # Thousands separators for an integer.
 thousands() { awk -v x="$1" 'BEGIN { s = sprintf("%d", x); r = "";
   while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
@@ -305,17 +321,19 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   row cj "(c) producers (LuaJIT), pre-encoded strings"
   row d "(d) Python confluent_kafka + json.dumps"
   echo
-  echo "Ratios of msg/s, of the median runs and of the fastest runs (other load only ever slows a"
-  echo "run down, and (a), which keeps both cores busy, suffers most from it):"
+  echo "Ratios of msg/s: of the median runs, of the fastest runs (other load only ever slows a"
+  echo "run down, and (a), which keeps both cores busy, suffers most from it), and within each"
+  echo "round (its runs follow each other within seconds, so a slow spell of the machine weighs on"
+  echo "both sides of a round's ratio):"
   echo
-  echo "| ratio | median runs | fastest runs |"
-  echo "| --- | --- | --- |"
-  echo "| (b)/(a), Lua 5.4 | $(ratio b a) | $(ratio b.best a.best) |"
-  echo "| (c)/(a), Lua 5.4 | $(ratio c a) | $(ratio c.best a.best) |"
-  echo "| (b)/(d), Lua 5.4 | $(ratio b d) | $(ratio b.best d.best) |"
-  echo "| (b)/(a), LuaJIT | $(ratio bj a) | $(ratio bj.best a.best) |"
-  echo "| (c)/(a), LuaJIT | $(ratio cj a) | $(ratio cj.best a.best) |"
-  echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) |"
+  echo "| ratio | median runs | fastest runs | each round |"
+  echo "| --- | --- | --- | --- |"
+  echo "| (b)/(a), Lua 5.4 | $(ratio b a) | $(ratio b.best a.best) | $(round_ratios b a) |"
+  echo "| (c)/(a), Lua 5.4 | $(ratio c a) | $(ratio c.best a.best) | $(round_ratios c a) |"
+  echo "| (b)/(d), Lua 5.4 | $(ratio b d) | $(ratio b.best d.best) | $(round_ratios b d) |"
+  echo "| (b)/(a), LuaJIT | $(ratio bj a) | $(ratio bj.best a.best) | $(round_ratios bj a) |"
+  echo "| (c)/(a), LuaJIT | $(ratio cj a) | $(ratio cj.best a.best) | $(round_ratios cj a) |"
+  echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) | $(round_ratios bj d) |"
   echo
   if [[ -s $WORK/m.1.result ]]; then
     echo "Peak RSS of (b) under Lua 5.4 (VmHWM) against the number of messages. The local queue"
