@@ -1,0 +1,79 @@
+-- The benchmark's commands run from a clean checkout (a quick run, few
+-- messages): bench/run.sh fills every row of the README's table and stops
+-- the mock cluster it starts; bench/nginx/run.sh measures nginx's worker.
+-- Numbers are not checked here: the benchmark is not a timed test.
+local H = require("helpers")
+
+local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+-- once, with the plain Lua 5.4 build (the benchmark builds the rest)
+local describe_once = (lua == "lua5.4" and not sanitized) and describe or pending
+
+local root = io.popen("pwd"):read("*l")
+local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
+if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+local env = ("LIB_BUILD_DIR=%s LUAJIT_BUILD_DIR=%s BENCH_BUILD_DIR=%s"):format(
+  H.shell_quote(build), H.shell_quote(build .. "/bench-luajit"), H.shell_quote(build .. "/bench-standalone"))
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The table row that starts with label, or nil.
+local function row(text, label)
+  for line in text:gmatch("[^\n]+") do
+    if line:sub(1, #label + 2) == "| " .. label then return line end
+  end
+end
+
+local function mock_clusters()
+  local out = H.sh("pgrep -c -f prd_bench_mock_cluster || true")
+  return tonumber(out:match("%d+")) or 0
+end
+
+describe_once("the benchmark #bench", function()
+  it("bench/run.sh fills every row of its table and stops its broker", function()
+    local results = os.tmpname()
+    local before = mock_clusters()
+    local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 20000 -l 5000 -o %s"):format(
+      env, H.shell_quote(results)))
+    local text = read(results)
+    os.remove(results)
+    assert.is_true(ok, out)
+    for _, label in ipairs{ "(a) librdkafka C", "(b) producers (Lua 5.4)", "(c) producers (Lua 5.4)",
+                            "(b) producers (LuaJIT)", "(c) producers (LuaJIT)", "(d) Python" } do
+      local line = row(text, label)
+      assert.is_truthy(line, label .. " has no row:\n" .. text)
+      assert.is_truthy(line:find("| 20,000 / 20,000 |", 1, true), line)
+    end
+    for _, label in ipairs{ "(b)/(a), Lua 5.4", "(c)/(a), Lua 5.4", "(b)/(d), Lua 5.4",
+                            "(b)/(a), LuaJIT", "(c)/(a), LuaJIT", "(b)/(d), LuaJIT" } do
+      assert.matches("^| [^|]+ | %d+%.%d%d | %d+%.%d%d | %d+%.%d%d |$", row(text, label))
+    end
+    assert.matches("^| 20,000 | 100,000 | %d+%.%d | %d+%.%d |$", row(text, "20,000 | 100,000"))
+    assert.matches("^| 20,000 | 10,000 | %d+%.%d | %d+%.%d |$", row(text, "20,000 | 10,000"))
+    local latency = row(text, "script: monotonic clock")
+    assert.is_truthy(latency, text)
+    local _, figures = latency:gsub("| %d+%.%d%d ", "")
+    assert.equal(4, figures, latency)                       -- p50, p99, p99.9, max
+    assert.equal(before, mock_clusters())
+  end)
+
+  it("bench/nginx/run.sh measures the worker's CPU per message", function()
+    local results = os.tmpname()
+    local out, ok = H.sh(("%s bench/nginx/run.sh -q -d 1 -o %s"):format(env, H.shell_quote(results)))
+    local text = read(results)
+    os.remove(results)
+    assert.is_true(ok, out)
+    local line = row(text, "/produce100")
+    assert.is_truthy(line, text)
+    -- produced and delivered the same number of messages, and a CPU figure
+    local produced, delivered = line:match("| on | [%d,]+ | [%d,]+ | ([%d,]+) | ([%d,]+) |")
+    assert.is_truthy(produced, line)
+    assert.equal(produced, delivered)
+    assert.matches("| %d+%.%d+ | %d+%.%d+ | %d+%.%d+ |$", line)
+  end)
+end)
