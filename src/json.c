@@ -186,11 +186,14 @@ static int put_number(prd_buf *b, lua_State *L, int idx)
     }
 #endif
     n = lua_tonumber(L, idx);
-    if (isinf(n) || isnan(n))
+    if (fabs(n) < PLAIN_LIMIT) {        /* false for NaN and infinities */
+        long long v = (long long)n;     /* in range: no overflow */
+        if ((lua_Number)v == n && !(v == 0 && signbit(n))) {
+            put_integer(b, v);
+            return 1;
+        }
+    } else if (isinf(n) || isnan(n)) {
         return 0;
-    if (n == floor(n) && fabs(n) < PLAIN_LIMIT && !(n == 0 && signbit(n))) {
-        put_integer(b, (long long)n);
-        return 1;
     }
     len = snprintf(digits, sizeof digits, "%.14g", (double)n);
     put(b, digits, (size_t)len);
