@@ -113,16 +113,27 @@ describe("builtin JSON encoder", function()
   it("encodes tables nested as deep as lua-cjson allows (the Lua stack grows with them)", function()
     local shapes = {
       function(t) return { a = t } end,             -- objects
+      function(t, i) return { ["level" .. i] = t } end,   -- each with a key of its own
       function(t) return { t } end,                 -- lists
       function(t) return { [1] = t, [3] = 1 } end,  -- arrays with holes
     }
     for _, wrap in ipairs(shapes) do
       local t = {}
-      for _ = 1, 999 do t = wrap(t) end             -- 1000 levels with the innermost
+      for i = 1, 999 do t = wrap(t, i) end          -- 1000 levels with the innermost
       local ok, err = pcall(core.encode_value, t)
       assert.is_true(ok, err)
       same(t)
-      same(wrap(t))                                 -- 1001: refused by both
+      same(wrap(t, 1000))                           -- 1001: refused by both
+    end
+  end)
+
+  it("writes each key as itself while keys come and go and the collector runs", function()
+    -- keys are remembered by the identity of their strings: new strings
+    -- that may take the place of collected ones must not be taken for them
+    for i = 1, 20000 do
+      local t = { ["key" .. i] = i, ["k" .. i % 7] = true, shared = i }
+      same(t)
+      if i % 500 == 0 then collectgarbage() end
     end
   end)
 

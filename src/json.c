@@ -24,6 +24,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,36 @@ static const char *const escapes[256] = {
 };
 
 /* ---- the buffer ---------------------------------------------------- */
+
+/*
+ * Object keys repeat from message to message: the text of a key seen
+ * before ("key": quoted, escaped, with its colon) is remembered under the
+ * identity of its Lua string (lua_topointer), and the string is kept
+ * alive in a table of the registry while it is remembered, so no other
+ * string can take its address. A slot's key earns a point at each use and
+ * loses one to each other key that falls in its slot, which takes the slot
+ * at zero: two keys of one table sharing a slot do not evict each other
+ * at every message. Where lua_topointer gives strings no identity (Lua 5.1
+ * to 5.3), nothing is remembered.
+ */
+#define KEYS 128                /* remembered keys, a power of two */
+#define KEY_TEXT 32             /* longest text remembered */
+#define KEY_POINTS 4            /* most points a key holds */
+
+typedef struct key {
+    const void *id;             /* lua_topointer of the string; NULL: none */
+    int points;
+    size_t len;
+    char text[KEY_TEXT];
+} key;
+
+struct prd_buf {
+    char *data;
+    size_t len, cap;
+    int keys_ref;               /* registry: the remembered strings, or
+                                   LUA_NOREF when none can be */
+    key keys[KEYS];
+};
 
 static void grow(prd_buf *b, size_t more)
 {
@@ -85,6 +116,9 @@ static int buf_gc(lua_State *L)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
+    b->keys_ref = LUA_NOREF;
+    memset(b->keys, 0, sizeof b->keys);
     return 0;
 }
 
@@ -263,13 +297,53 @@ static int array_length(lua_State *L, int t)
 
 static void put_value(prd_buf *b, lua_State *L, int type, int depth);
 
+static key *key_slot(prd_buf *b, const void *id)
+{
+    uintptr_t h = (uintptr_t)id;
+
+    return &b->keys[(h >> 4 ^ h >> 10) & (KEYS - 1)];
+}
+
+/* Remembers the text written at start in the buffer for the string key
+ * at the top but one (its identity id) in slot k, if k is free or has
+ * lost its points; keeps the string alive. */
+static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_t start)
+{
+    size_t len = b->len - start;
+
+    if (b->keys_ref == LUA_NOREF || len > KEY_TEXT || (k->id && --k->points > 0))
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+    lua_pushvalue(L, -3);
+    lua_rawseti(L, -2, (int)(k - b->keys) + 1);     /* the string it held may go */
+    lua_pop(L, 1);
+    k->id = id;
+    k->points = 1;
+    k->len = len;
+    memcpy(k->text, b->data + start, len);
+}
+
 /* The key at the top but one, as an object's key, and the colon. */
 static void put_key(prd_buf *b, lua_State *L)
 {
+    const void *id = lua_topointer(L, -2);  /* NULL for numbers */
+    key *k = key_slot(b, id);
+    size_t start;
+
+    if (id && k->id == id) {                /* remembered: this very string */
+        if (k->points < KEY_POINTS)
+            k->points++;
+        reserve(b, KEY_TEXT);
+        memcpy(b->data + b->len, k->text, KEY_TEXT);
+        b->len += k->len;
+        return;
+    }
     switch (lua_type(L, -2)) {
     case LUA_TSTRING:
+        start = b->len;
         put_lua_string(b, L, -2);
         put_char(b, ':');
+        remember_key(b, L, k, id, start);
         break;
     case LUA_TNUMBER:
         put_char(b, '"');
@@ -335,7 +409,8 @@ static int put_list(prd_buf *b, lua_State *L, int t, lua_Number first)
 }
 
 /* Each level of nesting holds two stack slots (key and value) over its
- * table; room for LEVELS_PER_CHECK levels is made at once. */
+ * table, and remember_key two more for a moment; room for
+ * LEVELS_PER_CHECK levels is made at once. */
 #define LEVELS_PER_CHECK 8
 
 /* The table at t, an absolute index. */
@@ -345,7 +420,7 @@ static void put_table(prd_buf *b, lua_State *L, int t, int depth)
     lua_Number first;
 
     if (++depth > MAX_DEPTH ||
-        (depth % LEVELS_PER_CHECK == 1 && !lua_checkstack(L, 2 * LEVELS_PER_CHECK + 1)))
+        (depth % LEVELS_PER_CHECK == 1 && !lua_checkstack(L, 2 * LEVELS_PER_CHECK + 3)))
         luaL_error(L, CANNOT_ENCODE "Cannot serialise, excessive nesting (%d)", depth);
     lua_pushnil(L);
     if (!lua_next(L, t)) {                  /* empty: an object, as lua-cjson */
@@ -398,6 +473,13 @@ void prd_json_open(lua_State *L)
     lua_createtable(L, 2, 0);
     b = lua_newuserdata(L, sizeof *b);
     memset(b, 0, sizeof *b);
+    b->keys_ref = LUA_NOREF;
+    lua_pushliteral(L, "key");
+    if (lua_topointer(L, -1)) {             /* strings have an identity */
+        lua_createtable(L, KEYS, 0);
+        b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pop(L, 1);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, buf_gc);
     lua_setfield(L, -2, "__gc");

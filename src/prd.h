@@ -129,10 +129,7 @@ typedef struct prd_producer {
 rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx);
 
 /* json.c: message values into bytes. */
-typedef struct prd_buf {
-    char *data;
-    size_t len, cap;
-} prd_buf;
+typedef struct prd_buf prd_buf;          /* the encoder's state (json.c) */
 
 void prd_json_open(lua_State *L);           /* pushes the JSON state */
 prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx);
