@@ -30,6 +30,19 @@ describe("SASL_SSL as the original library configured it #integration", function
     return producers.kafka.new(opts)
   end
 
+  -- Producer options with a recording logger (debug level) and an
+  -- on_delivery keeping every report, its err in r.err; returns the
+  -- options, the log and the reports.
+  local function observed(opts)
+    local log, reports = K.recorder(), {}
+    opts.logger, opts.log_level = log.fn, "debug"
+    opts.on_delivery = function(err, r)
+      r.err = err
+      reports[#reports + 1] = r
+    end
+    return opts, log, reports
+  end
+
   local function no_line_contains(log, secret)
     local leaks = log.containing(secret)
     assert.equal(0, #leaks, "secret in log lines:\n" .. table.concat(leaks, "\n"))
@@ -38,16 +51,8 @@ describe("SASL_SSL as the original library configured it #integration", function
   local function delivers(kind, user, password, mechanism)
     local topic = K.topic("sasl-" .. kind)
     K.create_topic(topic, 2)
-    local log = K.recorder()
-    local reports = {}
-    local p = sasl_producer(user, password, mechanism, {
-      logger = log.fn, log_level = "debug",
-      config = { debug = DEBUG },
-      on_delivery = function(err, r)
-        r.err = err
-        reports[#reports + 1] = r
-      end,
-    })
+    local opts, log, reports = observed{ config = { debug = DEBUG } }
+    local p = sasl_producer(user, password, mechanism, opts)
     local sent = {
       { "k-table", { via = kind, n = 1 } },
       { "k-bytes", "\0raw\255bytes\n" },
@@ -129,16 +134,8 @@ describe("SASL_SSL as the original library configured it #integration", function
 
   local function wrong_password(mechanism, user, cause)
     local password = "wrong-Pw-" .. math.random(100000, 999999) .. "-zq"
-    local log = K.recorder()
-    local reports = {}
-    local p = sasl_producer(user, password, mechanism, {
-      logger = log.fn, log_level = "debug",
-      config = { ["message.timeout.ms"] = TIMEOUT_MS, debug = DEBUG },
-      on_delivery = function(err, r)
-        r.err = err
-        reports[#reports + 1] = r
-      end,
-    })
+    local opts, log, reports = observed{ config = { ["message.timeout.ms"] = TIMEOUT_MS, debug = DEBUG } }
+    local p = sasl_producer(user, password, mechanism, opts)
     local t_line, t_all = fails_clearly(p, log, reports,
       "SASL authentication error: Authentication failed", 5, "_AUTHENTICATION")
     assert.truthy(log.find("SASL authentication error: Authentication failed.*%(_AUTHENTICATION%)$", "error"),
@@ -164,15 +161,8 @@ describe("SASL_SSL as the original library configured it #integration", function
 
   K.it("closing a producer that cannot log in returns within its timeout; its messages are reported purged", function()
     local password = "wrong-Pw-" .. math.random(100000, 999999) .. "-zq"
-    local log = K.recorder()
-    local reports = {}
-    local p = sasl_producer(env.KAFKA_PLAIN_USER, password, "PLAIN", {
-      logger = log.fn, log_level = "debug",
-      on_delivery = function(err, r)
-        r.err = err
-        reports[#reports + 1] = r
-      end,
-    })      -- message.timeout.ms: librdkafka's default, 300 s
+    local opts, log, reports = observed{}    -- message.timeout.ms: librdkafka's default, 300 s
+    local p = sasl_producer(env.KAFKA_PLAIN_USER, password, "PLAIN", opts)
     for i = 1, 4 do assert.is_true(p:produce(K.topic("never"), "k" .. i, "v" .. i)) end
     assert.truthy(K.wait_for(function() return log.find("%(_AUTHENTICATION%)$", "error") end, BOUND, p),
       log.text())
@@ -191,35 +181,24 @@ describe("SASL_SSL as the original library configured it #integration", function
   end)
 
   K.it("a PLAINTEXT client on the SASL_SSL port: a transport error that suggests security.protocol, every report fails", function()
-    local log = K.recorder()
-    local reports = {}
-    local p = producers.kafka.new{
-      bootstrap_servers = env.KAFKA_SASL_BOOTSTRAP, logger = log.fn, log_level = "debug",
+    local opts, log, reports = observed{
+      bootstrap_servers = env.KAFKA_SASL_BOOTSTRAP,
       config = { ["broker.address.family"] = "v4", ["message.timeout.ms"] = TIMEOUT_MS },
-      on_delivery = function(err, r)
-        r.err = err
-        reports[#reports + 1] = r
-      end,
     }
+    local p = producers.kafka.new(opts)
     local t_line, t_all = fails_clearly(p, log, reports, "Disconnected while requesting ApiVersion", 3, "_TRANSPORT")
     assert.truthy(log.find("incorrect security%.protocol configuration.*%(_TRANSPORT%)$", "error"), log.text())
     print(("\n  PLAINTEXT on the SASL_SSL port: first error after %.2fs, all reports after %.2fs"):format(t_line, t_all))
   end)
 
   K.it("SASL_SSL without ssl.ca.location (the test CA is not trusted): a certificate error, every report fails", function()
-    local log = K.recorder()
-    local reports = {}
     local password = env.KAFKA_PLAIN_PASSWORD
-    local p = producers.kafka.new{
+    local opts, log, reports = observed{
       bootstrap_servers = env.KAFKA_SASL_BOOTSTRAP,
       username = env.KAFKA_PLAIN_USER, password = password,
-      logger = log.fn, log_level = "debug",
       config = { ["broker.address.family"] = "v4", ["message.timeout.ms"] = TIMEOUT_MS, debug = DEBUG },
-      on_delivery = function(err, r)
-        r.err = err
-        reports[#reports + 1] = r
-      end,
     }
+    local p = producers.kafka.new(opts)
     local t_line, t_all = fails_clearly(p, log, reports, "SSL handshake failed", 3, "_SSL")
     assert.truthy(log.find("certificate verify failed.*ssl%.ca%.location", "error"), log.text())
     no_line_contains(log, password)
