@@ -29,6 +29,8 @@
 #                   both again with a local queue of 10,000 messages;
 #                   0 skips it                          (default 5000000)
 #   -o FILE         results file                       (default bench/results.md)
+# BENCH_BROKER_DESC in the environment names the broker given with -b in the
+# results (e.g. "Apache Kafka 3.9.2, 1 node, same machine").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -149,7 +151,7 @@ if [[ -z $BOOTSTRAP ]]; then
     { say "the mock cluster failed or printed no address"; exit 1; }
   BROKER_DESC="librdkafka mock cluster in a separate process: $BROKERS broker(s), topic '$TOPIC' with $PARTITIONS partitions"
 else
-  BROKER_DESC="broker at $BOOTSTRAP, topic '$TOPIC'"
+  BROKER_DESC="${BENCH_BROKER_DESC:-broker} at $BOOTSTRAP, topic '$TOPIC'"
 fi
 say "broker: $BROKER_DESC ($BOOTSTRAP)"
 
