@@ -305,13 +305,13 @@ static key *key_slot(prd_buf *b, const void *id)
 }
 
 /* Remembers the text written at start in the buffer for the string key
- * at the top but one (its identity id) in slot k, if k is free or has
- * lost its points; keeps the string alive. */
+ * at the top but one (its identity id; NULL: not remembered) in slot k, if
+ * k is free or has lost its points; keeps the string alive. */
 static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_t start)
 {
     size_t len = b->len - start;
 
-    if (b->keys_ref == LUA_NOREF || len > KEY_TEXT || (k->id && --k->points > 0))
+    if (!id || len > KEY_TEXT || (k->id && --k->points > 0))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
     lua_pushvalue(L, -3);
@@ -326,7 +326,8 @@ static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_
 /* The key at the top but one, as an object's key, and the colon. */
 static void put_key(prd_buf *b, lua_State *L)
 {
-    const void *id = lua_topointer(L, -2);  /* NULL for numbers */
+    /* the key's identity, where strings have one; NULL for numbers */
+    const void *id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
     key *k = key_slot(b, id);
     size_t start;
 
