@@ -10,17 +10,8 @@ local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
 local describe_jit = lua == "luajit" and describe or pending
 
 local sh, q = H.sh, H.shell_quote
-local root = io.popen("pwd"):read("*l")
-local build = os.getenv("PRODUCERS_BUILD_DIR") or "build-luajit"
-if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local root, build = H.dirs("build-luajit")
+local read = H.read
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

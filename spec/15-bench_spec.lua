@@ -9,18 +9,9 @@ local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 -- once, with the plain Lua 5.4 build (the benchmark builds the rest)
 local describe_once = (lua == "lua5.4" and not sanitized) and describe or pending
 
-local root = io.popen("pwd"):read("*l")
-local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
-if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+local _, build = H.dirs("build")
 local env = ("LIB_BUILD_DIR=%s LUAJIT_BUILD_DIR=%s BENCH_BUILD_DIR=%s"):format(
   H.shell_quote(build), H.shell_quote(build .. "/bench-luajit"), H.shell_quote(build .. "/bench-standalone"))
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- The table row that starts with label, or nil.
 local function row(text, label)
@@ -40,7 +31,7 @@ describe_once("the benchmark #bench", function()
     local before = mock_clusters()
     local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 20000 -l 5000 -o %s"):format(
       env, H.shell_quote(results)))
-    local text = read(results)
+    local text = assert(H.read(results))
     os.remove(results)
     assert.is_true(ok, out)
     for _, label in ipairs{ "(a) librdkafka C", "(b) producers (Lua 5.4)", "(c) producers (Lua 5.4)",
@@ -65,7 +56,7 @@ describe_once("the benchmark #bench", function()
   it("bench/nginx/run.sh measures the worker's CPU per message", function()
     local results = os.tmpname()
     local out, ok = H.sh(("%s bench/nginx/run.sh -q -d 1 -o %s"):format(env, H.shell_quote(results)))
-    local text = read(results)
+    local text = assert(H.read(results))
     os.remove(results)
     assert.is_true(ok, out)
     local line = row(text, "/produce100")

@@ -117,6 +117,24 @@ function H.sh(cmd)
   return out:gsub("__exit=%d+\n?$", ""), code == 0, code
 end
 
+--- The whole file at path, or nil if it cannot be opened.
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- The project's root (the specs run from it) and the build under test
+-- ($PRODUCERS_BUILD_DIR, else default) as an absolute path.
+function H.dirs(default)
+  local root = io.popen("pwd"):read("*l")
+  local build = os.getenv("PRODUCERS_BUILD_DIR") or default
+  if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+  return root, build
+end
+
 --- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
 -- with the module on its paths. Returns its output (stdout and stderr)
 -- and whether it exited with status 0.
