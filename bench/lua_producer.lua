@@ -32,7 +32,7 @@
 --
 -- Output: one machine-readable line on stdout, parsed by bench/run.sh:
 --   RESULT bench=lua-tables sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
---          cpu_main_us=.. cpu_other_us=..
+--          cpu_main_us=.. cpu_other_us=.. [rss_at=.. rss_at_kb=.. max_queue=..]
 --   RESULT bench=lua-latency sent=.. delivered=.. failed=.. target_rate=..
 --          achieved_rate=.. p50_ms=.. p99_ms=.. p999_ms=.. max_ms=..
 --          [rdk_p50_ms=.. rdk_p99_ms=.. rdk_p999_ms=.. rdk_max_ms=..] rss_kb=..
@@ -44,7 +44,10 @@
 --
 -- BENCH_CONFIG="name=value,..." in the environment adds librdkafka
 -- properties to the throughput producers (run.sh's memory section: a
--- smaller local queue).
+-- smaller local queue).  BENCH_RSS_AT=N adds to the RESULT line rss_at_kb,
+-- the peak RSS once N messages have been produced (run.sh's memory section
+-- compares it with the peak at the end of a longer run), and max_queue, the
+-- largest p:queue_length() seen (sampled every 1,024 messages).
 
 local producers = require("producers")
 
@@ -183,6 +186,8 @@ local function throughput(strings)
   local before = p:stats()
 
   local sent, errors = 0, 0
+  local rss_at = tonumber(os.getenv("BENCH_RSS_AT") or "") or -1
+  local rss_at_kb, max_queue = nil, 0
   local cpu_main0, cpu_all0 = cpu_seconds()
   local t0 = now()
   for i = 0, count - 1 do
@@ -195,7 +200,11 @@ local function throughput(strings)
                 tags = { "a", "b", "c" }, ok = true }
     end
     if produce(p, keys[k], value) then sent = sent + 1 else errors = errors + 1 end
-    if i % 1024 == 0 then p:poll(0) end
+    if i % 1024 == 0 then
+      p:poll(0)
+      if rss_at > 0 then max_queue = math.max(max_queue, p:queue_length()) end
+    end
+    if i + 1 == rss_at then rss_at_kb = peak_rss_kb() end
   end
   drain(p)
   local t_end = now()           -- after the last report
@@ -211,10 +220,11 @@ local function throughput(strings)
   if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
   io.stdout:write(string.format(
     "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d " ..
-    "cpu_main_us=%.3f cpu_other_us=%.3f\n",
+    "cpu_main_us=%.3f cpu_other_us=%.3f%s\n",
     strings and "strings" or "tables", sent, delivered, failed + errors, seconds,
     seconds > 0 and delivered / seconds or 0, peak_rss_kb(),
-    (cpu_main1 - cpu_main0) * per_msg, ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg))
+    (cpu_main1 - cpu_main0) * per_msg, ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg,
+    rss_at_kb and string.format(" rss_at=%d rss_at_kb=%d max_queue=%d", rss_at, rss_at_kb, max_queue) or ""))
   p:close()
   return delivered == count
 end

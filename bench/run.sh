@@ -24,10 +24,10 @@
 #   -l COUNT        latency mode messages, 0 skips it  (default 250000)
 #   -R ROUNDS       rounds of (a)..(d); the table shows each run's median
 #                   by msg/s and lists every round     (default 3)
-#   -M COUNT        memory section: peak RSS of (b) under Lua 5.4 at COUNT
-#                   messages, ROUNDS times, beside the rounds' at -n; then
-#                   both again with a local queue of 10,000 messages;
-#                   0 skips it                          (default 5000000)
+#   -M COUNT        memory section: ROUNDS runs of (b) under Lua 5.4 with
+#                   COUNT messages, each noting its peak RSS at -n
+#                   messages and at the end; then as many with a local
+#                   queue of 10,000 messages; 0 skips it (default 5000000)
 #   -o FILE         results file                       (default bench/results.md)
 # BENCH_BROKER_DESC in the environment names the broker given with -b in the
 # results (e.g. "Apache Kafka 3.9.2, 1 node, same machine").
@@ -183,18 +183,19 @@ for round in $(seq "$ROUNDS"); do
     run "d.$round" "$PYTHON_BIN" bench/python_producer.py "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
 done
-# Peak RSS of (b) against the number of messages: the rounds above give it
-# at COUNT, these runs at MEM_COUNT; then both with a small local queue.
+# Peak RSS of (b) against the number of messages: runs of MEM_COUNT messages
+# that also note their peak once COUNT have been produced, with the default
+# local queue and then with a small one.
 SMALL_QUEUE=10000
 if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
   for round in $(seq "$ROUNDS"); do
-    run "m.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
+    run "m.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$COUNT" \
+      lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
   for round in $(seq "$ROUNDS"); do
-    for n in "$COUNT" "$MEM_COUNT"; do
-      run "q$n.$round" "${LUA_ENV[@]}" BENCH_CONFIG="queue.buffering.max.messages=$SMALL_QUEUE" \
-        lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$n" "$TOPIC"
-    done
+    run "q.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$COUNT" \
+      BENCH_CONFIG="queue.buffering.max.messages=$SMALL_QUEUE" \
+      lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
 fi
 if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 ]]; then
@@ -277,17 +278,30 @@ row() {
 for name in a b c bj cj d; do median "$name"; done
 
 # rss_row MESSAGES QUEUE NAME: peak RSS (MiB) of the runs NAME.1.. and their largest.
-rss_row() {
-  local label=$1 queue=$2 name=$3 f list="" max=0 kb
+# rss_list NAME: the peak RSS of runs NAME.1..NAME.R in MiB, comma-separated.
+rss_list() {
+  local f list=""
+  for f in "$WORK/$1".[0-9]*.result; do
+    [[ -s $f ]] || continue
+    list+="${list:+, }$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p' | awk '{ printf "%.1f", $1 / 1024 }')"
+  done
+  echo "$list"
+}
+
+# rss_rows QUEUE NAME: one row per run NAME.N: its peak RSS once COUNT
+# messages were produced, at the end, and the change between the two.
+rss_rows() {
+  local queue=$1 name=$2 f n at end most
   for f in "$WORK/$name".[0-9]*.result; do
     [[ -s $f ]] || continue
-    kb=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p')
-    list+="${list:+, }$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
-    (( kb > max )) && max=$kb
+    n=${f%.result}; n=${n##*.}
+    at=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_at_kb=//p')
+    end=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p')
+    most=$(tr ' ' '\n' <"$f" | sed -n 's/^max_queue=//p')
+    [[ -n $at && -n $end ]] || continue
+    awk -v q="$(thousands "$queue")" -v n="$n" -v a="$at" -v e="$end" -v m="$(thousands "$most")" \
+      'BEGIN { printf "| %s | %s | %.1f | %.1f | %+.1f%% | %s |\n", q, n, a / 1024, e / 1024, (e - a) * 100 / a, m }'
   done
-  [[ -n $list ]] || return 0
-  printf '| %s | %s | %s | %s |\n' "$(thousands "$label")" "$(thousands "$queue")" "$list" \
-    "$(awk -v k="$max" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -338,17 +352,17 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) | $(round_ratios bj d) |"
   echo
   if [[ -s $WORK/m.1.result ]]; then
-    echo "Peak RSS of (b) under Lua 5.4 (VmHWM) against the number of messages. The local queue"
-    echo "(queue.buffering.max.messages) bounds the messages held at once, the run's length does"
-    echo "not; a run's peak is the largest backlog of messages in flight it happens to meet, which"
-    echo "with the default queue (100,000) varies from run to run; a queue of 10,000 caps it lower."
+    echo "Peak RSS of (b) under Lua 5.4 (VmHWM) against the number of messages: each run produces"
+    echo "$(thousands "$MEM_COUNT") messages and notes its peak once $(thousands "$COUNT") have been produced, so the"
+    echo "two figures of a row differ by the run's length only. The local queue"
+    echo "(queue.buffering.max.messages) bounds the messages held at once; a run's peak is the largest"
+    echo "backlog in flight it meets, which with the default queue (100,000) varies from run to run"
+    echo "(the rounds' $(thousands "$COUNT")-message runs of (b) above: $(rss_list b) MiB)."
     echo
-    echo "| messages | queue.buffering.max.messages | peak RSS of each run (MiB) | largest (MiB) |"
-    echo "| --- | --- | --- | --- |"
-    rss_row "$COUNT" 100000 b
-    rss_row "$MEM_COUNT" 100000 m
-    rss_row "$COUNT" "$SMALL_QUEUE" "q$COUNT"
-    rss_row "$MEM_COUNT" "$SMALL_QUEUE" "q$MEM_COUNT"
+    echo "| queue.buffering.max.messages | run | peak RSS at $(thousands "$COUNT") (MiB) | at $(thousands "$MEM_COUNT") (MiB) | change | largest queue_length() seen |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    rss_rows 100000 m
+    rss_rows "$SMALL_QUEUE" q
     echo
   fi
   if [[ -s $WORK/lat.result ]]; then

@@ -29,7 +29,7 @@ describe_once("the benchmark #bench", function()
   it("bench/run.sh fills every row of its table and stops its broker", function()
     local results = os.tmpname()
     local before = mock_clusters()
-    local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 20000 -l 5000 -o %s"):format(
+    local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 40000 -l 5000 -o %s"):format(
       env, H.shell_quote(results)))
     local text = assert(H.read(results))
     os.remove(results)
@@ -44,8 +44,12 @@ describe_once("the benchmark #bench", function()
                             "(b)/(a), LuaJIT", "(c)/(a), LuaJIT", "(b)/(d), LuaJIT" } do
       assert.matches("^| [^|]+ | %d+%.%d%d | %d+%.%d%d | %d+%.%d%d |$", row(text, label))
     end
-    assert.matches("^| 20,000 | 100,000 | %d+%.%d | %d+%.%d |$", row(text, "20,000 | 100,000"))
-    assert.matches("^| 20,000 | 10,000 | %d+%.%d | %d+%.%d |$", row(text, "20,000 | 10,000"))
+    -- memory: runs of 40,000 messages, peak RSS at 20,000 and at the end
+    assert.truthy(text:find("| at 40,000 (MiB) |", 1, true), text)
+    for _, queue in ipairs{ "100,000", "10,000" } do
+      assert.matches("^| " .. queue .. " | 1 | %d+%.%d | %d+%.%d | [+-]%d+%.%d%% | [%d,]+ |$",
+                     row(text, queue .. " | 1"))
+    end
     local latency = row(text, "script: monotonic clock")
     assert.is_truthy(latency, text)
     local _, figures = latency:gsub("| %d+%.%d%d ", "")
