@@ -56,6 +56,36 @@ describe("registry refs", function()
     m:close()
   end)
 
+  it("are released when the callbacks holding them raise, and when a logger raises", function()
+    local m = producers.mock_cluster(1)
+    local big = string.rep("r", 2048)
+    collectgarbage()
+    local callbacks, lent = callback_refs(), lent_refs()
+    local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(), log_level = "debug",
+                                   logger = function(_, message)
+                                     if message:find("delivered to") then error("logger boom") end
+                                   end }
+    for i = 1, 10 do
+      -- odd: its own callback, which raises; even: the default report, whose logger raises
+      local opts = i % 2 == 1 and { on_delivery = function() error("boom " .. i) end } or nil
+      assert.is_true(p:produce("raising", "k", i <= 5 and big .. i or "v", opts))
+    end
+    local raised = 0
+    H.wait_until(function()
+      local ok, err = pcall(p.flush, p, 0.1)
+      if not ok then
+        raised = raised + 1
+        assert.matches("boom", err)
+      end
+      return ok and p:queue_length() == 0
+    end, 10)
+    assert.equal(10, raised)                     -- every report raised once, none twice
+    assert.equal(lent, lent_refs())
+    p:close()                                    -- lets go of its logger
+    assert.equal(callbacks, callback_refs())
+    m:close()
+  end)
+
   it("keep a large value until its report, then let it go: served, failed, purged, collected", function()
     local m = producers.mock_cluster(1)
     local big = string.rep("v", 4096)

@@ -6,10 +6,10 @@
  *
  * librdkafka puts delivery reports (in batches), log lines and errors on
  * the main queue as events. prd_serve takes them off after librdkafka has
- * returned, so Lua runs only here, in protected calls: a Lua error never
- * unwinds through librdkafka. When a callback raises, the batch being
- * served is kept in p->pending and the next call resumes with the report
- * after it: no report is lost or served twice.
+ * returned, so Lua runs only here, in protected calls (one for a batch of
+ * reports): a Lua error never unwinds through librdkafka. When a callback
+ * raises, the batch being served is kept in p->pending and the next call
+ * resumes with the report after it: no report is lost or served twice.
  *
  * A message's own callback, and the string of a value librdkafka does not
  * copy, ride in its opaque (prd_opaque, prd_opaque_keep) and are unreffed
@@ -36,18 +36,23 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-/* Pushes traceback, made once per Lua state and kept in the registry:
+/* Pushes f, made once per Lua state and kept in the registry under key:
  * LuaJIT allocates a new closure on every lua_pushcfunction. */
+static void push_function(lua_State *L, const char *key, lua_CFunction f)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TFUNCTION)
+        return;
+    lua_pop(L, 1);
+    lua_pushcfunction(L, f);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 static void push_traceback(lua_State *L)
 {
     static const char key = 0;
 
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key) == LUA_TFUNCTION)
-        return;
-    lua_pop(L, 1);
-    lua_pushcfunction(L, traceback);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key);
+    push_function(L, &key, traceback);
 }
 
 /* Calls the function below nargs arguments with the traceback handler at
@@ -243,19 +248,15 @@ static void count_report(prd_producer *p, const rd_kafka_message_t *m)
 }
 
 /*
- * Calls m's callback with err and, if it takes one, the report table;
- * without a callback, the default report. *handler: the stack index of
- * the traceback handler, pushed at the top on first need (0 before).
+ * Calls m's callback with err and, if it takes one, the report table,
+ * unprotected: serve_batch's protected call holds the batch. Without a
+ * callback, the default report, whose logger runs in a protected call of
+ * its own: returns its status, an error on top of the stack.
  */
-static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
-                  int *handler)
+static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
     int ref = prd_opaque_ref(m->_private), takes_report;
 
-    if (!*handler && (ref != LUA_NOREF || p->on_delivery != LUA_NOREF)) {
-        push_traceback(L);
-        *handler = lua_gettop(L);
-    }
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         takes_report = prd_opaque_takes_report(m->_private);
@@ -266,10 +267,76 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m,
         return default_report(L, p, m);
     }
     push_error(L, p, m);
-    if (!takes_report)
-        return call(L, 1, *handler);
-    push_report(L, p, m);
-    return call(L, 2, *handler);
+    if (takes_report) {
+        push_report(L, p, m);
+        lua_call(L, 2, 0);
+    } else {
+        lua_call(L, 1, 0);
+    }
+    return LUA_OK;
+}
+
+/* One run of serve_reports: what it needs, and what it leaves behind. */
+typedef struct {
+    prd_producer *p;
+    int *served;
+    void *opaque;               /* of the report being served, until released */
+    int status;                 /* a logger's error status */
+} prd_batch;
+
+/*
+ * Serves the reports of the batch p->pending, called in a protected call
+ * (serve_batch): one for the batch rather than one for each report. The
+ * batch is read anew each turn: a callback may have served (and finished)
+ * it itself by calling poll or flush. A finished batch is destroyed here.
+ * A logger's error is returned, its status in b->status; a callback's
+ * error unwinds to serve_batch, which releases what b->opaque holds.
+ */
+static int serve_reports(lua_State *L)
+{
+    prd_batch *b = lua_touserdata(L, 1);
+    prd_producer *p = b->p;
+    const rd_kafka_message_t *m;
+
+    while (p->pending) {
+        if (!(m = rd_kafka_event_message_next(p->pending))) {
+            rd_kafka_event_destroy(p->pending);
+            p->pending = NULL;
+            break;
+        }
+        (*b->served)++;
+        count_report(p, m);
+        b->opaque = m->_private;        /* m may be freed by a callback's poll */
+        if ((b->status = report(L, p, m)) != LUA_OK)
+            return 1;
+        prd_opaque_release(L, b->opaque);
+        b->opaque = NULL;
+    }
+    return 0;
+}
+
+/* Serves p->pending in one protected call, with the traceback handler at
+ * *handler (pushed at the top when 0). Returns LUA_OK, or an error status
+ * with the error on top of the stack. */
+static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
+{
+    static const char key = 0;
+    prd_batch b = {p, served, NULL, LUA_OK};
+    int status;
+
+    if (!*handler) {
+        push_traceback(L);
+        *handler = lua_gettop(L);
+    }
+    push_function(L, &key, serve_reports);
+    lua_pushlightuserdata(L, &b);
+    p->in_callback++;
+    status = lua_pcall(L, 1, 1, *handler);
+    p->in_callback--;
+    prd_opaque_release(L, b.opaque);    /* the report whose call failed */
+    if (status == LUA_OK && (status = b.status) == LUA_OK)
+        lua_pop(L, 1);
+    return status;
 }
 
 static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
@@ -343,14 +410,10 @@ void prd_wake_if_waiting(prd_producer *p)
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int *handler)
 {
-    const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
-    void *opaque;
     int status;
 
     for (;;) {
-        /* p->pending is read anew each turn: a callback may have served
-         * (and finished) the batch itself by calling poll or flush. */
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
@@ -367,26 +430,14 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
             }
             p->pending = ev;
         }
-        if (!(m = rd_kafka_event_message_next(p->pending))) {
-            rd_kafka_event_destroy(p->pending);
-            p->pending = NULL;
-            continue;
-        }
-        (*served)++;
-        count_report(p, m);
-        opaque = m->_private;           /* m may be freed by a callback's poll */
-        p->in_callback++;
-        status = report(L, p, m, handler);
-        p->in_callback--;
-        prd_opaque_release(L, opaque);
-        if (status != LUA_OK)
+        if ((status = serve_batch(L, p, served, handler)) != LUA_OK)
             return status;
     }
 }
 
-/* Serves with one traceback handler on the stack for every report's call,
- * pushed when first needed and removed after (an error object above it
- * moves down). */
+/* Serves with one traceback handler on the stack for every batch's
+ * protected call, pushed when first needed and removed after (an error
+ * object above it moves down). */
 static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
 {
     int handler = 0, status;
