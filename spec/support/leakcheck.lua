@@ -29,6 +29,7 @@ assert(p:flush(30))
 local raised = producers.kafka.new{ bootstrap_servers = m:bootstraps(),
                                     on_delivery = function() error("boom") end }
 for i = 1, 5 do assert(raised:produce("leak", "k", "v", { on_delivery = i % 2 == 0 and count or nil })) end
+assert(raised:produce("leak", "k", string.rep("r", 2000), { on_delivery = function() error("lent") end }))
 while not pcall(raised.flush, raised, 30) do end
 raised:close()
 
