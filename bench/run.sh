@@ -187,13 +187,14 @@ done
 # that also note their peak once COUNT have been produced, with the default
 # local queue and then with a small one.
 SMALL_QUEUE=10000
+RSS_AT=$(( COUNT < MEM_COUNT ? COUNT : MEM_COUNT ))   # where each run reads its first peak
 if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
   for round in $(seq "$ROUNDS"); do
-    run "m.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$COUNT" \
+    run "m.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$RSS_AT" \
       lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
   for round in $(seq "$ROUNDS"); do
-    run "q.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$COUNT" \
+    run "q.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$RSS_AT" \
       BENCH_CONFIG="queue.buffering.max.messages=$SMALL_QUEUE" \
       lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
@@ -353,13 +354,13 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo
   if [[ -s $WORK/m.1.result ]]; then
     echo "Peak RSS of (b) under Lua 5.4 (VmHWM) against the number of messages: each run produces"
-    echo "$(thousands "$MEM_COUNT") messages and notes its peak once $(thousands "$COUNT") have been produced, so the"
+    echo "$(thousands "$MEM_COUNT") messages and notes its peak once $(thousands "$RSS_AT") have been produced, so the"
     echo "two figures of a row differ by the run's length only. The local queue"
     echo "(queue.buffering.max.messages) bounds the messages held at once; a run's peak is the largest"
     echo "backlog in flight it meets, which with the default queue (100,000) varies from run to run"
     echo "(the rounds' $(thousands "$COUNT")-message runs of (b) above: $(rss_list b) MiB)."
     echo
-    echo "| queue.buffering.max.messages | run | peak RSS at $(thousands "$COUNT") (MiB) | at $(thousands "$MEM_COUNT") (MiB) | change | largest queue_length() seen |"
+    echo "| queue.buffering.max.messages | run | peak RSS at $(thousands "$RSS_AT") (MiB) | at $(thousands "$MEM_COUNT") (MiB) | change | largest queue_length() seen |"
     echo "| --- | --- | --- | --- | --- | --- |"
     rss_rows 100000 m
     rss_rows "$SMALL_QUEUE" q
