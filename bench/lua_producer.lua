@@ -251,9 +251,11 @@ local function latency()
   local latencies = {}      -- ours: produce() -> on_delivery, monotonic
   local rdk_latencies = {}  -- report.latency: produce() -> broker ack
   local delivered, failed = 0, 0
+  local config = { ["linger.ms"] = 5 }      -- the mode's own, over BENCH_CONFIG
+  for name, value in pairs(extra_config) do config[name] = config[name] or value end
   local p = assert(producers.kafka.new{
     bootstrap_servers = bootstrap,
-    config = { ["linger.ms"] = 5 },
+    config = config,
     on_delivery = function(err, report)
       if err ~= nil then
         failed = failed + 1

@@ -77,7 +77,12 @@ def main():
                 stats["first_error"] = str(err)
             stats["failed"] += 1
 
-    producer = Producer(dict(CONFIG, **{"bootstrap.servers": bootstrap}))
+    config = dict(CONFIG, **{"bootstrap.servers": bootstrap})
+    # BENCH_CONFIG="name=value,...": properties over the defaults (run.sh -X)
+    for item in filter(None, os.environ.get("BENCH_CONFIG", "").split(",")):
+        name, _, value = item.partition("=")
+        config[name] = value
+    producer = Producer(config)
     keys = ["user-%d" % k for k in range(KEY_POOL)]
 
     # Untimed warm-up: one message per key (so every partition), waited for,

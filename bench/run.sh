@@ -29,6 +29,8 @@
 #                   messages and at the end; then as many with a local
 #                   queue of 10,000 messages; 0 skips it (default 5000000)
 #   -o FILE         results file                       (default bench/results.md)
+#   -X NAME=VALUE   a librdkafka property for every client, over the library's
+#                   defaults (repeatable; e.g. -X compression.level=3)
 # BENCH_BROKER_DESC in the environment names the broker given with -b in the
 # results (e.g. "Apache Kafka 3.9.2, 1 node, same machine").
 set -euo pipefail
@@ -53,7 +55,9 @@ JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-while getopts "n:b:t:B:p:r:l:R:M:o:h" opt; do
+EXTRA=()      # -X NAME=VALUE, for every client
+
+while getopts "n:b:t:B:p:r:l:R:M:o:X:h" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     b) BOOTSTRAP=$OPTARG ;;
@@ -65,6 +69,8 @@ while getopts "n:b:t:B:p:r:l:R:M:o:h" opt; do
     R) ROUNDS=$OPTARG ;;
     M) MEM_COUNT=$OPTARG ;;
     o) RESULTS=$OPTARG ;;
+    X) [[ $OPTARG == ?*=* ]] || { echo "run.sh: -X expects NAME=VALUE" >&2; exit 2; }
+       EXTRA+=("$OPTARG") ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -118,7 +124,11 @@ if [[ $HAVE_LIB == 0 ]]; then
   say "SKIPPING (b), (c) and latency: the Lua library is missing" \
       "(need lua/producers/init.lua and $LIB_BUILD/producers/core.so)"
 fi
-LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;")
+# -X properties: BENCH_CONFIG for the Lua and Python clients, -X for C.
+BENCH_CONFIG=$(IFS=,; echo "${EXTRA[*]}")
+RAW_X=()
+for x in "${EXTRA[@]}"; do RAW_X+=(-X "$x"); done
+LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;" "BENCH_CONFIG=$BENCH_CONFIG")
 
 # The same library built for LuaJIT, for (b) and (c) under LuaJIT.
 HAVE_JIT=0
@@ -133,7 +143,7 @@ if [[ $HAVE_LIB == 1 ]] && command -v luajit >/dev/null 2>&1; then
   [[ -f $JIT_BUILD/producers/core.so ]] && HAVE_JIT=1
 fi
 [[ $HAVE_JIT == 0 ]] && say "SKIPPING (b) and (c) under LuaJIT: no luajit, or its build failed"
-JIT_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$JIT_BUILD/?.so;;")
+JIT_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$JIT_BUILD/?.so;;" "BENCH_CONFIG=$BENCH_CONFIG")
 
 # Python with confluent_kafka: $PYTHON, python3 on PATH, then Debian's.
 PYTHON_BIN=""
@@ -170,7 +180,7 @@ run() {
 # hits one round rather than all runs of one client.
 for round in $(seq "$ROUNDS"); do
   say "round $round of $ROUNDS"
-  run "a.$round" "$RAW" -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
+  run "a.$round" "$RAW" "${RAW_X[@]}" -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
   if [[ $HAVE_LIB == 1 ]]; then
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
     run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
@@ -180,7 +190,8 @@ for round in $(seq "$ROUNDS"); do
     run "cj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
   if [[ -n $PYTHON_BIN ]]; then
-    run "d.$round" "$PYTHON_BIN" bench/python_producer.py "$BOOTSTRAP" "$COUNT" "$TOPIC"
+    run "d.$round" env "BENCH_CONFIG=$BENCH_CONFIG" "$PYTHON_BIN" bench/python_producer.py \
+      "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
 done
 # Peak RSS of (b) against the number of messages: runs of MEM_COUNT messages
@@ -195,7 +206,7 @@ if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
   done
   for round in $(seq "$ROUNDS"); do
     run "q.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$RSS_AT" \
-      BENCH_CONFIG="queue.buffering.max.messages=$SMALL_QUEUE" \
+      BENCH_CONFIG="${BENCH_CONFIG:+$BENCH_CONFIG,}queue.buffering.max.messages=$SMALL_QUEUE" \
       lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
 fi
@@ -322,6 +333,7 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo "- workload: $(thousands "$COUNT") messages per run, keys user-0..user-999, value" \
        "{event, user_id, ts, tags[3], ok} as JSON (89 bytes; 100 with json.dumps' spaces);" \
        "gzip, linger.ms=10, batch.num.messages=10000, acks=all (the library's defaults)"
+  [[ -n $BENCH_CONFIG ]] && echo "- over the defaults, for every client (-X): ${BENCH_CONFIG//,/, }"
   [[ -n $LIB_NOTE ]] && echo "- NOTE: $LIB_NOTE"
   echo
   echo "Median run of $ROUNDS (by msg/s); the last column lists every round's msg/s. CPU: user + system"
