@@ -82,10 +82,15 @@ int main(int argc, char **argv) {
          * with no bootstrap servers never connects anywhere by itself. */
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         /* log_level 4 (warning) hides the notice that this handle has no
-         * bootstrap.servers: that is intended. */
+         * bootstrap.servers: that is intended. The mock brokers' sockets
+         * take this handle's socket settings: without TCP_NODELAY (which a
+         * Kafka broker sets) a response could wait ~40 ms for the client's
+         * delayed ACK, stalling every client alike. */
         if (rd_kafka_conf_set(conf, "client.id", "prd-bench-mock-cluster",
                               errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
             rd_kafka_conf_set(conf, "log_level", "4", errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "socket.nagle.disable", "true", errstr,
                               sizeof(errstr)) != RD_KAFKA_CONF_OK) {
                 fprintf(stderr, "mock_cluster: %s\n", errstr);
                 return 1;

@@ -255,6 +255,36 @@ describe("delivery reports", function()
     end)
   end)
 
+  describe("flush and close", function()
+    -- linger.ms of 60 s against timeouts of 5 s: these pass only if flush
+    -- and close have librdkafka send at once, as confluent-kafka's flush does
+    local function lingering(topic, reports)
+      m:create_topic(topic, 3, 1)
+      local p = H.producer(m, { config = { ["linger.ms"] = 60000 },
+                                on_delivery = function(err, r) reports[#reports + 1] = err or r.offset end })
+      for i = 1, 5 do assert.is_true(p:produce(topic, "k" .. i, "v" .. i)) end
+      return p
+    end
+
+    it("flush sends what lingers at once and serves its reports", function()
+      local reports = {}
+      local p = lingering("linger-flush", reports)
+      assert.equal(0, p:poll(0.2))                -- lingering: nothing reported yet
+      assert.is_true(p:flush(5))
+      assert.equal(5, #reports)
+      for _, r in ipairs(reports) do assert.is_number(r) end   -- delivered, not failed
+      p:close()
+    end)
+
+    it("close delivers what lingers rather than purging it", function()
+      local reports = {}
+      local p = lingering("linger-close", reports)
+      p:close(5)
+      assert.equal(5, #reports)
+      for _, r in ipairs(reports) do assert.is_number(r) end
+    end)
+  end)
+
   describe("a callback that raises", function()
     it("makes the call that ran it raise, loses no report and runs none twice", function()
       local seen = {}

@@ -45,6 +45,10 @@ static int prd_mock_new(lua_State *L)
     luaL_setmetatable(L, PRD_MOCK_T);
     conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, NULL);
+    /* the mock brokers' sockets take this handle's settings: TCP_NODELAY,
+     * as a Kafka broker sets, or a response may wait ~40 ms for the
+     * client's delayed ACK */
+    rd_kafka_conf_set(conf, "socket.nagle.disable", "true", NULL, 0);
     if (!(m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
         rd_kafka_conf_destroy(conf);
         return luaL_error(L, "mock cluster: %s", errstr);

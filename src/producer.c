@@ -21,6 +21,7 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define SERVE_SLICE_MS 100        /* flush serves in slices of this */
+#define SEND_NOW_MS 1             /* send_now's wait */
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 /* Strings from this size are lent to librdkafka, not copied: beyond it
  * a copy costs more than the ref that keeps the string (bench/README.md,
@@ -415,6 +416,18 @@ static int prd_producer_poll(lua_State *L)
 }
 
 /*
+ * Has librdkafka send what it holds at once, not when linger.ms runs out,
+ * as confluent-kafka-python's flush does: rd_kafka_flush wakes the
+ * brokers' threads, which send at once while it runs. With reports as
+ * events it serves none and waits for them all; a moment is enough for
+ * the threads to wake, then the caller serves the reports.
+ */
+static void send_now(prd_producer *p)
+{
+    rd_kafka_flush(p->rk, SEND_NOW_MS);
+}
+
+/*
  * Serves reports until every message produced has had its report, or the
  * deadline passes. Raises a callback's error unless kept is given: then
  * the first error is left at the top of the stack, later ones dropped,
@@ -429,6 +442,7 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
         int64_t left = deadline - prd_now_ms();
         if (left <= 0)
             break;
+        send_now(p);
         if (prd_serve(L, p, left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS,
                       &served) != LUA_OK) {
             if (!kept)
@@ -442,7 +456,7 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 
 /***
  * Waits until every queued message is delivered or has failed, serving
- * their reports.
+ * their reports; what waits for linger.ms is sent at once.
  * @function flush
  * @number[opt=30] timeout seconds
  * @treturn[1] true
@@ -468,11 +482,12 @@ static int prd_producer_flush(lua_State *L)
 /* Waits up to timeout_ms for the queue to empty, running no Lua. */
 static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
 {
-    int64_t deadline = prd_now_ms() + timeout_ms;
+    int64_t deadline = prd_now_ms() + timeout_ms, left;
 
-    do
-        prd_drain_silently(p, L, SERVE_SLICE_MS);
-    while (prd_waiting(p) > 0 && prd_now_ms() < deadline);
+    while (p->rk && prd_waiting(p) > 0 && (left = deadline - prd_now_ms()) > 0) {
+        send_now(p);
+        prd_drain_silently(p, L, left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS);
+    }
 }
 
 /* Waits for reports, serving them with Lua (keeping the first error) or,
