@@ -3,21 +3,22 @@
 local producers = require("producers")
 local H = require("helpers")
 
-local function callback_refs()
+-- Registry refs (integer keys) whose values pass keep(v).
+local function refs(keep)
   local n = 0
   for k, v in pairs(debug.getregistry()) do
-    if type(k) == "number" and type(v) == "function" then n = n + 1 end
+    if type(k) == "number" and keep(v) then n = n + 1 end
   end
   return n
 end
 
+local function callback_refs()
+  return refs(function(v) return type(v) == "function" end)
+end
+
 -- Refs to strings of at least 1 KiB: the large values lent to librdkafka.
 local function lent_refs()
-  local n = 0
-  for k, v in pairs(debug.getregistry()) do
-    if type(k) == "number" and type(v) == "string" and #v >= 1024 then n = n + 1 end
-  end
-  return n
+  return refs(function(v) return type(v) == "string" and #v >= 1024 end)
 end
 
 -- A producer whose messages stay queued: nothing listens on port 1.

@@ -427,6 +427,19 @@ static void send_now(prd_producer *p)
     rd_kafka_flush(p->rk, SEND_NOW_MS);
 }
 
+/* The next slice of waiting for reports before the deadline, once
+ * librdkafka has been told to send at once; 0 when nothing is waiting
+ * any more or the deadline has passed. */
+static int next_slice(prd_producer *p, int64_t deadline)
+{
+    int64_t left = deadline - prd_now_ms();
+
+    if (!p->rk || prd_waiting(p) == 0 || left <= 0)
+        return 0;
+    send_now(p);
+    return left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS;
+}
+
 /*
  * Serves reports until every message produced has had its report, or the
  * deadline passes. Raises a callback's error unless kept is given: then
@@ -436,15 +449,10 @@ static void send_now(prd_producer *p)
 static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 {
     int64_t deadline = prd_now_ms() + timeout_ms;
-    int served = 0;
+    int served = 0, slice;
 
-    while (p->rk && prd_waiting(p) > 0) {
-        int64_t left = deadline - prd_now_ms();
-        if (left <= 0)
-            break;
-        send_now(p);
-        if (prd_serve(L, p, left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS,
-                      &served) != LUA_OK) {
+    while ((slice = next_slice(p, deadline))) {
+        if (prd_serve(L, p, slice, &served) != LUA_OK) {
             if (!kept)
                 lua_error(L);
             if ((*kept)++)
@@ -482,12 +490,11 @@ static int prd_producer_flush(lua_State *L)
 /* Waits up to timeout_ms for the queue to empty, running no Lua. */
 static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
 {
-    int64_t deadline = prd_now_ms() + timeout_ms, left;
+    int64_t deadline = prd_now_ms() + timeout_ms;
+    int slice;
 
-    while (p->rk && prd_waiting(p) > 0 && (left = deadline - prd_now_ms()) > 0) {
-        send_now(p);
-        prd_drain_silently(p, L, left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS);
-    }
+    while ((slice = next_slice(p, deadline)))
+        prd_drain_silently(p, L, slice);
 }
 
 /* Waits for reports, serving them with Lua (keeping the first error) or,
