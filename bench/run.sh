@@ -292,10 +292,11 @@ for name in a b c bj cj d; do median "$name"; done
 # rss_row MESSAGES QUEUE NAME: peak RSS (MiB) of the runs NAME.1.. and their largest.
 # rss_list NAME: the peak RSS of runs NAME.1..NAME.R in MiB, comma-separated.
 rss_list() {
-  local f list=""
+  local f run list=""
   for f in "$WORK/$1".[0-9]*.result; do
     [[ -s $f ]] || continue
-    list+="${list:+, }$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p' | awk '{ printf "%.1f", $1 / 1024 }')"
+    run=${f##*/}; run=${run%.result}
+    list+="${list:+, }$(awk -v k="$(field "$run" rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')"
   done
   echo "$list"
 }
@@ -303,15 +304,15 @@ rss_list() {
 # rss_rows QUEUE NAME: one row per run NAME.N: its peak RSS once COUNT
 # messages were produced, at the end, and the change between the two.
 rss_rows() {
-  local queue=$1 name=$2 f n at end most
+  local queue=$1 name=$2 f run at end most
   for f in "$WORK/$name".[0-9]*.result; do
     [[ -s $f ]] || continue
-    n=${f%.result}; n=${n##*.}
-    at=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_at_kb=//p')
-    end=$(tr ' ' '\n' <"$f" | sed -n 's/^rss_kb=//p')
-    most=$(tr ' ' '\n' <"$f" | sed -n 's/^max_queue=//p')
+    run=${f##*/}; run=${run%.result}
+    at=$(field "$run" rss_at_kb)
+    end=$(field "$run" rss_kb)
+    most=$(field "$run" max_queue)
     [[ -n $at && -n $end ]] || continue
-    awk -v q="$(thousands "$queue")" -v n="$n" -v a="$at" -v e="$end" -v m="$(thousands "$most")" \
+    awk -v q="$(thousands "$queue")" -v n="${run##*.}" -v a="$at" -v e="$end" -v m="$(thousands "$most")" \
       'BEGIN { printf "| %s | %s | %.1f | %.1f | %+.1f%% | %s |\n", q, n, a / 1024, e / 1024, (e - a) * 100 / a, m }'
   done
 }
