@@ -9,6 +9,38 @@ describe("producers.kafka.config", function()
     assert.equal("PLAINTEXT", conf["security.protocol"])
     assert.equal("127.0.0.1:9092", conf["bootstrap.servers"])
     assert.equal(10, conf["linger.ms"])
+    assert.equal("all", conf["acks"])
+    assert.is_true(conf["enable.idempotence"])
+  end)
+
+  it("turns idempotence off when config says so", function()
+    local conf = kafka.config({ bootstrap_servers = "b", config = { ["enable.idempotence"] = false } })
+    assert.is_false(conf["enable.idempotence"])
+  end)
+
+  -- as Kafka's Java producer (3.2+) does: the default gives way to a
+  -- setting librdkafka refuses beside it, so such configs stay valid
+  it("leaves idempotence at librdkafka's default when config conflicts with it", function()
+    for _, config in ipairs({
+      { acks = 1 }, { acks = "0" }, { ["request.required.acks"] = 1 },
+      { retries = 0 }, { ["message.send.max.retries"] = "0" },
+      { ["max.in.flight"] = 10 }, { ["max.in.flight.requests.per.connection"] = "6" },
+    }) do
+      local conf = kafka.config({ bootstrap_servers = "b", config = config })
+      local name = next(config)
+      assert.is_nil(conf["enable.idempotence"], name)
+      local p = kafka.new({ bootstrap_servers = "b", config = config })   -- librdkafka accepts it
+      p:close(0)
+    end
+    for _, config in ipairs({ { acks = "all" }, { acks = -1 }, { retries = 3 }, { ["max.in.flight"] = 5 } }) do
+      assert.is_true(kafka.config({ bootstrap_servers = "b", config = config })["enable.idempotence"], next(config))
+    end
+  end)
+
+  it("keeps an explicit enable.idempotence = true, and librdkafka's error beside acks=1", function()
+    assert.has_error(function()
+      kafka.new({ bootstrap_servers = "b", config = { ["enable.idempotence"] = true, acks = 1 } })
+    end, "config: `acks` must be set to `all` when `enable.idempotence` is true")
   end)
 
   it("selects SASL_SSL with PLAIN when a username and password are given", function()
@@ -84,6 +116,16 @@ describe("producers.kafka.new", function()
     local p = kafka.new({ bootstrap_servers = "b", config = {
       ["linger.ms"] = 2.5, ["enable.idempotence"] = true, ["batch.num.messages"] = 100 } })
     p:close()
+  end)
+
+  it("refuses a negative or NaN gc_flush_timeout, naming the option", function()
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", gc_flush_timeout = -1 }) end,
+      "producers.kafka.new: option 'gc_flush_timeout' must be a number of seconds >= 0, got -1")
+    local ok, err = pcall(kafka.new, { bootstrap_servers = "b", gc_flush_timeout = 0 / 0 })
+    assert.is_false(ok)
+    assert.matches("^producers%.kafka%.new: option 'gc_flush_timeout' must be a number of seconds >= 0, got %-?nan$", err)
+    local p = kafka.new({ bootstrap_servers = "b", gc_flush_timeout = 0 })
+    p:close(0)
   end)
 
   it("refuses an unknown log level", function()

@@ -22,6 +22,9 @@ Kafka.DEFAULTS = {
   ["client.id"] = "emulator-producer",
   ["compression.type"] = "gzip",
   ["acks"] = "all",
+  -- with acks=all, so a retried request neither duplicates nor reorders
+  -- a partition's messages (Kafka's own producer default since 3.0)
+  ["enable.idempotence"] = true,
   ["linger.ms"] = 10,
   ["batch.num.messages"] = 10000,
   ["batch.size"] = 1000000,
@@ -37,6 +40,16 @@ local OPTIONS = {
   logger = "any", log_level = "string", gc_flush_timeout = "number",
   json = "string",
 }
+
+-- Checks the options whose values have a range (their types are checked
+-- already): named here, not as the C core's "bad argument #-1".
+local function check_ranges(opts)
+  local t = opts.gc_flush_timeout
+  if t ~= nil and not (t >= 0) then     -- NaN fails too
+    error(("producers.kafka.new: option 'gc_flush_timeout' must be a number of seconds >= 0, got %s")
+      :format(tostring(t)), 3)
+  end
+end
 
 local JSON_ENCODERS = { builtin = true, ["lua-cjson"] = true }
 
@@ -57,6 +70,29 @@ local function check_options(opts)
         :format(name, want == "callable" and "function" or want, type(value)), 3)
     end
   end
+end
+
+-- The first value config gives under any of names (a property and its
+-- librdkafka aliases).
+local function property(config, names)
+  for _, name in ipairs(names) do
+    if config[name] ~= nil then return config[name] end
+  end
+end
+
+--- True when config asks for something librdkafka refuses beside
+-- enable.idempotence: acks other than all, no retries, more than 5
+-- requests in flight. The library's default then gives way, as Kafka's
+-- own producer does (3.2 and later), so a configuration that was valid
+-- before the default stays valid; an explicit enable.idempotence = true
+-- keeps librdkafka's error.
+local function conflicts_with_idempotence(config)
+  local acks = property(config, { "acks", "request.required.acks" })
+  local retries = property(config, { "retries", "message.send.max.retries" })
+  local in_flight = property(config, { "max.in.flight", "max.in.flight.requests.per.connection" })
+  return (acks ~= nil and tostring(acks):lower() ~= "all" and tonumber(acks) ~= -1)
+    or (retries ~= nil and tonumber(retries) == 0)
+    or (in_flight ~= nil and (tonumber(in_flight) or 0) > 5)
 end
 
 --- The librdkafka properties for opts: defaults, then security, then
@@ -84,6 +120,10 @@ function Kafka.config(opts)
   end
 
   for k, v in pairs(opts.config or {}) do conf[k] = v end
+  if opts.config and opts.config["enable.idempotence"] == nil
+      and conflicts_with_idempotence(opts.config) then
+    conf["enable.idempotence"] = nil
+  end
   if not conf["bootstrap.servers"] and not conf["test.mock.num.brokers"] then
     error("producers.kafka.new: bootstrap_servers is required", 3)
   end
@@ -98,6 +138,7 @@ end
 --   queue_length, is_closed)
 function Kafka.new(opts)
   check_options(opts)
+  check_ranges(opts)
   if opts.json and not JSON_ENCODERS[opts.json] then
     error(("producers.kafka.new: json must be 'builtin' or 'lua-cjson', got '%s'"):format(opts.json), 2)
   end

@@ -1,8 +1,10 @@
--- Failover on a 3-node cluster: an idempotent producer (acks=all) streams
--- keyed messages to a topic with replication factor 3 (min.insync.replicas
--- 2) while the leader of partition 0 is killed (SIGKILL) and later
--- restarted. Every message must be delivered exactly once and in order per
--- partition, as an independent client (kcat) reads back.
+-- Failover on a 3-node cluster: a producer with the library's defaults
+-- alone (enable.idempotence=true, acks=all: README, "Default
+-- configuration"; nothing here sets either) streams keyed messages to a
+-- topic with replication factor 3 (min.insync.replicas 2) while the
+-- leader of partition 0 is killed (SIGKILL) and later restarted. Every
+-- message must be delivered exactly once and in order per partition, as
+-- an independent client (kcat) reads back.
 --
 -- Needs the 3-node cluster (scripts/integration.sh starts it for this file;
 -- by hand: scripts/kafka/broker.sh start --nodes 3). Tagged #failover too, so
@@ -44,17 +46,21 @@ K.describe_cluster("failover of a partition leader under load #integration #fail
     local last_at = {}              -- partition -> time of its last successful report
     local gap = {}                  -- partition -> longest time between its successful reports
     local t_kill, t_failover, restart_started
+    local config = {
+      ["broker.address.family"] = "v4",
+      ["message.timeout.ms"] = TIMEOUT_MS,
+      -- a small local queue: while partition 0 has no leader its
+      -- messages pile up, produce returns _QUEUE_FULL and the loop
+      -- polls and retries (back-pressure, as a real producer sees it)
+      ["queue.buffering.max.messages"] = QUEUE_MAX,
+    }
+    -- exactly once and in order rest on the library's defaults: check
+    -- that they hold and nothing above turns them off
+    local effective = producers.kafka.config({ bootstrap_servers = env.KAFKA_BOOTSTRAP, config = config })
+    assert.is_true(effective["enable.idempotence"])
+    assert.equal("all", effective["acks"])
     local p = producers.kafka.new{
-      bootstrap_servers = env.KAFKA_BOOTSTRAP, logger = log.fn,
-      config = {
-        ["broker.address.family"] = "v4",
-        ["enable.idempotence"] = true, ["acks"] = "all",
-        ["message.timeout.ms"] = TIMEOUT_MS,
-        -- a small local queue: while partition 0 has no leader its
-        -- messages pile up, produce returns _QUEUE_FULL and the loop
-        -- polls and retries (back-pressure, as a real producer sees it)
-        ["queue.buffering.max.messages"] = QUEUE_MAX,
-      },
+      bootstrap_servers = env.KAFKA_BOOTSTRAP, logger = log.fn, config = config,
       on_delivery = function(err, r)
         local now = K.now()
         n_reports = n_reports + 1
