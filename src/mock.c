@@ -8,14 +8,26 @@
  *
  *   local m = core.mock_cluster(3)
  *   m:bootstraps() --> "127.0.0.1:port,..."
+ *
+ * Caveat: librdkafka checks few of these arguments (a partition count of
+ * -1 trips an assertion, a negative partition indexes before an array),
+ * so every number and name is range- and NUL-checked here first.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "prd.h"
 
+/* Bounds that keep the casts to int exact and the mock's allocations
+ * small; far above what a test needs. */
+#define MAX_BROKERS 64
+#define MAX_PARTITIONS 100000
+#define MAX_RTT_MS 3600000
+
 typedef struct prd_mock {
     rd_kafka_t *rk;                      /* the handle the cluster lives on */
     rd_kafka_mock_cluster_t *cluster;    /* NULL once closed */
+    int brokers;                         /* ids 1..brokers */
 } prd_mock;
 
 static prd_mock *check_mock(lua_State *L)
@@ -27,6 +39,65 @@ static prd_mock *check_mock(lua_State *L)
     return m;
 }
 
+/* The integer at arg, raising in luaL_argerror's form unless it is in
+ * lo..hi: "bad argument #2 to 'create_topic' (partitions must be between
+ * 1 and 100000, got -1)". Read as a number, not with luaL_checkinteger,
+ * which truncates 1.5 on Lua 5.1 and LuaJIT. */
+static lua_Integer check_range(lua_State *L, int arg, const char *what,
+                               lua_Integer lo, lua_Integer hi)
+{
+    lua_Number x = luaL_checknumber(L, arg);
+    char msg[128];
+
+    if (!(x >= (lua_Number)lo && x <= (lua_Number)hi)) {    /* NaN too */
+        snprintf(msg, sizeof msg, "%s must be between %lld and %lld, got %.14g", what,
+                 (long long)lo, (long long)hi, (double)x);
+        luaL_argerror(L, arg, msg);
+    }
+    if ((lua_Number)(lua_Integer)x != x) {
+        snprintf(msg, sizeof msg, "%s must be an integer, got %.14g", what, (double)x);
+        luaL_argerror(L, arg, msg);
+    }
+    return (lua_Integer)x;
+}
+
+/* Like check_range, with a default when arg is absent or nil. */
+static lua_Integer opt_range(lua_State *L, int arg, const char *what,
+                             lua_Integer lo, lua_Integer hi, lua_Integer def)
+{
+    return lua_isnoneornil(L, arg) ? def : check_range(L, arg, what, lo, hi);
+}
+
+/* The topic name at arg: librdkafka takes C strings, so a NUL would cut
+ * the name short and act on another topic. */
+static const char *check_topic(lua_State *L, int arg)
+{
+    size_t len;
+    const char *name = luaL_checklstring(L, arg, &len);
+
+    luaL_argcheck(L, len > 0, arg, "topic name must not be empty");
+    luaL_argcheck(L, strlen(name) == len, arg, "topic name must not contain a NUL byte");
+    return name;
+}
+
+/* A broker id at arg: 1..brokers, or -1 for every broker (librdkafka's
+ * convention; for a partition's leader, -1 means none). */
+static int32_t check_broker(lua_State *L, int arg, const prd_mock *m)
+{
+    if (lua_type(L, arg) == LUA_TNUMBER && lua_tonumber(L, arg) == -1)
+        return -1;
+    return (int32_t)check_range(L, arg, "broker id (or -1)", 1, m->brokers);
+}
+
+/* true, or nil, message, name when librdkafka refused. */
+static int result(lua_State *L, rd_kafka_resp_err_t err)
+{
+    if (err)
+        return prd_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /***
  * @function core.mock_cluster
  * @int[opt=1] brokers
@@ -34,14 +105,14 @@ static prd_mock *check_mock(lua_State *L)
  */
 static int prd_mock_new(lua_State *L)
 {
-    int brokers = (int)luaL_optinteger(L, 1, 1);
+    int brokers = (int)opt_range(L, 1, "brokers", 1, MAX_BROKERS, 1);
     rd_kafka_conf_t *conf;
     char errstr[256];
     prd_mock *m;
 
-    luaL_argcheck(L, brokers >= 1, 1, "at least one broker");
     m = lua_newuserdata(L, sizeof *m);
     memset(m, 0, sizeof *m);
+    m->brokers = brokers;
     luaL_setmetatable(L, PRD_MOCK_T);
     conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, NULL);
@@ -64,23 +135,28 @@ static int prd_mock_bootstraps(lua_State *L)
     return 1;
 }
 
-/* m:create_topic(name, partitions, replication) */
+/***
+ * m:create_topic(name[, partitions=1[, replication=1]])
+ * @treturn[1] true
+ * @treturn[2] nil, message, name (e.g. "TOPIC_ALREADY_EXISTS")
+ */
 static int prd_mock_create_topic(lua_State *L)
 {
     prd_mock *m = check_mock(L);
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
-        m->cluster, luaL_checkstring(L, 2), (int)luaL_optinteger(L, 3, 1),
-        (int)luaL_optinteger(L, 4, 1));
+    const char *name = check_topic(L, 2);
+    int partitions = (int)opt_range(L, 3, "partitions", 1, MAX_PARTITIONS, 1);
+    int replication = (int)opt_range(L, 4, "replication factor", 1, m->brokers, 1);
 
-    return err ? prd_fail(L, err) : (lua_pushboolean(L, 1), 1);
+    return result(L, rd_kafka_mock_topic_create(m->cluster, name, partitions, replication));
 }
 
-/* m:broker_down(id), m:broker_up(id): ids start at 1. */
+/* m:broker_down(id), m:broker_up(id): ids start at 1; -1 is every
+ * broker. Neither moves a partition's leader. */
 static int prd_mock_broker_down(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_broker_set_down(m->cluster, (int32_t)luaL_checkinteger(L, 2));
+    rd_kafka_mock_broker_set_down(m->cluster, check_broker(L, 2, m));
     return 0;
 }
 
@@ -88,8 +164,37 @@ static int prd_mock_broker_up(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_broker_set_up(m->cluster, (int32_t)luaL_checkinteger(L, 2));
+    rd_kafka_mock_broker_set_up(m->cluster, check_broker(L, 2, m));
     return 0;
+}
+
+/* m:broker_set_rtt(id, ms): the broker delays each response by ms (0
+ * for none); -1 is every broker. */
+static int prd_mock_broker_set_rtt(lua_State *L)
+{
+    prd_mock *m = check_mock(L);
+    int32_t id = check_broker(L, 2, m);
+
+    rd_kafka_mock_broker_set_rtt(m->cluster, id,
+                                 (int)check_range(L, 3, "round-trip time (ms)", 0, MAX_RTT_MS));
+    return 0;
+}
+
+/***
+ * m:partition_set_leader(topic, partition, broker): moves the leader
+ * (broker -1: none, so the partition is unavailable). Creates the topic
+ * with partition + 1 partitions if it does not exist.
+ * @treturn[1] true
+ * @treturn[2] nil, message, "UNKNOWN_TOPIC_OR_PART" beyond the topic's partitions
+ */
+static int prd_mock_partition_set_leader(lua_State *L)
+{
+    prd_mock *m = check_mock(L);
+    const char *topic = check_topic(L, 2);
+    int32_t partition = (int32_t)check_range(L, 3, "partition", 0, MAX_PARTITIONS - 1);
+    int32_t broker = check_broker(L, 4, m);
+
+    return result(L, rd_kafka_mock_partition_set_leader(m->cluster, topic, partition, broker));
 }
 
 /* m:push_request_errors(apikey, name, ...): the next requests of that
@@ -97,7 +202,7 @@ static int prd_mock_broker_up(lua_State *L)
 static int prd_mock_push_request_errors(lua_State *L)
 {
     prd_mock *m = check_mock(L);
-    int16_t apikey = (int16_t)luaL_checkinteger(L, 2);
+    int16_t apikey = (int16_t)check_range(L, 2, "api key", 0, INT16_MAX);
     int i, n = lua_gettop(L) - 2;
     rd_kafka_resp_err_t errs[64];
 
@@ -113,7 +218,7 @@ static int prd_mock_topic_set_error(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_topic_set_error(m->cluster, luaL_checkstring(L, 2), prd_check_err_name(L, 3));
+    rd_kafka_mock_topic_set_error(m->cluster, check_topic(L, 2), prd_check_err_name(L, 3));
     return 0;
 }
 
@@ -135,6 +240,8 @@ static const luaL_Reg mock_methods[] = {
     {"create_topic", prd_mock_create_topic},
     {"broker_down", prd_mock_broker_down},
     {"broker_up", prd_mock_broker_up},
+    {"broker_set_rtt", prd_mock_broker_set_rtt},
+    {"partition_set_leader", prd_mock_partition_set_leader},
     {"push_request_errors", prd_mock_push_request_errors},
     {"topic_set_error", prd_mock_topic_set_error},
     {"close", prd_mock_close},
