@@ -6,10 +6,23 @@
  * Values may be strings, numbers or booleans. Errors name the property;
  * the value of a secret property never appears in them.
  */
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "prd.h"
+
+/* The values of a producer's secret properties: librdkafka's error texts
+ * may quote them (a malformed sasl.oauthbearer.config, for one). */
+#define MAX_SECRETS 8
+#define SECRET_RUN 8        /* a quoted run this long of a secret is hidden */
+
+struct prd_secrets {
+    int n;
+    char *values[MAX_SECRETS];
+};
 
 static int is_secret(const char *name)
 {
@@ -18,61 +31,174 @@ static int is_secret(const char *name)
            strcmp(name, "ssl.key.pem") == 0;
 }
 
-/* The value at the top of the stack as a property string, or NULL. */
-static const char *value_string(lua_State *L, char *buf, size_t size)
+/* The string at idx, or NULL when it holds a NUL byte (C would cut it). */
+static const char *whole_string(lua_State *L, int idx)
 {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+
+    return strlen(s) == len ? s : NULL;
+}
+
+/* The value at the top of the stack as a property string; NULL with *why
+ * set when it cannot be one. */
+static const char *value_string(lua_State *L, char *buf, size_t size, const char **why)
+{
+    lua_Number n;
+
     switch (lua_type(L, -1)) {
     case LUA_TSTRING:
-        return lua_tostring(L, -1);
+        *why = "must not contain a NUL byte";
+        return whole_string(L, -1);
     case LUA_TBOOLEAN:
         return lua_toboolean(L, -1) ? "true" : "false";
     case LUA_TNUMBER:
-        if (lua_isinteger(L, -1))
+        if (lua_isinteger(L, -1)) {
             snprintf(buf, size, "%lld", (long long)lua_tointeger(L, -1));
-        else
-            snprintf(buf, size, "%.17g", (double)lua_tonumber(L, -1));
+            return buf;
+        }
+        n = lua_tonumber(L, -1);
+        *why = "must be a finite number";
+        if (isnan(n) || isinf(n))
+            return NULL;
+        snprintf(buf, size, "%.17g", (double)n);
         return buf;
     default:
+        *why = "must be a string, number or boolean";
         return NULL;
     }
 }
 
-rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx)
+typedef struct conf_build {
+    rd_kafka_conf_t *conf;
+    prd_secrets *secrets;
+} conf_build;
+
+/* Frees what a conf being built holds, then raises the message. */
+static void conf_error(lua_State *L, conf_build *c, const char *fmt, ...)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    va_list ap;
+
+    rd_kafka_conf_destroy(c->conf);
+    prd_secrets_free(c->secrets);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_error(L);
+}
+
+static void keep_secret(conf_build *c, const char *value)
+{
+    prd_secrets *s = c->secrets;
+
+    if (!*value)
+        return;
+    if (!s && !(s = c->secrets = calloc(1, sizeof *s)))
+        return;
+    if (s->n < MAX_SECRETS && (s->values[s->n] = strdup(value)))
+        s->n++;
+}
+
+/* Sets the property at the top but one to the value at the top. */
+static void set_property(lua_State *L, conf_build *c)
+{
     char errstr[512], num[64];
+    const char *name, *value, *why = NULL;
+
+    if (lua_type(L, -2) != LUA_TSTRING)
+        conf_error(L, c, "config: property names must be strings, got %s",
+                   luaL_typename(L, -2));
+    if (!(name = whole_string(L, -2)))
+        conf_error(L, c, "config: property names must not contain a NUL byte");
+    if (!(value = value_string(L, num, sizeof num, &why)))
+        conf_error(L, c, "config: '%s' %s, got %s", name, why,
+                   lua_type(L, -1) == LUA_TSTRING ? "a string with one"
+                                                  : luaL_typename(L, -1));
+    switch (rd_kafka_conf_set(c->conf, name, value, errstr, sizeof errstr)) {
+    case RD_KAFKA_CONF_OK:
+        if (is_secret(name))
+            keep_secret(c, value);
+        break;
+    case RD_KAFKA_CONF_UNKNOWN:
+        conf_error(L, c, "config: unknown property '%s'", name);
+        break;
+    default:
+        if (is_secret(name))
+            conf_error(L, c, "config: invalid value for '%s'", name);
+        conf_error(L, c, "config: invalid value for '%s': %s", name, errstr);
+    }
+}
+
+rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx, prd_secrets **secrets)
+{
+    conf_build c = {rd_kafka_conf_new(), NULL};
 
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {              /* ..., name, value */
-        const char *name, *value;
-
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            rd_kafka_conf_destroy(conf);
-            luaL_error(L, "config: property names must be strings, got %s",
-                       luaL_typename(L, -2));
-        }
-        name = lua_tostring(L, -2);
-        value = value_string(L, num, sizeof num);
-        if (!value) {
-            rd_kafka_conf_destroy(conf);
-            luaL_error(L, "config: '%s' must be a string, number or boolean, got %s",
-                       name, luaL_typename(L, -1));
-        }
-        switch (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr)) {
-        case RD_KAFKA_CONF_OK:
-            break;
-        case RD_KAFKA_CONF_UNKNOWN:
-            rd_kafka_conf_destroy(conf);
-            luaL_error(L, "config: unknown property '%s'", name);
-            break;
-        default:
-            rd_kafka_conf_destroy(conf);
-            if (is_secret(name))
-                luaL_error(L, "config: invalid value for '%s'", name);
-            luaL_error(L, "config: invalid value for '%s': %s", name, errstr);
-        }
+        set_property(L, &c);
         lua_pop(L, 1);
     }
-    return conf;
+    *secrets = c.secrets;
+    return c.conf;
+}
+
+void prd_secrets_free(prd_secrets *secrets)
+{
+    int i;
+
+    if (!secrets)
+        return;
+    for (i = 0; i < secrets->n; i++)
+        free(secrets->values[i]);
+    free(secrets);
+}
+
+/* The length of the longest run of secret that text starts with. */
+static size_t secret_run(const char *text, const char *secret)
+{
+    size_t best = 0, n;
+
+    for (; *secret; secret++) {
+        for (n = 0; text[n] && text[n] == secret[n]; n++)
+            ;
+        if (n > best)
+            best = n;
+    }
+    return best;
+}
+
+/*
+ * Replaces with "***" every run of text, a NUL-terminated string in a
+ * buffer of PRD_TEXT_MAX bytes, that is a secret value or SECRET_RUN
+ * bytes or more of one: librdkafka may quote only part of a value.
+ */
+void prd_redact(const prd_secrets *secrets, char *text)
+{
+    char out[PRD_TEXT_MAX];
+    size_t i = 0, o = 0, run, len;
+    int k, hidden = 0;
+
+    if (!secrets)
+        return;
+    while (text[i] && o + 4 < sizeof out) {
+        for (run = 0, k = 0; k < secrets->n; k++) {
+            len = strlen(secrets->values[k]);
+            if ((run = secret_run(text + i, secrets->values[k])) >= len ||
+                run >= SECRET_RUN)
+                break;
+        }
+        if (k < secrets->n) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+            i += run;
+            hidden = 1;
+        } else {
+            out[o++] = text[i++];
+        }
+    }
+    if (hidden) {
+        out[o] = '\0';
+        memcpy(text, out, o + 1);
+    }
 }

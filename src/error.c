@@ -20,6 +20,15 @@ int prd_fail(lua_State *L, rd_kafka_resp_err_t err)
     return 3;
 }
 
+/* nil, text, name: a failure that librdkafka's message does not say. */
+int prd_fail_text(lua_State *L, rd_kafka_resp_err_t err, const char *text)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, text);
+    lua_pushstring(L, rd_kafka_err2name(err));
+    return 3;
+}
+
 /* True if the value at idx can be called: a function, or has __call. */
 int prd_check_callable(lua_State *L, int idx)
 {
@@ -54,9 +63,13 @@ int prd_takes_report(lua_State *L, int idx)
             takes = ar.nparams >= 2 || ar.isvararg;
     }
 #else
-    lua_getglobal(L, "debug");
+    lua_pushglobaltable(L);             /* raw reads: no metamethod runs */
+    lua_pushliteral(L, "debug");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "getinfo");
+        lua_pushliteral(L, "getinfo");
+        lua_rawget(L, -2);
         lua_pushvalue(L, idx);
         lua_pushliteral(L, "u");
         if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {

@@ -104,11 +104,20 @@ typedef struct prd_producer {
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
     long delivered;              /* successful deliveries reported so far */
-    long outstanding;            /* produced, report not yet served (unless
-                                    only_errors: then not counted) */
-    int only_errors;             /* delivery.report.only.error=true: no
-                                    report for a delivered message */
-    int in_callback;             /* > 0 while Lua called by serving runs */
+    long outstanding;            /* produced, report not yet served */
+    int only_errors;             /* delivery.report.only.error=true: Lua
+                                    sees failures only (librdkafka still
+                                    reports every message, so each
+                                    message's state is released) */
+    int busy;                    /* > 0 while Lua called by one of its
+                                    methods runs (callbacks, loggers, an
+                                    encoder): close is refused, and
+                                    nested calls serve no reports */
+    int closing;                 /* PRD_CLOSING, PRD_PURGED: in teardown */
+    int encoder;                 /* registry ref: json = function, or
+                                    LUA_NOREF */
+    struct prd_secrets *secrets; /* values of secret properties, hidden
+                                    from every string handed to Lua */
     int wake[2];                 /* pipe made by event_fd(), or -1, -1 */
     atomic_int wake_fd;          /* wake[1] for prd_queue_event, or -1 */
     atomic_int ready;            /* events may be waiting: set by
@@ -124,9 +133,19 @@ typedef struct prd_producer {
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;
 
+/* The longest text (a log line, an error) handed to Lua, with its NUL. */
+#define PRD_TEXT_MAX 1024
+
+enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };
+
 /* config.c: a Lua table of librdkafka properties into a new conf.
- * Raises, naming the property, on a bad key or value. */
-rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx);
+ * Raises, naming the property, on a bad key or value. The values of
+ * secret properties are kept in *secrets (freed by prd_secrets_free) so
+ * that prd_redact can hide them. */
+typedef struct prd_secrets prd_secrets;
+rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx, prd_secrets **secrets);
+void prd_secrets_free(prd_secrets *secrets);
+void prd_redact(const prd_secrets *secrets, char *text);   /* text: PRD_TEXT_MAX bytes */
 
 /* json.c: message values into bytes. */
 typedef struct prd_buf prd_buf;          /* the encoder's state (json.c) */
@@ -140,12 +159,14 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
 void prd_queue_event(rd_kafka_t *rk, void *opaque);
 void prd_wake_if_waiting(prd_producer *p);
+void prd_clear_wake(prd_producer *p);
 long prd_waiting(prd_producer *p);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 
 /* error.c */
 int prd_fail(lua_State *L, rd_kafka_resp_err_t err);
+int prd_fail_text(lua_State *L, rd_kafka_resp_err_t err, const char *text);
 int prd_check_callable(lua_State *L, int idx);
 int prd_takes_report(lua_State *L, int idx);
 int prd_check_timeout_ms(lua_State *L, int idx, int default_ms);

@@ -54,6 +54,25 @@ static void unref(lua_State *L, int *ref)
     *ref = LUA_NOREF;
 }
 
+/* Raises when Lua called by one of p's methods is running: closing or
+ * flushing there would pull the producer from under that method. */
+static void check_not_busy(lua_State *L, prd_producer *p, const char *method)
+{
+    if (p->busy)
+        luaL_error(L, "%s: not allowed from a delivery callback, logger or "
+                      "encoder of the same producer", method);
+}
+
+/* What a producer holds apart from librdkafka's handle. */
+static void release(lua_State *L, prd_producer *p)
+{
+    unref(L, &p->on_delivery);
+    unref(L, &p->logger);
+    unref(L, &p->encoder);
+    prd_secrets_free(p->secrets);
+    p->secrets = NULL;
+}
+
 /* The optional callable field of the table at idx as a registry ref. */
 static int opt_callback_ref(lua_State *L, int idx, const char *field,
                             const char *what)
@@ -90,7 +109,7 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  */
 int prd_producer_new(lua_State *L)
 {
-    char errstr[512];
+    char errstr[PRD_TEXT_MAX];
     rd_kafka_conf_t *conf;
     prd_producer *p;
 
@@ -100,7 +119,7 @@ int prd_producer_new(lua_State *L)
     p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
-    p->on_delivery = p->logger = LUA_NOREF;
+    p->on_delivery = p->logger = p->encoder = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
     atomic_init(&p->ready, 1);
@@ -118,17 +137,27 @@ int prd_producer_new(lua_State *L)
     lua_getfield(L, 2, "gc_flush_timeout");
     p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
     lua_getfield(L, 2, "json");
-    p->json = prd_json_buffer(L, lua_upvalueindex(1), -1);
+    if (prd_check_callable(L, -1)) {
+        lua_pushvalue(L, -1);
+        p->encoder = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        p->json = prd_json_buffer(L, lua_upvalueindex(1), -1);
+    }
     lua_pop(L, 3);
 
-    conf = prd_conf_from_table(L, 1);
+    conf = prd_conf_from_table(L, 1, &p->secrets);
+    /* librdkafka would free a delivered message without a report, and
+     * with it the state its opaque holds: every report comes, and those
+     * of delivered messages stop in C */
     p->only_errors = conf_is_true(conf, "delivery.report.only.error");
+    rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
     rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
                                    RD_KAFKA_EVENT_ERROR);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
+        prd_redact(p->secrets, errstr);
         return luaL_error(L, "config: %s", errstr);
     }
     rd_kafka_set_log_queue(p->rk, NULL);     /* logs onto the main queue */
@@ -138,79 +167,102 @@ int prd_producer_new(lua_State *L)
     return 1;
 }
 
-/* opts.field as an integer, or def when absent. */
+/* opts[field], read raw: produce runs no metamethod, so no Lua can run
+ * between its checks and librdkafka's call. Pushes the field. */
+static int raw_field(lua_State *L, int opts, const char *field)
+{
+    if (!opts) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    lua_pushstring(L, field);
+    return lua_rawget(L, opts);
+}
+
+/* opts.field as an integer from min to max, or def when absent. */
 static lua_Integer opt_integer(lua_State *L, int opts, const char *field,
-                               lua_Integer def)
+                               lua_Integer def, lua_Integer min, lua_Integer max)
 {
     lua_Integer n = def;
+    int type = raw_field(L, opts, field), ok = 0;
 
-    if (!opts)
-        return def;
-    lua_getfield(L, opts, field);
-    if (!lua_isnil(L, -1)) {
-        int ok;
+    if (type != LUA_TNIL) {
         n = lua_tointegerx(L, -1, &ok);
-        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+        if (!ok || type != LUA_TNUMBER)
             luaL_error(L, "opts.%s: expected an integer, got %s", field,
-                       lua_type(L, -1) == LUA_TNUMBER ? "a fraction"
-                                                      : luaL_typename(L, -1));
+                       type == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
+        if (n < min || n > max)
+            luaL_error(L, "opts.%s: out of range (%I to %I), got %I", field,
+                       min, max, n);
     }
     lua_pop(L, 1);
     return n;
 }
 
-static void add_header(lua_State *L, rd_kafka_headers_t *hdrs, int name_idx,
-                       int value_idx)
+/* The string at idx, whose length is in *len, as a C string: raises
+ * naming what when it holds a NUL byte, which C would cut it at. */
+static const char *check_c_string(lua_State *L, int idx, const char *what)
 {
     size_t len;
-    const char *value;
+    const char *s = lua_tolstring(L, idx, &len);
 
-    if (lua_type(L, name_idx) != LUA_TSTRING ||
-        lua_type(L, value_idx) != LUA_TSTRING) {
-        const char *got = lua_type(L, name_idx) != LUA_TSTRING
-                              ? luaL_typename(L, name_idx)
-                              : luaL_typename(L, value_idx);
-        rd_kafka_headers_destroy(hdrs);
-        luaL_error(L, "opts.headers: names and values must be strings, got %s", got);
-    }
-    value = lua_tolstring(L, value_idx, &len);
-    rd_kafka_header_add(hdrs, lua_tostring(L, name_idx), -1, value, (ssize_t)len);
+    if (strlen(s) != len)
+        luaL_error(L, "%s must not contain a NUL byte", what);
+    return s;
 }
 
-/*
- * opts.headers as librdkafka headers, or NULL. Takes a table of
- * name = value, or an array of {name, value} pairs to keep order and
- * repeat names.
- */
-static rd_kafka_headers_t *opt_headers(lua_State *L, int opts)
+/* The type check of a header's name and value at name_idx, value_idx. */
+static void check_header(lua_State *L, int name_idx, int value_idx)
 {
-    rd_kafka_headers_t *hdrs;
-    int t;
+    int bad = lua_type(L, name_idx) != LUA_TSTRING ? name_idx
+            : lua_type(L, value_idx) != LUA_TSTRING ? value_idx : 0;
 
-    if (!opts)
-        return NULL;
-    lua_getfield(L, opts, "headers");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (!lua_istable(L, -1))
-        luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, -1));
-    t = lua_gettop(L);
-    hdrs = rd_kafka_headers_new(8);
+    if (bad)
+        luaL_error(L, "opts.headers: names and values must be strings, got %s",
+                   luaL_typename(L, bad));
+    check_c_string(L, name_idx, "opts.headers: names");
+}
+
+/* Calls f(L, name_idx, value_idx, ud) for each header of the table at t:
+ * name = value, or an array of {name, value} pairs (to keep their order
+ * and repeat names). Raw reads: no Lua runs. */
+static void each_header(lua_State *L, int t,
+                        void (*f)(lua_State *, int, int, void *), void *ud)
+{
     lua_pushnil(L);
-    while (lua_next(L, t)) {                 /* headers, name, value */
+    while (lua_next(L, t)) {                 /* ..., name, value */
         if (lua_type(L, -2) == LUA_TNUMBER && lua_istable(L, -1)) {
             lua_rawgeti(L, -1, 1);
             lua_rawgeti(L, -2, 2);           /* ..., pair, name, value */
-            add_header(L, hdrs, -2, -1);
+            f(L, -2, -1, ud);
             lua_pop(L, 2);
         } else {
-            add_header(L, hdrs, -2, -1);
+            f(L, -2, -1, ud);
         }
         lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+}
+
+static void check_header_cb(lua_State *L, int name_idx, int value_idx, void *ud)
+{
+    (void)ud;
+    check_header(L, name_idx, value_idx);
+}
+
+static void add_header_cb(lua_State *L, int name_idx, int value_idx, void *ud)
+{
+    size_t len;
+    const char *value = lua_tolstring(L, value_idx, &len);
+
+    rd_kafka_header_add(ud, lua_tostring(L, name_idx), -1, value, (ssize_t)len);
+}
+
+/* The headers table at t (checked by check_header) as librdkafka headers. */
+static rd_kafka_headers_t *make_headers(lua_State *L, int t)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
+
+    each_header(L, t, add_header_cb, hdrs);
     return hdrs;
 }
 
@@ -269,16 +321,6 @@ static void serve_now(lua_State *L, prd_producer *p)
         lua_error(L);
 }
 
-/* The stack index of the Lua string that holds the bytes of produce's
- * value: the value itself, or lua-cjson's JSON of it (at encoded_idx);
- * 0 when they are in the C encoder's buffer. */
-static int value_string(lua_State *L, prd_producer *p, int encoded_idx)
-{
-    if (lua_type(L, 4) == LUA_TSTRING)
-        return 4;
-    return p->json ? 0 : encoded_idx;
-}
-
 /*
  * The opaque of a message whose value is the Lua string at idx, lent to
  * librdkafka instead of copied (flags 0): a ref in the opaque keeps the
@@ -300,16 +342,182 @@ static void *lend(lua_State *L, int idx, int ref, int takes_report, int *msgflag
     return opaque;
 }
 
+/* Stack slots of produce, after its arguments (1 to 5). */
+enum { CALLBACK = 6, HEADERS, ENCODED };
+
+/* What produce hands to librdkafka. */
+typedef struct message {
+    const char *topic, *key, *value;
+    size_t key_len, value_len;
+    lua_Integer partition, timestamp;
+    int takes_report;           /* the callback in CALLBACK takes a report */
+    int value_string;           /* stack index of a Lua string holding the
+                                   value's bytes, or 0 (the encoder's buffer) */
+} message;
+
+/* Checks produce's arguments into m and the stack slots CALLBACK and
+ * HEADERS. Raises on misuse; nothing is held yet. */
+static void check_args(lua_State *L, prd_producer *p, message *m)
+{
+    int opts = 0;
+
+    if (lua_type(L, 2) != LUA_TSTRING)
+        luaL_error(L, "topic: expected string, got %s", luaL_typename(L, 2));
+    m->topic = check_c_string(L, 2, "topic:");
+    if (lua_type(L, 3) == LUA_TSTRING)
+        m->key = lua_tolstring(L, 3, &m->key_len);
+    else if (!lua_isnoneornil(L, 3))
+        luaL_error(L, "key: expected string or nil, got %s", luaL_typename(L, 3));
+    if (lua_type(L, 5) == LUA_TTABLE)
+        opts = 5;
+    else if (!lua_isnoneornil(L, 5))
+        luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
+    lua_settop(L, 5);
+
+    m->partition = opt_integer(L, opts, "partition", RD_KAFKA_PARTITION_UA,
+                               RD_KAFKA_PARTITION_UA, INT32_MAX);
+    m->timestamp = opt_integer(L, opts, "timestamp", 0, 0, INT64_MAX);
+    if (raw_field(L, opts, "on_delivery") != LUA_TNIL &&     /* CALLBACK */
+        !prd_check_callable(L, CALLBACK))
+        luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
+                   luaL_typename(L, CALLBACK));
+    switch (raw_field(L, opts, "headers")) {                 /* HEADERS */
+    case LUA_TNIL:
+        break;
+    case LUA_TTABLE:
+        each_header(L, HEADERS, check_header_cb, NULL);
+        break;
+    default:
+        luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, HEADERS));
+    }
+    if (!lua_isnil(L, CALLBACK)) {
+        p->busy++;              /* debug.getinfo runs, protected, on 5.1 */
+        m->takes_report = prd_takes_report(L, CALLBACK);
+        p->busy--;
+    }
+}
+
+/* The protected half of encode_with_lua: the encoder (function at 1, or
+ * lua-cjson's when nil) on the value at 2; returns the bytes. */
+static int call_encoder(lua_State *L)
+{
+    size_t len;
+
+    if (lua_isnil(L, 1)) {
+        prd_encode_value(L, 2, lua_upvalueindex(1), NULL, &len);
+        return 1;
+    }
+    lua_settop(L, 2);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "value: encoder must return a string, got %s",
+                          luaL_typename(L, -1));
+    return 1;
+}
+
+/* The table at 4 encoded by Lua code (lua-cjson, or json = function),
+ * with the producer busy, so that code cannot close it; the bytes are
+ * left in slot ENCODED. Raises what the encoder raised. */
+static void encode_with_lua(lua_State *L, prd_producer *p)
+{
+    int status;
+
+    lua_pushvalue(L, lua_upvalueindex(2));               /* call_encoder */
+    if (p->encoder == LUA_NOREF)
+        lua_pushnil(L);
+    else
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->encoder);
+    lua_pushvalue(L, 4);
+    p->busy++;
+    status = lua_pcall(L, 2, 1, 0);
+    p->busy--;
+    if (status != LUA_OK) {
+        if (p->encoder != LUA_NOREF && lua_type(L, -1) == LUA_TSTRING &&
+            strncmp(lua_tostring(L, -1), "value: ", 7) != 0)
+            luaL_error(L, "value: encoder failed: %s", lua_tostring(L, -1));
+        lua_error(L);
+    }
+}
+
+/* The value at 4 into m: a string as it is, nil as a tombstone, a table
+ * encoded. The last step of produce that may run Lua. */
+static void encode(lua_State *L, prd_producer *p, message *m)
+{
+    switch (lua_type(L, 4)) {
+    case LUA_TSTRING:
+        m->value = lua_tolstring(L, 4, &m->value_len);
+        m->value_string = 4;
+        return;
+    case LUA_TTABLE:
+        if (p->json) {          /* the C encoder: runs no Lua */
+            m->value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json,
+                                        &m->value_len);
+            return;
+        }
+        encode_with_lua(L, p);                           /* ENCODED */
+        m->value = lua_tolstring(L, ENCODED, &m->value_len);
+        m->value_string = ENCODED;
+        return;
+    case LUA_TNIL:
+    case LUA_TNONE:
+        return;
+    default:
+        luaL_error(L, "value: expected table, string or nil, got %s",
+                   luaL_typename(L, 4));
+    }
+}
+
+/* The opaque that carries m's callback (at CALLBACK) and, for a large
+ * string value, the string, to the report. Allocates no Lua object, so
+ * no finalizer runs before the message is sent. */
+static void *message_state(lua_State *L, message *m, int *msgflags)
+{
+    int ref = LUA_NOREF;
+
+    if (!lua_isnil(L, CALLBACK)) {
+        lua_pushvalue(L, CALLBACK);
+        ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    if (m->value_len >= PRD_NOCOPY_MIN && m->value_string)
+        return lend(L, m->value_string, ref, m->takes_report, msgflags);
+    return prd_opaque(ref, m->takes_report);
+}
+
+/* Hands m to librdkafka. */
+static rd_kafka_resp_err_t send_message(prd_producer *p, const message *m, int msgflags,
+                                rd_kafka_headers_t *hdrs, void *opaque)
+{
+    rd_kafka_topic_t *rkt = topic_handle(p, m->topic);
+
+    if (!rkt)
+        return rd_kafka_last_error();
+    if (!hdrs && !m->timestamp)         /* no argument list to parse: cheaper */
+        return rd_kafka_produce(rkt, (int32_t)m->partition, msgflags,
+                                (void *)m->value, m->value_len, m->key,
+                                m->key_len, opaque) == 0
+                   ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_last_error();
+    return rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
+                             RD_KAFKA_V_PARTITION((int32_t)m->partition),
+                             RD_KAFKA_V_MSGFLAGS(msgflags),
+                             RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+                             RD_KAFKA_V_KEY(m->key, m->key_len),
+                             RD_KAFKA_V_TIMESTAMP(m->timestamp),
+                             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
+                             RD_KAFKA_V_END);
+}
+
 /***
- * Queues a message, then serves the reports that are ready.
+ * Queues a message, then serves the reports that are ready (not when
+ * called from a callback of the same producer: the outer call serves).
  * @function produce
  * @string topic
  * @tparam[opt] string key
- * @tparam[opt] table|string value table: sent as JSON; string: as is;
- *   nil: a null value (tombstone)
+ * @tparam[opt] table|string value table: encoded (JSON by default);
+ *   string: as is; nil: a null value (tombstone)
  * @tparam[opt] table opts partition, timestamp (ms), headers, on_delivery
+ *   (read raw: metamethods are not called)
  * @treturn[1] true
- * @treturn[2] nil
+ * @treturn[2] nil, nothing queued, no report will come
  * @treturn[2] string message, e.g. "Local: Queue full"
  * @treturn[2] string error name, e.g. "_QUEUE_FULL"
  * @raise on bad arguments, and with the error of a delivery callback
@@ -318,80 +526,28 @@ static void *lend(lua_State *L, int idx, int ref, int takes_report, int *msgflag
 static int prd_producer_produce(lua_State *L)
 {
     prd_producer *p = check_producer(L);
-    const char *topic, *key = NULL, *value;
-    size_t key_len = 0, value_len;
-    int opts = 0, ref = LUA_NOREF, takes_report = 0, encoded_idx, string_idx;
     int msgflags = RD_KAFKA_MSG_F_COPY;
-    lua_Integer partition, timestamp;
-    rd_kafka_headers_t *hdrs;
-    rd_kafka_topic_t *rkt;
+    message m = {0};
+    rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_resp_err_t err;
     void *opaque;
 
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return luaL_error(L, "topic: expected string, got %s", luaL_typename(L, 2));
-    topic = lua_tostring(L, 2);
-    if (lua_type(L, 3) == LUA_TSTRING)
-        key = lua_tolstring(L, 3, &key_len);
-    else if (!lua_isnoneornil(L, 3))
-        return luaL_error(L, "key: expected string or nil, got %s", luaL_typename(L, 3));
-    switch (lua_type(L, 5)) {
-    case LUA_TNONE:
-    case LUA_TNIL:
-        break;
-    case LUA_TTABLE:
-        opts = 5;
-        lua_settop(L, 5);
-        break;
-    default:
-        return luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
-    }
-
-    partition = opt_integer(L, opts, "partition", RD_KAFKA_PARTITION_UA);
-    timestamp = opt_integer(L, opts, "timestamp", 0);
-    if (opts) {
-        lua_getfield(L, opts, "on_delivery");    /* slot 6 */
-        if (!lua_isnil(L, 6) && !prd_check_callable(L, 6))
-            return luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
-                              luaL_typename(L, 6));
-    }
-    value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json, &value_len);
-    encoded_idx = lua_gettop(L);     /* lua-cjson's string, if it encoded */
-    hdrs = opt_headers(L, opts);     /* nothing raises after this */
-    if (opts && !lua_isnil(L, 6)) {
-        takes_report = prd_takes_report(L, 6);
-        lua_pushvalue(L, 6);
-        ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    if (value_len >= PRD_NOCOPY_MIN && (string_idx = value_string(L, p, encoded_idx)))
-        opaque = lend(L, string_idx, ref, takes_report, &msgflags);
-    else
-        opaque = prd_opaque(ref, takes_report);
-
-    rkt = topic_handle(p, topic);
-    if (!rkt)
-        err = rd_kafka_last_error();
-    else if (!hdrs && !timestamp)       /* no argument list to parse: cheaper */
-        err = rd_kafka_produce(rkt, (int32_t)partition, msgflags,
-                               (void *)value, value_len, key, key_len, opaque) == 0
-                  ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_last_error();
-    else
-        err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
-                                RD_KAFKA_V_PARTITION((int32_t)partition),
-                                RD_KAFKA_V_MSGFLAGS(msgflags),
-                                RD_KAFKA_V_VALUE((void *)value, value_len),
-                                RD_KAFKA_V_KEY(key, key_len),
-                                RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_HEADERS(hdrs),
-                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-    if (err) {
+    check_args(L, p, &m);
+    if (p->closing == PRD_PURGED)
+        return prd_fail_text(L, RD_KAFKA_RESP_ERR__DESTROY, "producer is closing");
+    encode(L, p, &m);
+    /* From here to librdkafka's call no Lua runs: the encoder's buffer
+     * holds the bytes, and the producer cannot have been closed. */
+    if (lua_istable(L, HEADERS))
+        hdrs = make_headers(L, HEADERS);
+    opaque = message_state(L, &m, &msgflags);
+    if ((err = send_message(p, &m, msgflags, hdrs, opaque))) {
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
         prd_opaque_release(L, opaque);
-        serve_now(L, p);
-        return prd_fail(L, err);
+        return prd_fail(L, err);        /* serves nothing: the refusal stands */
     }
-    if (!p->only_errors)
-        p->outstanding++;
+    p->outstanding++;
     serve_now(L, p);
     lua_pushboolean(L, 1);
     return 1;
@@ -409,6 +565,9 @@ static int prd_producer_poll(lua_State *L)
     prd_producer *p = check_producer(L);
     int served = 0;
 
+    if (!p->busy)
+        prd_clear_wake(p);      /* event_fd is not readable after a poll
+                                   that finds nothing */
     if (prd_serve(L, p, prd_check_timeout_ms(L, 2, 0), &served) != LUA_OK)
         return lua_error(L);
     lua_pushinteger(L, served);
@@ -449,16 +608,16 @@ static int next_slice(prd_producer *p, int64_t deadline)
 static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 {
     int64_t deadline = prd_now_ms() + timeout_ms;
-    int served = 0, slice;
+    int served = 0, slice = 0;
 
-    while ((slice = next_slice(p, deadline))) {
+    do {                /* serves what waits already, even at timeout 0 */
         if (prd_serve(L, p, slice, &served) != LUA_OK) {
             if (!kept)
                 lua_error(L);
             if ((*kept)++)
                 lua_pop(L, 1);
         }
-    }
+    } while ((slice = next_slice(p, deadline)));
     return prd_waiting(p);
 }
 
@@ -475,7 +634,11 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
 static int prd_producer_flush(lua_State *L)
 {
     prd_producer *p = check_producer(L);
-    long left = drain(L, p, prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS), NULL);
+    int timeout_ms = prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+    long left;
+
+    check_not_busy(L, p, "flush");
+    left = drain(L, p, timeout_ms, NULL);
 
     if (left == 0) {
         lua_pushboolean(L, 1);
@@ -522,10 +685,13 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     if (!p->rk)
         return 0;
-    if (run_lua && p->in_callback)
-        luaL_error(L, "close: not allowed from a delivery callback or logger "
-                      "of the same producer");
+    if (run_lua)
+        check_not_busy(L, p, "close");
+    /* callbacks may still produce while it waits (a retry): their
+     * messages are waited for too; once it purges, produce refuses */
+    p->closing = PRD_CLOSING;
     settle(L, p, timeout_ms, run_lua, &kept);
+    p->closing = PRD_PURGED;
     if (prd_waiting(p) > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         settle(L, p, PURGE_WAIT_MS, run_lua, &kept);
@@ -533,8 +699,13 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     lost = p->failures - failures_before;
     if (lost > 0 && run_lua) {
-        if (prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
-                     p->name, lost) != LUA_OK && kept++)
+        int status;
+
+        p->busy++;                      /* a logger that closes is refused */
+        status = prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
+                          p->name, lost);
+        p->busy--;
+        if (status != LUA_OK && kept++)
             lua_pop(L, 1);
     } else if (lost > 0) {
         fprintf(stderr, "producers: %s collected with %ld message(s) not delivered\n",
@@ -554,8 +725,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     rd_kafka_destroy(p->rk);
     p->rk = NULL;
     p->queue = NULL;
-    unref(L, &p->on_delivery);
-    unref(L, &p->logger);
+    release(L, p);
     return kept > 0;
 }
 
@@ -583,7 +753,8 @@ static int prd_producer_tbc_close(lua_State *L)
 {
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
 
-    if (teardown(L, p, DEFAULT_TIMEOUT_MS, 1))
+    /* leaving the scope by an error: that error goes on, not a callback's */
+    if (teardown(L, p, DEFAULT_TIMEOUT_MS, 1) && lua_isnoneornil(L, 2))
         return lua_error(L);
     return 0;
 }
@@ -593,8 +764,7 @@ static int prd_producer_gc(lua_State *L)
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
 
     teardown(L, p, p->gc_flush_ms, 0);
-    unref(L, &p->on_delivery);        /* set even when rd_kafka_new failed */
-    unref(L, &p->logger);
+    release(L, p);                    /* set even when rd_kafka_new failed */
     return 0;
 }
 
@@ -701,7 +871,8 @@ static const luaL_Reg metamethods[] = {
 
 /*
  * Makes the Producer metatable; pushes the method table. Every method
- * shares one upvalue: the JSON state (json.c) at json_idx.
+ * shares two upvalues: the JSON state (json.c) at json_idx, and
+ * call_encoder.
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
@@ -710,7 +881,9 @@ void prd_producer_open(lua_State *L, int json_idx)
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);                         /* mt, methods */
     lua_pushvalue(L, json_idx);
-    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, json_idx);
+    lua_pushcclosure(L, call_encoder, 1);
+    luaL_setfuncs(L, methods, 2);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_pushliteral(L, PRD_PRODUCER_T);

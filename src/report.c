@@ -76,7 +76,7 @@ static int call(lua_State *L, int nargs, int handler)
  * enabled; returns the logger's status (an error on top of the stack). */
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[PRD_TEXT_MAX];
     va_list ap;
 
     if (level < p->log_level)
@@ -84,6 +84,7 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    prd_redact(p->secrets, line);
     if (p->logger == LUA_NOREF) {
         fprintf(stderr, "producers: %s: %s\n", level_names[level], line);
         return LUA_OK;
@@ -237,8 +238,7 @@ void prd_opaque_release(lua_State *L, void *opaque)
 /* Counts m's report: served, delivered or failed. */
 static void count_report(prd_producer *p, const rd_kafka_message_t *m)
 {
-    if (!p->only_errors)
-        p->outstanding--;
+    p->outstanding--;
     if (m->err) {
         p->failures++;
     } else {
@@ -257,6 +257,8 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
     int ref = prd_opaque_ref(m->_private), takes_report;
 
+    if (!m->err && p->only_errors)
+        return LUA_OK;
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         takes_report = prd_opaque_takes_report(m->_private);
@@ -330,9 +332,9 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
     }
     push_function(L, &key, serve_reports);
     lua_pushlightuserdata(L, &b);
-    p->in_callback++;
+    p->busy++;
     status = lua_pcall(L, 1, 1, *handler);
-    p->in_callback--;
+    p->busy--;
     prd_opaque_release(L, b.opaque);    /* the report whose call failed */
     if (status == LUA_OK && (status = b.status) == LUA_OK)
         lua_pop(L, 1);
@@ -357,9 +359,13 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
          * it names the cause only when there is no other */
         if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
             !p->last_error) {
+            char text[PRD_TEXT_MAX];
+
+            snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
+            prd_redact(p->secrets, text);
             p->last_error = rd_kafka_event_error(ev);
-            snprintf(p->last_error_text, sizeof p->last_error_text, "%s",
-                     rd_kafka_event_error_string(ev));
+            snprintf(p->last_error_text, sizeof p->last_error_text, "%.*s",
+                     (int)sizeof p->last_error_text - 1, text);
         }
         return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)",
                      rd_kafka_event_error_is_fatal(ev) ? "fatal error" : "error",
@@ -371,7 +377,7 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 }
 
 /* Empties the wake-up pipe of event_fd(), if any. */
-static void drain_wake_pipe(prd_producer *p)
+void prd_clear_wake(prd_producer *p)
 {
     char buf[64];
     ssize_t n;
@@ -420,9 +426,9 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
                 return LUA_OK;
             timeout_ms = 0;
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
-                p->in_callback++;
+                p->busy++;
                 status = serve_other(L, p, ev);
-                p->in_callback--;
+                p->busy--;
                 rd_kafka_event_destroy(ev);
                 if (status != LUA_OK)
                     return status;
@@ -448,14 +454,10 @@ static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
     return status;
 }
 
-/*
- * Messages produced and not yet reported. With delivery.report.only.error
- * a delivered message has no report: then librdkafka's count of messages
- * (and events) not yet done stands in.
- */
+/* Messages produced whose report has not been served. */
 long prd_waiting(prd_producer *p)
 {
-    return p->only_errors ? rd_kafka_outq_len(p->rk) : p->outstanding;
+    return p->outstanding;
 }
 
 /*
@@ -468,13 +470,18 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
 {
     int status;
 
+    /* Called by Lua that serving runs (a callback that produces): the
+     * outer call goes on serving, so the depth stays one however many
+     * reports a batch holds. */
+    if (p->busy)
+        return LUA_OK;
     /* Not waiting and nothing arrived since the queue was last emptied:
      * done, without taking the queue's lock (produce calls this each time). */
     if (timeout_ms == 0 && !p->pending && !atomic_load(&p->ready))
         return LUA_OK;
     /* first: what arrives after this sets them again */
     atomic_store(&p->ready, 0);
-    drain_wake_pipe(p);
+    prd_clear_wake(p);
     status = serve(L, p, timeout_ms, served);
     if (status != LUA_OK)
         prd_wake_if_waiting(p);
