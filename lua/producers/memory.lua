@@ -10,7 +10,13 @@
 -- log_level): `partitions` (default 1), `queue_limit` (default 100000
 -- undelivered messages, then produce returns nil, "Local: Queue full",
 -- "_QUEUE_FULL"), and `fail`, a function(message) returning an error name
--- such as "_MSG_TIMED_OUT" to make that message's delivery fail.
+-- such as "_MSG_TIMED_OUT" to make that message's delivery fail. `fail`
+-- runs when the message is produced: a name librdkafka does not know (or
+-- an error `fail` raises) makes produce raise, with nothing queued, so no
+-- message is ever left without its report.
+--
+-- produce refuses what the Kafka backend refuses, with its messages: the
+-- same argument checks, in the same order.
 -- @classmod producers.memory
 
 local core = require("producers.core")
@@ -68,31 +74,128 @@ function Memory:partition_for(key)
   return h % self.partitions
 end
 
-function Memory:produce(topic, key, value, opts)
-  check_open(self)
-  if type(topic) ~= "string" then
-    error("topic: expected string, got " .. type(topic), 2)
+-- n as an integer, or nil when it has none (a fraction, NaN, an
+-- infinity, beyond 64 bits), as lua_tointegerx decides in the C core.
+local function to_integer(n)
+  if math.tointeger then return math.tointeger(n) end
+  if n == n and n >= -2^63 and n < 2^63 and n == math.floor(n) then return n end
+end
+
+local function integer_string(n)
+  if math.type and math.type(n) == "integer" then return tostring(n) end
+  return ("%.0f"):format(n)
+end
+
+-- The C core's bounds, and their text (2^63 - 1 is no exact number on
+-- Lua 5.1 and LuaJIT).
+local RANGES = {
+  partition = { -1, 2147483647, "-1 to 2147483647" },
+  timestamp = { 0, math.maxinteger or 2^63, "0 to 9223372036854775807" },
+}
+
+-- opts[field] as an integer in its RANGES, or nil when absent.
+local function opt_integer(opts, field)
+  local min, max, range = RANGES[field][1], RANGES[field][2], RANGES[field][3]
+  local v = rawget(opts, field)
+  if v == nil then return nil end
+  local n = type(v) == "number" and to_integer(v)
+  if not n then
+    error(("opts.%s: expected an integer, got %s")
+      :format(field, type(v) == "number" and "a fraction" or type(v)), 4)
   end
+  if n < min or n > max then
+    error(("opts.%s: out of range (%s), got %s"):format(field, range, integer_string(n)), 4)
+  end
+  return n
+end
+
+-- The Kafka backend's checks of one header: name, then value. (Error
+-- levels here and below name produce's caller.)
+local function check_header(name, value)
+  local bad = type(name) ~= "string" and type(name) or type(value) ~= "string" and type(value)
+  if bad then
+    error("opts.headers: names and values must be strings, got " .. bad, 5)
+  end
+  if name:find("\0", 1, true) then
+    error("opts.headers: names must not contain a NUL byte", 5)
+  end
+end
+
+local function check_headers(headers)
+  if headers == nil then return end
+  if type(headers) ~= "table" then
+    error("opts.headers: expected a table, got " .. type(headers), 4)
+  end
+  for name, value in next, headers do
+    if type(name) == "number" and type(value) == "table" then
+      check_header(rawget(value, 1), rawget(value, 2))    -- a {name, value} pair
+    else
+      check_header(name, value)
+    end
+  end
+end
+
+-- Checks produce's arguments in the Kafka backend's order; returns opts
+-- (a table) and its checked partition and timestamp. Reads opts raw, as
+-- the C core does.
+local function check_args(topic, key, opts)
+  if type(topic) ~= "string" then
+    error("topic: expected string, got " .. type(topic), 3)
+  end
+  if topic:find("\0", 1, true) then error("topic: must not contain a NUL byte", 3) end
   if key ~= nil and type(key) ~= "string" then
-    error("key: expected string or nil, got " .. type(key), 2)
+    error("key: expected string or nil, got " .. type(key), 3)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("opts: expected table or nil, got " .. type(opts), 2)
+    error("opts: expected table or nil, got " .. type(opts), 3)
   end
   opts = opts or {}
+  local partition = opt_integer(opts, "partition")
+  local timestamp = opt_integer(opts, "timestamp")
+  local on_delivery = rawget(opts, "on_delivery")
+  if on_delivery ~= nil and not log.is_callable(on_delivery) then
+    error("opts.on_delivery: expected a function or callable, got " .. type(on_delivery), 3)
+  end
+  check_headers(rawget(opts, "headers"))
+  return opts, partition, timestamp
+end
+
+-- The error name fail gives message, or nil for a delivery; raises when
+-- it is not a name librdkafka knows, so no report can be lost to it.
+function Memory:failure(message)
+  local name = self.fail and self.fail(message)
+  if not name then return nil end
+  local ok = type(name) == "string" and name ~= "NO_ERROR" and pcall(core.error_string, name)
+  if not ok then
+    error(("producers.memory: fail must return nil or an error name such as '_MSG_TIMED_OUT', got %s")
+      :format(type(name) == "string" and ("'" .. name .. "'") or type(name)), 3)
+  end
+  return name
+end
+
+function Memory:produce(topic, key, value, opts)
+  check_open(self)
+  local partition, timestamp
+  opts, partition, timestamp = check_args(topic, key, opts)
   local bytes = core.encode_value(value, self.json)
   local ready = #self.pending       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
     return nil, "Local: Queue full", "_QUEUE_FULL"
   end
+  if partition and partition >= self.partitions then
+    self:serve(ready)
+    return nil, core.error_string("_UNKNOWN_PARTITION"), "_UNKNOWN_PARTITION"
+  end
+  local message = {
+    topic = topic, key = key, value = bytes, headers = rawget(opts, "headers"),
+    partition = (partition == nil or partition == -1) and self:partition_for(key) or partition,
+    timestamp = timestamp ~= nil and timestamp ~= 0 and timestamp or now_ms(),
+  }
   self.pending[#self.pending + 1] = {
-    message = {
-      topic = topic, key = key, value = bytes, headers = opts.headers,
-      partition = opts.partition or self:partition_for(key),
-      timestamp = opts.timestamp or now_ms(),
-    },
-    on_delivery = opts.on_delivery,
+    message = message,
+    error = self:failure(message),
+    on_delivery = rawget(opts, "on_delivery"),
   }
   self:serve(ready)
   return true
@@ -101,7 +204,7 @@ end
 -- Delivers one pending message and runs its report.
 function Memory:deliver(item)
   local m = item.message
-  local err_name = self.fail and self.fail(m)
+  local err_name = item.error
   local report = { topic = m.topic, partition = m.partition, key = m.key,
                    value = m.value, headers = m.headers, timestamp = m.timestamp,
                    latency = 0 }
