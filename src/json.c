@@ -4,24 +4,29 @@
  *
  * json.c: message values into bytes.
  *
- * Tables are encoded by a C encoder that writes lua-cjson's output byte
- * for byte (its default settings: the same escapes, "%.14g" numbers, the
- * same array and sparse-array rules, the same error messages; spec
- * 14-json_spec.lua checks it against lua-cjson on generated tables). It
- * writes into one buffer per Lua state that produce hands to librdkafka
- * (which copies it), so a table costs no Lua string and no garbage.
- * Integers below 1e14 skip printf: they print the same digits.
+ * Tables are encoded by a C encoder that loses no data: integers (Lua
+ * 5.3+'s integer subtype) with every digit; floats in the shortest form
+ * that reads back to the same double, Python's repr (a float of integral
+ * value within 2^53 as that integer, -0.0 as "-0.0"); strings with
+ * lua-cjson's escapes; the bytes do not depend on the process's locale.
+ * Arrays, holes and sparse arrays follow lua-cjson's rules, and OpenResty's
+ * cjson markers (array_mt, empty_array_mt, empty_array) give what its
+ * cjson gives when a loaded cjson defines them. It writes into one buffer
+ * per Lua state that produce hands to librdkafka (which copies it), so a
+ * table costs no Lua string and no garbage. docs/json.md has the contract.
  *
  * A producer made with json = "lua-cjson" encodes with a lua-cjson
- * instance of its own (cjson.new()) instead. Either way a script that
- * changes the global cjson's settings neither breaks nor changes what a
- * producer sends.
+ * instance of its own (cjson.new()), loaded when first asked for. Either
+ * way a script that changes the global cjson's settings neither breaks nor
+ * changes what a producer sends.
  *
- * Caveats (lua-cjson's): numbers keep 14 significant digits, so integers
- * from 1e14 up are written in exponent form; an empty table encodes as
- * {}; NaN and infinities are refused; a table nested deeper than 1000
- * levels (a cycle, for instance) is refused.
+ * Caveats: an empty table encodes as {} (an array needs a marker); NaN and
+ * infinities are refused; a table nested deeper than 1000 levels (a cycle,
+ * for instance) is refused; a metatable's __index, __pairs and __len are
+ * not consulted (OpenResty's cjson calls __len); strings are written as
+ * their bytes, so bytes that are not UTF-8 stay so.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -172,8 +177,7 @@ static void fail(lua_State *L, int idx, const char *reason)
     luaL_error(L, CANNOT_ENCODE "Cannot serialise %s: %s", luaL_typename(L, idx), reason);
 }
 
-/* Integers of fewer than 15 digits: "%.14g" prints them as plain digits,
- * written here two at a time. */
+/* An integer, every digit, written two at a time. */
 static void put_integer(prd_buf *b, long long v)
 {
     static const char pairs[] =
@@ -197,44 +201,145 @@ static void put_integer(prd_buf *b, long long v)
     put(b, p, (size_t)(end - p));
 }
 
-#define PLAIN_LIMIT 1e14        /* below it, integers print as digits */
+#define EXACT_LIMIT 9007199254740992.0  /* 2^53: integral floats up to it
+                                           are written as integers */
+
+/* Whether the decimal DIGITS x 10^(exp10 - n + 1) reads back as x. No
+ * decimal point, so no locale's. */
+static int reads_back(const char *digits, int n, int exp10, double x)
+{
+    char text[40];
+
+    snprintf(text, sizeof text, "%.*se%d", n, digits, exp10 - n + 1);
+    return strtod(text, NULL) == x;
+}
+
+/*
+ * The shortest decimal that reads back as x (finite, > 0): its digits
+ * (no trailing zeros) into digits, their count returned, and the power of
+ * ten of the first in *exp10. Of the decimals that short, the nearest to
+ * x, as Python's repr. printf's "%.*e" rounds correctly (glibc), so the
+ * nearest decimal of p digits is tried for p = 15, 16, 17 (a normal double
+ * that some decimal of p <= 15 digits reads back as is that decimal: 15
+ * digits are finer than a double's precision); subnormals, with fewer bits,
+ * from p = 1. The locale's decimal point is skipped in printf's output and
+ * never used: strtod reads the digits back as "DIGITSe-N".
+ */
+static int shortest(double x, char *digits, int *exp10)
+{
+    char text[40];
+    int p = x < 2.2250738585072014e-308 ? 1 : 15;
+
+    for (;; p++) {
+        int n = 0, e = 0, neg = 0;
+        const char *s;
+
+        snprintf(text, sizeof text, "%.*e", p - 1, x);
+        for (s = text; *s && *s != 'e'; s++)
+            if (*s >= '0' && *s <= '9')
+                digits[n++] = *s;
+        if (*s == 'e') {                    /* e+NN or e-NN */
+            neg = s[1] == '-';
+            for (s += 2; *s >= '0' && *s <= '9'; s++)
+                e = e * 10 + (*s - '0');
+        }
+        *exp10 = neg ? -e : e;
+        while (n > 1 && digits[n - 1] == '0')
+            n--;
+        if (p >= 17 || reads_back(digits, n, *exp10, x))
+            return n;
+        /* At a power of two the doubles below are twice as near as those
+         * above: when the nearest decimal of 16 digits is below, out of
+         * reach, the next one up may read back as x. */
+        if (p == 16 && frexp(x, &e) == 0.5) {
+            while (n < 16)
+                digits[n++] = '0';
+            while (n > 0 && digits[n - 1] == '9')
+                n--;
+            if (n == 0) {
+                digits[n++] = '1';
+                ++*exp10;
+            } else {
+                digits[n - 1]++;
+            }
+            if (reads_back(digits, n, *exp10, x))
+                return n;
+        }
+    }
+}
+
+/* A finite float: as an integer when integral within 2^53, else as
+ * Python's repr writes it (a point or an exponent always shows). */
+static void put_float(prd_buf *b, double x)
+{
+    char digits[24], out[40], *o = out;
+    int n, exp10, i;
+
+    if (fabs(x) <= EXACT_LIMIT) {
+        long long v = (long long)x;         /* in range: no overflow */
+        if ((double)v == x && (v != 0 || !signbit(x))) {
+            put_integer(b, v);
+            return;
+        }
+    }
+    if (signbit(x)) {
+        *o++ = '-';
+        x = -x;
+    }
+    if (x == 0) {
+        put(b, "-0.0", 4);
+        return;
+    }
+    n = shortest(x, digits, &exp10);
+    if (exp10 < -4 || exp10 >= 16) {        /* 1e-05, 1.5e+300 */
+        *o++ = digits[0];
+        if (n > 1) {
+            *o++ = '.';
+            memcpy(o, digits + 1, (size_t)n - 1);
+            o += n - 1;
+        }
+        o += snprintf(o, 8, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+    } else if (exp10 < 0) {                 /* 0.001 */
+        *o++ = '0';
+        *o++ = '.';
+        for (i = -1; i > exp10; i--)
+            *o++ = '0';
+        memcpy(o, digits, (size_t)n);
+        o += n;
+    } else {                                /* 12.5, 9007199254740994.0 */
+        for (i = 0; i <= exp10; i++)
+            *o++ = i < n ? digits[i] : '0';
+        *o++ = '.';
+        if (n > exp10 + 1) {
+            memcpy(o, digits + exp10 + 1, (size_t)(n - exp10 - 1));
+            o += n - exp10 - 1;
+        } else {
+            *o++ = '0';
+        }
+    }
+    put(b, out, (size_t)(o - out));
+}
 
 /* The number at idx; 0 (nothing written) for NaN and infinities. */
 static int put_number(prd_buf *b, lua_State *L, int idx)
 {
     lua_Number n;
-    char digits[32];
-    int len;
 
 #if LUA_VERSION_NUM >= 503
-    {
-        int exact;
-        lua_Integer v = lua_tointegerx(L, idx, &exact);
-        /* an integer, or a float of integral value: digits either way;
-         * but a float zero may be -0.0, which "%.14g" writes as "-0" */
-        if (exact && v > -(lua_Integer)PLAIN_LIMIT && v < (lua_Integer)PLAIN_LIMIT &&
-            (v != 0 || lua_isinteger(L, idx))) {
-            put_integer(b, (long long)v);
-            return 1;
-        }
+    if (lua_isinteger(L, idx)) {
+        put_integer(b, (long long)lua_tointeger(L, idx));
+        return 1;
     }
 #endif
     n = lua_tonumber(L, idx);
-    if (fabs(n) < PLAIN_LIMIT) {        /* false for NaN and infinities */
-        long long v = (long long)n;     /* in range: no overflow */
-        if ((lua_Number)v == n && !(v == 0 && signbit(n))) {
-            put_integer(b, v);
-            return 1;
-        }
-    } else if (isinf(n) || isnan(n)) {
+    if (isinf(n) || isnan(n))
         return 0;
-    }
-    len = snprintf(digits, sizeof digits, "%.14g", (double)n);
-    put(b, digits, (size_t)len);
+    put_float(b, (double)n);
     return 1;
 }
 
-/* A string, a finite number, a boolean or cjson.null (type: its type)
+/* A string, a finite number, a boolean or null (cjson.null, ngx.null: a
+ * NULL light userdata) (type: its type)
  * at idx: written, 1. Anything else: 0, nothing written. */
 static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
 {
@@ -253,14 +358,17 @@ static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) != NULL)
             return 0;
-        put(b, "null", 4);              /* cjson.null */
+        put(b, "null", 4);
         return 1;
     default:
         return 0;
     }
 }
 
-/* The key at idx if it may belong to an array (an integer >= 1), else 0. */
+/* The key at idx if it may belong to an array (an integer from 1 to
+ * INT_MAX), else 0. lua-cjson takes larger ones too, and its int holding
+ * the largest overflows: the table becomes an object, or an array that
+ * drops them, by the order of the keys. Here it is always an object. */
 static lua_Number array_index(lua_State *L, int idx)
 {
     lua_Number k;
@@ -268,7 +376,7 @@ static lua_Number array_index(lua_State *L, int idx)
     if (lua_type(L, idx) != LUA_TNUMBER)
         return 0;
     k = lua_tonumber(L, idx);
-    return k >= 1 && floor(k) == k ? k : 0;
+    return k >= 1 && k <= INT_MAX && floor(k) == k ? k : 0;
 }
 
 /* lua-cjson's test: the largest index if every key is an integer >= 1
@@ -409,20 +517,89 @@ static int put_list(prd_buf *b, lua_State *L, int t, lua_Number first)
     return 1;
 }
 
+/* Whether the value at idx is the field name of OpenResty's cjson, loaded
+ * as "cjson" or "cjson.safe" (lua-cjson 2.1.0 has no such fields). Looked
+ * up at each use: only tables with a metatable and light userdata ask. */
+static int cjson_marker(lua_State *L, int idx, const char *name)
+{
+    static const char *const modules[] = { "cjson", "cjson.safe" };
+    int i, is = 0;
+
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    for (i = 0; i < 2 && !is && lua_istable(L, -1); i++) {
+        lua_pushstring(L, modules[i]);
+        lua_rawget(L, -2);                  /* _LOADED, module */
+        if (lua_istable(L, -1)) {
+            lua_pushstring(L, name);
+            lua_rawget(L, -2);              /* _LOADED, module, field */
+            is = !lua_isnil(L, -1) && lua_rawequal(L, -1, idx);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return is;
+}
+
+/* Elements 1 to n of the table at t, as an array; holes are null. */
+static void put_array(prd_buf *b, lua_State *L, int t, int n, int depth)
+{
+    int i;
+
+    put_char(b, '[');
+    for (i = 1; i <= n; i++) {
+        if (i > 1)
+            put_char(b, ',');
+        lua_rawgeti(L, t, i);
+        put_value(b, L, lua_type(L, -1), depth);
+        lua_pop(L, 1);
+    }
+    put_char(b, ']');
+}
+
+/*
+ * The table at t, its metatable at the top (popped): 1 when that is one of OpenResty's array
+ * markers and the table was written as its cjson writes it: with
+ * cjson.array_mt, elements 1 to #t; with cjson.empty_array_mt, an array
+ * by lua-cjson's rules, else elements 1 to #t ([] when empty, even with
+ * other keys). Else 0, nothing written.
+ */
+static int put_marked(prd_buf *b, lua_State *L, int t, int depth)
+{
+    int n;
+
+    if (cjson_marker(L, -1, "array_mt")) {
+        lua_pop(L, 1);
+        put_array(b, L, t, (int)lua_rawlen(L, t), depth);
+        return 1;
+    }
+    if (cjson_marker(L, -1, "empty_array_mt")) {
+        lua_pop(L, 1);
+        n = array_length(L, t);
+        put_array(b, L, t, n > 0 ? n : (int)lua_rawlen(L, t), depth);
+        return 1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Each level of nesting holds two stack slots (key and value) over its
- * table, and remember_key two more for a moment; room for
- * LEVELS_PER_CHECK levels is made at once. */
+ * table, and remember_key two more for a moment, cjson_marker four; room
+ * for LEVELS_PER_CHECK levels is made at once. */
 #define LEVELS_PER_CHECK 8
 
 /* The table at t, an absolute index. */
 static void put_table(prd_buf *b, lua_State *L, int t, int depth)
 {
-    int n, i;
+    int n;
     lua_Number first;
 
     if (++depth > MAX_DEPTH ||
-        (depth % LEVELS_PER_CHECK == 1 && !lua_checkstack(L, 2 * LEVELS_PER_CHECK + 3)))
+        (depth % LEVELS_PER_CHECK == 1 && !lua_checkstack(L, 2 * LEVELS_PER_CHECK + 5)))
         luaL_error(L, CANNOT_ENCODE "Cannot serialise, excessive nesting (%d)", depth);
+    if (lua_getmetatable(L, t) && put_marked(b, L, t, depth))
+        return;                             /* rare: tables seldom have one */
     lua_pushnil(L);
     if (!lua_next(L, t)) {                  /* empty: an object, as lua-cjson */
         put(b, "{}", 2);
@@ -437,15 +614,7 @@ static void put_table(prd_buf *b, lua_State *L, int t, int depth)
         return;
     n = array_length(L, t);
     if (n > 0) {
-        put_char(b, '[');
-        for (i = 1; i <= n; i++) {
-            if (i > 1)
-                put_char(b, ',');
-            lua_rawgeti(L, t, i);
-            put_value(b, L, lua_type(L, -1), depth);
-            lua_pop(L, 1);
-        }
-        put_char(b, ']');
+        put_array(b, L, t, n, depth);
         return;
     }
     lua_pushnil(L);
@@ -460,13 +629,18 @@ static void put_value(prd_buf *b, lua_State *L, int type, int depth)
         put_table(b, L, lua_gettop(L), depth);
     else if (type == LUA_TNIL)          /* a hole in an array */
         put(b, "null", 4);
-    else if (!put_scalar(b, L, -1, type))
+    else if (put_scalar(b, L, -1, type))
+        return;
+    else if (type == LUA_TLIGHTUSERDATA && cjson_marker(L, -1, "empty_array"))
+        put(b, "[]", 2);                /* OpenResty's cjson.empty_array */
+    else
         fail(L, -1, type == LUA_TNUMBER ? "must not be NaN or Inf" : "type not supported");
 }
 
 /* ---- the module's side ---------------------------------------------- */
 
-/* Pushes the module's JSON state: a table { buffer, cjson_encode }. */
+/* Pushes the module's JSON state: a table { buffer, cjson_encode }, the
+ * latter set by the first json = "lua-cjson" (open_cjson). */
 void prd_json_open(lua_State *L)
 {
     prd_buf *b;
@@ -487,26 +661,41 @@ void prd_json_open(lua_State *L)
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, 1);
 
+}
+
+/* Stores the encode function of a lua-cjson instance of its own in the
+ * JSON state at state_idx, at the first producer that asks for one: a host
+ * without lua-cjson loads the module all the same. */
+static void open_cjson(lua_State *L, int state_idx)
+{
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);                  /* state, cjson */
-    lua_getfield(L, -1, "new");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        luaL_error(L, "json = \"lua-cjson\": %s", lua_tostring(L, -1));
+    lua_getfield(L, -1, "new");             /* cjson, new */
     if (!lua_isfunction(L, -1))
-        luaL_error(L, "producers: lua-cjson without cjson.new(), need 2.1 or later");
-    lua_call(L, 0, 1);                  /* state, cjson, instance */
+        luaL_error(L, "json = \"lua-cjson\": lua-cjson without cjson.new(), need 2.1 or later");
+    lua_call(L, 0, 1);                      /* cjson, instance */
     lua_getfield(L, -1, "encode");
-    lua_rawseti(L, -4, 2);
-    lua_pop(L, 2);                      /* state */
+    lua_rawseti(L, state_idx, 2);
+    lua_pop(L, 2);
 }
 
 /* The buffer of the JSON state at state_idx, or NULL when the json option
- * at json_idx asks for lua-cjson ("lua-cjson"). The state keeps it. */
+ * at json_idx asks for lua-cjson ("lua-cjson", which loads it; raises when
+ * it cannot be loaded). The state keeps it. */
 prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx)
 {
     prd_buf *b;
 
-    if (lua_type(L, json_idx) == LUA_TSTRING && strcmp(lua_tostring(L, json_idx), "lua-cjson") == 0)
+    if (lua_type(L, json_idx) == LUA_TSTRING && strcmp(lua_tostring(L, json_idx), "lua-cjson") == 0) {
+        state_idx = lua_absindex(L, state_idx);
+        lua_rawgeti(L, state_idx, 2);
+        if (lua_isnil(L, -1))
+            open_cjson(L, state_idx);
+        lua_pop(L, 1);
         return NULL;
+    }
     lua_rawgeti(L, state_idx, 1);
     b = lua_touserdata(L, -1);
     lua_pop(L, 1);

@@ -9,15 +9,26 @@
 #include "producers.h"
 
 /* core.encode_value(value [, json]) --> bytes or nil: a message value as
- * produce would send it (for backends written in Lua); json "lua-cjson"
- * as the producer option. */
+ * produce would send it (for backends written in Lua); json as the
+ * producer option: "lua-cjson", or a function called for a table, which
+ * must return a string. */
 static int prd_encode_value_fn(lua_State *L)
 {
-    prd_buf *b = prd_json_buffer(L, lua_upvalueindex(1), 2);
+    prd_buf *b;
     size_t len;
     const char *bytes;
 
-    lua_settop(L, 1);
+    lua_settop(L, 2);
+    if (lua_type(L, 1) == LUA_TTABLE && !lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, 1);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+            luaL_error(L, "value: encoder failed: %s", luaL_tolstring(L, -1, NULL));
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "value: encoder must return a string, got %s", luaL_typename(L, -1));
+        return 1;
+    }
+    b = prd_json_buffer(L, lua_upvalueindex(1), 2);
     bytes = prd_encode_value(L, 1, lua_upvalueindex(1), b, &len);
     if (bytes)
         lua_pushlstring(L, bytes, len);

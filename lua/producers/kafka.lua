@@ -38,7 +38,7 @@ local OPTIONS = {
   bootstrap_servers = "string", username = "string", password = "string",
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
-  json = "string",
+  json = "any",
 }
 
 -- Checks the options whose values have a range (their types are checked
@@ -133,14 +133,16 @@ end
 --- A new Kafka producer.
 -- @tparam table opts bootstrap_servers, username, password,
 --   sasl_mechanism, config, on_delivery, logger, log_level,
---   gc_flush_timeout, json ("builtin", the default, or "lua-cjson")
+--   gc_flush_timeout, json ("builtin", the default, "lua-cjson", or a
+--   function(table) returning the value's bytes)
 -- @treturn userdata the producer (methods: produce, poll, flush, close,
 --   queue_length, is_closed)
 function Kafka.new(opts)
   check_options(opts)
   check_ranges(opts)
-  if opts.json and not JSON_ENCODERS[opts.json] then
-    error(("producers.kafka.new: json must be 'builtin' or 'lua-cjson', got '%s'"):format(opts.json), 2)
+  if opts.json ~= nil and not (JSON_ENCODERS[opts.json] or log.is_callable(opts.json)) then
+    error(("producers.kafka.new: json must be 'builtin', 'lua-cjson' or a function, got %s")
+      :format(type(opts.json) == "string" and "'" .. opts.json .. "'" or type(opts.json)), 2)
   end
   local conf = Kafka.config(opts)
   return core.new(conf, {
