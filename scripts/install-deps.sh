@@ -13,6 +13,9 @@ PACKAGES=(
   liblua5.1-0-dev liblua5.2-dev liblua5.3-dev lua-compat53-dev luajit2 libluajit2-5.1-dev
   nginx libnginx-mod-http-lua lua-luv curl
   valgrind
+  # spec/14 (JSON): Python's json module as the reference parser; de_DE's
+  # locale sources, compiled with localedef for the comma-decimal case
+  python3 locales
   # the benchmark (bench/): a monotonic clock for Lua, the nginx load driver
   lua-system wrk
   # integration specs: a real Kafka broker (scripts/kafka/broker.sh)
