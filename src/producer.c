@@ -191,9 +191,12 @@ static lua_Integer opt_integer(lua_State *L, int opts, const char *field,
         if (!ok || type != LUA_TNUMBER)
             luaL_error(L, "opts.%s: expected an integer, got %s", field,
                        type == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-        if (n < min || n > max)
-            luaL_error(L, "opts.%s: out of range (%I to %I), got %I", field,
-                       min, max, n);
+        if (n < min || n > max) {
+            char range[96];     /* lua_pushfstring has no %I on 5.1 */
+            snprintf(range, sizeof range, "(%lld to %lld), got %lld",
+                     (long long)min, (long long)max, (long long)n);
+            luaL_error(L, "opts.%s: out of range %s", field, range);
+        }
     }
     lua_pop(L, 1);
     return n;
