@@ -112,10 +112,6 @@ describe("producers.memory", function()
     return (tostring(err):gsub("^[^:]*:%d+: ", ""))
   end
 
-  -- CORE BUG (src/producer.c, being changed by the lead, issue #12): on
-  -- LuaJIT the out-of-range cases fail on the Kafka side only: its
-  -- luaL_error uses "%I", which LuaJIT's lua_pushfstring does not know,
-  -- so the message stops at "opts.partition: out of range (?".
   it("refuses bad options, header names and topic names with the Kafka backend's messages", function()
     local p = producers.memory.new({ partitions = 3 })
     local k = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = function() end })
