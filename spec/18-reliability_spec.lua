@@ -137,9 +137,8 @@ describe("reliability", function()
       assert.is_true(p:produce(H.topic("full"), "k", "v"))
       -- its report waits, unserved, and keeps the one-message queue full
       if has_luv then
-        local poller, ready = uv.new_poll(fd), false
-        poller:start("r", function() ready = true; poller:stop() end)
-        local guard = uv.new_timer()
+        local poller, guard, ready = uv.new_poll(fd), uv.new_timer(), false
+        poller:start("r", function() ready = true; poller:stop(); guard:stop() end)
         guard:start(10000, 0, function() poller:stop() end)
         uv.run()
         guard:close(); poller:close(); uv.run("nowait")
