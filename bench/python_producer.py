@@ -41,6 +41,7 @@ CONFIG = {
     "queue.buffering.max.messages": 100000,
     "queue.buffering.max.kbytes": 1048576,
     "acks": "all",
+    "enable.idempotence": True,
     "client.id": "emulator-producer",
 }
 

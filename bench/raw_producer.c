@@ -48,6 +48,7 @@ static const char *default_conf[][2] = {
     {"queue.buffering.max.messages", "100000"},
     {"queue.buffering.max.kbytes", "1048576"},
     {"acks", "all"},
+    {"enable.idempotence", "true"},
     {"client.id", "emulator-producer"},
 };
 

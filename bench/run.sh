@@ -333,7 +333,7 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
   echo "- broker: $BROKER_DESC"
   echo "- workload: $(thousands "$COUNT") messages per run, keys user-0..user-999, value" \
        "{event, user_id, ts, tags[3], ok} as JSON (89 bytes; 100 with json.dumps' spaces);" \
-       "gzip, linger.ms=10, batch.num.messages=10000, acks=all (the library's defaults)"
+       "gzip, linger.ms=10, batch.num.messages=10000, acks=all, enable.idempotence=true (the library's defaults)"
   [[ -n $BENCH_CONFIG ]] && echo "- over the defaults, for every client (-X): ${BENCH_CONFIG//,/, }"
   [[ -n $LIB_NOTE ]] && echo "- NOTE: $LIB_NOTE"
   echo
