@@ -268,26 +268,81 @@ static int shortest(double x, char *digits, int *exp10)
     }
 }
 
-/* A finite float: as an integer when integral within 2^53, else as
+/* Digits of u, written backwards ending at end: their start. */
+static char *digits_before(char *end, unsigned long long u)
+{
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
+/*
+ * x (positive, not integral) written at o with few decimals, when that
+ * reads back: the end of the text, else NULL. Most floats people write
+ * (prices, times, measures) have a few decimals, found here with no
+ * printf. For d = 1, 2, ... decimals, m = x * 10^d rounded; m / 10^d,
+ * a division of exact numbers, is the double strtod reads for "m e-d".
+ * Only while the decimals of d digits are more than 8 units of x's last
+ * place apart: then at most one of them reads back as x, the nearest,
+ * which m is unless x lies near halfway between two (and neither reads
+ * back); the first d that reads back is then the shortest form, as the
+ * slow way would find it. Past that, NULL: the slow way decides.
+ */
+static char *put_decimals(char *o, double x)
+{
+    static const double tens[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+                                    1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16 };
+    uint64_t bits;
+    double next, ulp;
+    int d;
+
+    if (!(x >= 1e-4 && x < 1e15))
+        return NULL;
+    memcpy(&bits, &x, sizeof x);
+    bits++;
+    memcpy(&next, &bits, sizeof next);
+    ulp = next - x;
+    for (d = 1; d <= 16 && ulp * tens[d] < 0.125; d++) {
+        double m = floor(x * tens[d] + 0.5);
+
+        if (m < EXACT_LIMIT && m / tens[d] == x) {
+            unsigned long long u = (unsigned long long)m, unit = (unsigned long long)tens[d];
+            char text[24], *end = text + sizeof text, *p;
+            int i;
+
+            p = digits_before(end, u / unit);
+            memcpy(o, p, (size_t)(end - p));
+            o += end - p;
+            *o++ = '.';
+            p = digits_before(end, u % unit);
+            for (i = (int)(end - p); i < d; i++)
+                *o++ = '0';
+            memcpy(o, p, (size_t)(end - p));
+            return o + (end - p);
+        }
+    }
+    return NULL;
+}
+
+/* A finite float that put_number does not write as an integer, as
  * Python's repr writes it (a point or an exponent always shows). */
 static void put_float(prd_buf *b, double x)
 {
-    char digits[24], out[40], *o = out;
+    char digits[24], out[40], *o = out, *digits_end;
     int n, exp10, i;
 
-    if (fabs(x) <= EXACT_LIMIT) {
-        long long v = (long long)x;         /* in range: no overflow */
-        if ((double)v == x && (v != 0 || !signbit(x))) {
-            put_integer(b, v);
-            return;
-        }
-    }
     if (signbit(x)) {
         *o++ = '-';
         x = -x;
     }
     if (x == 0) {
         put(b, "-0.0", 4);
+        return;
+    }
+    if ((digits_end = put_decimals(o, x)) != NULL) {
+        put(b, out, (size_t)(digits_end - out));
         return;
     }
     n = shortest(x, digits, &exp10);
@@ -326,14 +381,29 @@ static int put_number(prd_buf *b, lua_State *L, int idx)
     lua_Number n;
 
 #if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, idx)) {
-        put_integer(b, (long long)lua_tointeger(L, idx));
-        return 1;
+    {
+        /* One call for the common case: an integer, or a float of
+         * integral value, within 2^53 but 0 (a float zero may be -0.0) is
+         * written as digits either way; else the subtype decides. */
+        int exact;
+        lua_Integer v = lua_tointegerx(L, idx, &exact);
+        if (exact && ((v != 0 && v <= (lua_Integer)EXACT_LIMIT && v >= -(lua_Integer)EXACT_LIMIT) ||
+                      lua_isinteger(L, idx))) {
+            put_integer(b, (long long)v);
+            return 1;
+        }
     }
 #endif
     n = lua_tonumber(L, idx);
-    if (isinf(n) || isnan(n))
+    if (fabs(n) <= EXACT_LIMIT) {           /* false for NaN and infinities */
+        long long v = (long long)n;         /* in range: no overflow */
+        if ((lua_Number)v == n && (v != 0 || !signbit(n))) {
+            put_integer(b, v);
+            return 1;
+        }
+    } else if (isinf(n) || isnan(n)) {
         return 0;
+    }
     put_float(b, (double)n);
     return 1;
 }

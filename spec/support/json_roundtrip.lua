@@ -56,9 +56,11 @@ local FLOATS = { 0.1 + 0.2, 1 / 3, 2 / 3, math.pi, -0.0, 0.0, 0.5, 1e-5, 1e-4, 1
 for e = -1074, 1023 do FLOATS[#FLOATS + 1] = 2.0 ^ e end            -- every power of two
 for e = -30, 30 do FLOATS[#FLOATS + 1] = tonumber("1e" .. e) end
 local function rand_float()
-  local r = rand(6)
+  local r = rand(7)
   local x
-  if r == 1 then
+  if r == 7 then                          -- any double from 2^-14 to 2^50, where decimals are tried first
+    x = (1 + ((rand(67108864) - 1) * 67108864 + rand(67108864) - 1) / 4503599627370496) * 2.0 ^ (rand(65) - 15)
+  elseif r == 1 then
     x = FLOATS[rand(#FLOATS)]
   elseif r == 2 then                      -- any normal double: 52 random bits, any exponent
     local m = 1 + ((rand(67108864) - 1) * 67108864 + rand(67108864) - 1) / 4503599627370496
@@ -70,8 +72,8 @@ local function rand_float()
     x = tonumber(digits:sub(1, rand(17)) .. "e" .. (rand(60) - 40))
   elseif r == 5 then                      -- around the 2^53 boundary, integral or not
     x = (rand(2) == 1 and 2 ^ 53 or 2 ^ 52) + (rand(9) - 5) * (rand(2) == 1 and 1 or 0.5)
-  else                                    -- a few digits after the point
-    x = (rand(2000001) - 1000001) / 10 ^ rand(6)
+  else                                    -- a few digits after the point, or halfway between
+    x = (rand(2000001) - 1000001 + (rand(2) - 1) / 2) / 10 ^ rand(8)
   end
   return rand(2) == 1 and x or -x
 end
@@ -190,4 +192,4 @@ for _ = 1, count do
   emit(gen(0))
 end
 out:close()
-print(("json_roundtrip: %d tables written%s"):format(written, locale and " under " .. locale or ""))
+print(("json_roundtrip: %d tables written%s"):format(written, locale and locale ~= "" and " under " .. locale or ""))
