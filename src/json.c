@@ -439,7 +439,7 @@ static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
  * INT_MAX), else 0. lua-cjson takes larger ones too, and its int holding
  * the largest overflows: the table becomes an object, or an array that
  * drops them, by the order of the keys. Here it is always an object. */
-static lua_Number array_index(lua_State *L, int idx)
+static inline lua_Number array_index(lua_State *L, int idx)
 {
     lua_Number k;
 
@@ -692,19 +692,26 @@ static void put_table(prd_buf *b, lua_State *L, int t, int depth)
     put_object(b, L, t, depth);
 }
 
+/* The value at the top of the stack that put_scalar did not write:
+ * OpenResty's cjson.empty_array, else an error. Kept out of put_value,
+ * which stays small enough to inline. */
+static void put_other(prd_buf *b, lua_State *L, int type)
+{
+    if (type == LUA_TLIGHTUSERDATA && cjson_marker(L, -1, "empty_array"))
+        put(b, "[]", 2);
+    else
+        fail(L, -1, type == LUA_TNUMBER ? "must not be NaN or Inf" : "type not supported");
+}
+
 /* Appends the value at the top of the stack, of the given type. */
-static void put_value(prd_buf *b, lua_State *L, int type, int depth)
+static inline void put_value(prd_buf *b, lua_State *L, int type, int depth)
 {
     if (type == LUA_TTABLE)
         put_table(b, L, lua_gettop(L), depth);
     else if (type == LUA_TNIL)          /* a hole in an array */
         put(b, "null", 4);
-    else if (put_scalar(b, L, -1, type))
-        return;
-    else if (type == LUA_TLIGHTUSERDATA && cjson_marker(L, -1, "empty_array"))
-        put(b, "[]", 2);                /* OpenResty's cjson.empty_array */
-    else
-        fail(L, -1, type == LUA_TNUMBER ? "must not be NaN or Inf" : "type not supported");
+    else if (!put_scalar(b, L, -1, type))
+        put_other(b, L, type);
 }
 
 /* ---- the module's side ---------------------------------------------- */
