@@ -23,8 +23,11 @@
  * Caveats: an empty table encodes as {} (an array needs a marker); NaN and
  * infinities are refused; a table nested deeper than 1000 levels (a cycle,
  * for instance) is refused; a metatable's __index, __pairs and __len are
- * not consulted (OpenResty's cjson calls __len); strings are written as
- * their bytes, so bytes that are not UTF-8 stay so.
+ * not consulted (OpenResty's cjson calls __len); an integer key above
+ * INT_MAX makes its table an object; strings are written as their bytes,
+ * so bytes that are not UTF-8 stay so. Floats that need more than a few
+ * decimals rely on the C library's printf and strtod rounding correctly,
+ * as glibc's and musl's do.
  */
 #include <limits.h>
 #include <math.h>
