@@ -58,6 +58,8 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "mock_cluster");
     lua_pushcfunction(L, prd_error_string);
     lua_setfield(L, -2, "error_string");
+    lua_pushcfunction(L, prd_check_config);
+    lua_setfield(L, -2, "check_config");
     lua_pushvalue(L, json);
     lua_pushcclosure(L, prd_encode_value_fn, 1);
     lua_setfield(L, -2, "encode_value");

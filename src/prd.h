@@ -91,6 +91,9 @@ typedef struct prd_topic {
     rd_kafka_topic_t *rkt;
 } prd_topic;
 
+/* The longest text (a log line, an error) handed to Lua, with its NUL. */
+#define PRD_TEXT_MAX 1024
+
 typedef struct prd_producer {
     const void *magic;           /* marks a producer (check_producer) */
     rd_kafka_t *rk;              /* NULL once closed */
@@ -128,13 +131,16 @@ typedef struct prd_producer {
     rd_kafka_resp_err_t last_error;     /* of the last error event, until a
                                            delivery succeeds */
     char last_error_text[256];
+    char held_log[PRD_TEXT_MAX];        /* a "FAIL" line waiting for its error
+                                           event: 1, then the text; or "" */
+    int held_level;
+    int64_t held_at;             /* when it was held (prd_now_ms) */
+    int serve_on_produce;        /* produce serves reports (default) */
+    int generation;              /* prd_fork_generation when made */
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */
     char name[128];              /* rd_kafka_name(), kept for tostring */
 } prd_producer;
-
-/* The longest text (a log line, an error) handed to Lua, with its NUL. */
-#define PRD_TEXT_MAX 1024
 
 enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };
 
@@ -161,6 +167,8 @@ void prd_queue_event(rd_kafka_t *rk, void *opaque);
 void prd_wake_if_waiting(prd_producer *p);
 void prd_clear_wake(prd_producer *p);
 long prd_waiting(prd_producer *p);
+int prd_take_reports(lua_State *L, prd_producer *p, int max);
+int prd_log_held(lua_State *L, prd_producer *p);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 
@@ -177,6 +185,7 @@ rd_kafka_resp_err_t prd_check_err_name(lua_State *L, int idx);
 /* producer.c and mock.c: metatables and constructors. */
 void prd_producer_open(lua_State *L, int json_idx);
 int prd_producer_new(lua_State *L);
+int prd_check_config(lua_State *L);
 void prd_mock_open(lua_State *L);
 
 #endif

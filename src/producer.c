@@ -12,6 +12,7 @@
  * Every method but close raises "producer is closed" after close.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,24 @@
 /* Its address marks the memory of a producer (see check_producer). */
 static const char producer_magic;
 
+/* librdkafka's threads do not survive fork(): a forked child counts one
+ * more generation than its parent, and refuses the parent's producers. */
+static int fork_generation;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void forked(void)
+{
+    fork_generation++;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forked);
+}
+
+#define FORKED_MSG "producer was created in another process (before fork): " \
+                   "create it in the process that uses it (in nginx, in init_worker_by_lua)"
+
 /* The open producer at 1. A userdata of a producer's size that starts
  * with the mark is one (Lua code cannot write into a userdata): cheaper
  * than luaL_checkudata's registry lookup by name, which then only runs to
@@ -45,6 +64,8 @@ static prd_producer *check_producer(lua_State *L)
         p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
     if (!p->rk)
         luaL_error(L, "producer is closed");
+    if (p->generation != fork_generation)
+        luaL_error(L, FORKED_MSG);
     return p;
 }
 
@@ -71,6 +92,27 @@ static void release(lua_State *L, prd_producer *p)
     unref(L, &p->encoder);
     prd_secrets_free(p->secrets);
     p->secrets = NULL;
+}
+
+/* In a forked child: forgets librdkafka's handle, whose threads stayed
+ * in the parent (destroying it would wait for them forever). */
+static void abandon(lua_State *L, prd_producer *p)
+{
+    int i;
+
+    for (i = 0; i < PRD_TOPIC_CACHE; i++) {
+        free(p->topics[i].name);
+        p->topics[i].name = NULL;
+    }
+    if (p->wake[0] >= 0) {
+        close(p->wake[0]);
+        close(p->wake[1]);
+        p->wake[0] = p->wake[1] = -1;
+    }
+    p->rk = NULL;
+    p->queue = NULL;
+    p->pending = NULL;
+    release(L, p);
 }
 
 /* The optional callable field of the table at idx as a registry ref. */
@@ -119,6 +161,7 @@ int prd_producer_new(lua_State *L)
     p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
+    p->generation = fork_generation;
     p->on_delivery = p->logger = p->encoder = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
@@ -136,6 +179,9 @@ int prd_producer_new(lua_State *L)
     p->log_level = (int)luaL_optinteger(L, -1, PRD_INFO);
     lua_getfield(L, 2, "gc_flush_timeout");
     p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
+    lua_getfield(L, 2, "serve_on_produce");
+    p->serve_on_produce = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 2, "json");
     if (prd_check_callable(L, -1)) {
         lua_pushvalue(L, -1);
@@ -177,6 +223,24 @@ static int raw_field(lua_State *L, int opts, const char *field)
     }
     lua_pushstring(L, field);
     return lua_rawget(L, opts);
+}
+
+/***
+ * Checks librdkafka properties as new would, without making a handle.
+ * @function core.check_config
+ * @tparam table conf
+ * @treturn true
+ * @raise naming the property
+ */
+int prd_check_config(lua_State *L)
+{
+    prd_secrets *secrets;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    rd_kafka_conf_destroy(prd_conf_from_table(L, 1, &secrets));
+    prd_secrets_free(secrets);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* opts.field as an integer from min to max, or def when absent. */
@@ -551,7 +615,8 @@ static int prd_producer_produce(lua_State *L)
         return prd_fail(L, err);        /* serves nothing: the refusal stands */
     }
     p->outstanding++;
-    serve_now(L, p);
+    if (p->serve_on_produce)
+        serve_now(L, p);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -688,6 +753,12 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     if (!p->rk)
         return 0;
+    if (p->generation != fork_generation) {
+        abandon(L, p);
+        if (run_lua)
+            luaL_error(L, FORKED_MSG);
+        return 0;
+    }
     if (run_lua)
         check_not_busy(L, p, "close");
     /* callbacks may still produce while it waits (a retry): their
@@ -714,6 +785,8 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
         fprintf(stderr, "producers: %s collected with %ld message(s) not delivered\n",
                 p->name, lost);
     }
+    if (run_lua && prd_log_held(L, p) != LUA_OK && kept++)
+        lua_pop(L, 1);
 
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
     free_topics(p);
@@ -835,6 +908,30 @@ static int prd_producer_stats(lua_State *L)
 }
 
 /***
+ * Serves up to max waiting delivery reports as values, for event loops
+ * that run callbacks in their own coroutines: no callback is called.
+ * Logs and errors still go to the logger. Returns {} inside a callback
+ * of the same producer.
+ * @function reports
+ * @int[opt=1000] max
+ * @treturn table an array of reports, each with err (the message, absent
+ *   on success) and on_delivery (the message's own callback, not called)
+ * @treturn[opt] the error a logger raised, which stopped the serving
+ */
+static int prd_producer_reports(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+    lua_Integer max = 1000;
+    int exact = 1;
+
+    if (!lua_isnoneornil(L, 2))
+        max = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &exact) : 0;
+    luaL_argcheck(L, exact && max >= 1 && max <= INT32_MAX, 2,
+                  "max must be an integer from 1 to 2147483647");
+    return prd_take_reports(L, p, (int)max);
+}
+
+/***
  * True once closed.
  * @function is_closed
  */
@@ -864,6 +961,7 @@ static const luaL_Reg methods[] = {
     {"is_closed", prd_producer_is_closed},
     {"event_fd", prd_producer_event_fd},
     {"stats", prd_producer_stats},
+    {"reports", prd_producer_reports},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
@@ -879,6 +977,7 @@ static const luaL_Reg metamethods[] = {
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
+    pthread_once(&fork_watch, watch_forks);
     json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
     luaL_setfuncs(L, metamethods, 0);

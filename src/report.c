@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "prd.h"
@@ -192,6 +193,11 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
 
+    /* purged by close: its one summary line counts them */
+    if (p->closing && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                       m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
+        return LUA_OK;
+
     if (has_cause(p, m))
         return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
                         topic, (int)m->partition, rd_kafka_err2str(m->err),
@@ -341,20 +347,64 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
     return status;
 }
 
-static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+/*
+ * librdkafka logs a broker's failure as a "FAIL" line, then raises the
+ * same text as an error event: the line is held until the next event,
+ * and dropped when that event is its error, so each error is logged once.
+ * A line whose error has not come within HOLD_MS is logged as it is.
+ */
+#define HOLD_MS 500
+
+static int log_held(lua_State *L, prd_producer *p)
+{
+    if (!p->held_log[0])
+        return LUA_OK;
+    p->held_log[0] = '\0';
+    return prd_logf(L, p, p->held_level, "librdkafka FAIL: %s", p->held_log + 1);
+}
+
+/* Whether the held line ends with text: the error event it announced. */
+static int held_is(const prd_producer *p, const char *text)
+{
+    size_t held = p->held_log[0] ? strlen(p->held_log + 1) : 0, len = strlen(text);
+
+    return held >= len && strcmp(p->held_log + 1 + held - len, text) == 0;
+}
+
+static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
-    int level;
+    int level, status;
+
+    rd_kafka_event_log(ev, &fac, &str, &level);
+    /* syslog levels; librdkafka's LOG_ERR lines repeat what error
+     * events and failed reports say, so they log as warnings */
+    level = level <= 2 ? PRD_ERROR : level <= 4 ? PRD_WARN
+          : level <= 6 ? PRD_INFO : PRD_DEBUG;
+    if ((status = log_held(L, p)) != LUA_OK)
+        return status;
+    if (strcmp(fac, "FAIL") == 0) {
+        p->held_log[0] = 1;         /* marks it held; the text follows */
+        snprintf(p->held_log + 1, sizeof p->held_log - 1, "%s", str);
+        p->held_level = level;
+        p->held_at = prd_now_ms();
+        return LUA_OK;
+    }
+    return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
+}
+
+static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
+    int status;
 
     switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_LOG:
-        rd_kafka_event_log(ev, &fac, &str, &level);
-        /* syslog levels; librdkafka's LOG_ERR lines repeat what error
-         * events and failed reports say, so they log as warnings */
-        level = level <= 2 ? PRD_ERROR : level <= 4 ? PRD_WARN
-              : level <= 6 ? PRD_INFO : PRD_DEBUG;
-        return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
+        return serve_log(L, p, ev);
     case RD_KAFKA_EVENT_ERROR:
+        if (held_is(p, rd_kafka_event_error_string(ev)))
+            p->held_log[0] = '\0';
+        else if ((status = log_held(L, p)) != LUA_OK)
+            return status;
         /* "all brokers are down" follows the error that took them down:
          * it names the cause only when there is no other */
         if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
@@ -413,6 +463,36 @@ void prd_wake_if_waiting(prd_producer *p)
         prd_queue_event(p->rk, p);
 }
 
+/* The queue is empty: a held line whose error event has not come in
+ * HOLD_MS is logged. */
+static int log_stale(lua_State *L, prd_producer *p)
+{
+    if (!p->held_log[0] || prd_now_ms() - p->held_at < HOLD_MS)
+        return LUA_OK;
+    return log_held(L, p);
+}
+
+static int serve_held(lua_State *L, prd_producer *p)
+{
+    int status;
+
+    p->busy++;
+    status = log_stale(L, p);
+    p->busy--;
+    return status;
+}
+
+/* Logs a held line now (close: no event will follow). */
+int prd_log_held(lua_State *L, prd_producer *p)
+{
+    int status;
+
+    p->busy++;
+    status = log_held(L, p);
+    p->busy--;
+    return status;
+}
+
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int *handler)
 {
@@ -423,7 +503,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
-                return LUA_OK;
+                return serve_held(L, p);
             timeout_ms = 0;
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
                 p->busy++;
@@ -452,6 +532,106 @@ static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
     if (handler)
         lua_remove(L, handler);
     return status;
+}
+
+/* One run of collect_reports. */
+typedef struct {
+    prd_producer *p;
+    int max;
+} prd_take;
+
+/* The next report of p->pending, or NULL when the queue has none. Other
+ * events are served on the way (logger); a logger's error stops it:
+ * *status, with the error on top of the stack. */
+static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int *status)
+{
+    const rd_kafka_message_t *m;
+    rd_kafka_event_t *ev;
+
+    for (;;) {
+        if (!p->pending) {
+            if (!(ev = rd_kafka_queue_poll(p->queue, 0))) {
+                *status = log_stale(L, p);
+                return NULL;
+            }
+            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
+                *status = serve_other(L, p, ev);
+                rd_kafka_event_destroy(ev);
+                if (*status != LUA_OK)
+                    return NULL;
+                continue;
+            }
+            p->pending = ev;
+        }
+        if ((m = rd_kafka_event_message_next(p->pending)))
+            return m;
+        rd_kafka_event_destroy(p->pending);
+        p->pending = NULL;
+    }
+}
+
+/* Pushes m's report as a value: the report table, with err and its own
+ * callback (on_delivery) as fields. */
+static void push_report_value(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+{
+    int ref = prd_opaque_ref(m->_private);
+
+    push_report(L, p, m);
+    push_error(L, p, m);
+    lua_setfield(L, -2, "err");
+    if (ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        lua_setfield(L, -2, "on_delivery");
+    }
+}
+
+/* Protected: fills a new list with up to max reports; returns it, and a
+ * logger's error when one stopped it. */
+static int collect_reports(lua_State *L)
+{
+    prd_take *t = lua_touserdata(L, 1);
+    prd_producer *p = t->p;
+    const rd_kafka_message_t *m;
+    int n = 0, status = LUA_OK;
+
+    lua_newtable(L);                                 /* t, list */
+    while (n < t->max && (m = next_report(L, p, &status))) {
+        count_report(p, m);
+        if (m->err || !p->only_errors) {
+            push_report_value(L, p, m);
+            lua_rawseti(L, 2, ++n);
+        }
+        prd_opaque_release(L, m->_private);
+    }
+    return status == LUA_OK ? 1 : 2;                 /* list[, error] */
+}
+
+/*
+ * Serves up to max waiting delivery reports as values (no callback is
+ * called); logs and errors go to the logger. Pushes the list, and a
+ * logger's error if one raised; returns the number of values pushed.
+ */
+int prd_take_reports(lua_State *L, prd_producer *p, int max)
+{
+    static const char key = 0;
+    prd_take t = {p, max};
+    int status;
+
+    if (p->busy) {
+        lua_newtable(L);
+        return 1;
+    }
+    atomic_store(&p->ready, 0);
+    prd_clear_wake(p);
+    push_function(L, &key, collect_reports);
+    lua_pushlightuserdata(L, &t);
+    p->busy++;
+    status = lua_pcall(L, 1, 2, 0);
+    p->busy--;
+    prd_wake_if_waiting(p);         /* what max left behind */
+    if (status != LUA_OK)
+        lua_error(L);
+    return lua_isnil(L, -1) ? (lua_pop(L, 1), 1) : 2;
 }
 
 /* Messages produced whose report has not been served. */
@@ -498,6 +678,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
 
+    p->held_log[0] = '\0';
     for (;;) {
         if (!p->pending) {
             if (!(ev = rd_kafka_queue_poll(p->queue, timeout_ms)))

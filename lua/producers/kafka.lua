@@ -38,7 +38,7 @@ local OPTIONS = {
   bootstrap_servers = "string", username = "string", password = "string",
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
-  json = "any",
+  json = "any", serve_on_produce = "boolean",
 }
 
 -- Checks the options whose values have a range (their types are checked
@@ -151,7 +151,29 @@ function Kafka.new(opts)
     on_delivery = opts.on_delivery,
     gc_flush_timeout = opts.gc_flush_timeout,
     json = opts.json,
+    serve_on_produce = opts.serve_on_produce,
   })
+end
+
+--- Checks opts as new does, up to building librdkafka's configuration,
+-- without making a producer (no thread, no connection): for nginx's
+-- init_by_lua, so that `nginx -t` and a reload fail on a bad option.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] string what is wrong, naming the option or property
+function Kafka.check(opts)
+  local ok, err = pcall(function()
+    check_options(opts)
+    check_ranges(opts)
+    if opts.json ~= nil and not (JSON_ENCODERS[opts.json] or log.is_callable(opts.json)) then
+      error(("producers.kafka.new: json must be 'builtin', 'lua-cjson' or a function, got %s")
+        :format(type(opts.json) == "string" and "'" .. opts.json .. "'" or type(opts.json)))
+    end
+    log.level(opts.log_level)
+    core.check_config(Kafka.config(opts))
+  end)
+  if ok then return true end
+  return nil, (tostring(err):gsub("^[^\n]-:%d+: ", ""))
 end
 
 return Kafka
