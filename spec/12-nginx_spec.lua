@@ -1,7 +1,8 @@
 -- nginx with the lua module (Debian's libnginx-mod-http-lua, on OpenResty's
--- LuaJIT) running examples/nginx: one producer per worker, HTTP requests in,
--- messages out, a reload in the middle of a burst, a graceful quit; every
--- accepted request's message read back once with kcat.
+-- LuaJIT) running examples/nginx on producers.ngx: one producer per worker,
+-- HTTP requests in, messages out, a send that waits for its offset, the
+-- counters of both workers, a reload in the middle of a burst, a graceful
+-- quit; every accepted request's message read back once with kcat.
 local producers = require("producers")
 local cjson = require("cjson")
 local H = require("helpers")
@@ -115,7 +116,7 @@ local function start(bootstraps, replace)
       n.pid = tonumber((read(prefix .. "/logs/nginx.pid") or ""):match("%d+"))
       local answering = n.pid and H.wait_until(function()
         local code = sh(("curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s/events"):format(n.url))
-        return code == "405"      -- GET: kafka_worker.handle ran
+        return code == "405"      -- GET: events.handle ran
       end, 10, pause)
       if answering then return n end
       local log = n.log()
@@ -206,6 +207,20 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
     local got = {}
     assert.equal(100, responses(out1, got), out1)
 
+    -- send: the request waits (without blocking the worker) for the offset
+    local sent = sh(("curl -s -X POST --data-binary @%s '%s/events?topic=%s&key=w&wait=1'")
+      :format(dir .. "/small.json", n.url, topic))
+    local r = cjson.decode(sent)
+    assert.is_true(r.offset >= 0 and r.partition >= 0, sent)
+
+    -- counters: both workers' deliveries, in the shared dict
+    local metrics
+    assert.is_true(H.wait_until(function()
+      metrics = cjson.decode((sh(("curl -s %s/metrics"):format(n.url))))
+      return metrics.delivered == 101 and metrics.queued == 0
+    end, 10, pause), cjson.encode(metrics))
+    assert.same({ delivered = 101, failed = 0, purged = 0, queued = 0 }, metrics)
+
     -- phase 2: 200 requests, 10 at a time, each body uploaded at 20 kB/s
     -- (~0.1 s per request, so some are in flight at the reload)
     local old_workers = children(n.pid)
@@ -252,6 +267,9 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
     -- each accepted request's message, once, as sent
     local records = H.kcat_read(m:bootstraps(), topic)
     local seen = {}
+    for i = #records, 1, -1 do
+      if records[i].key == "w" then table.remove(records, i) end   -- the send
+    end
     for _, r in ipairs(records) do
       local msg = cjson.decode(r.value)
       local seq = ids[msg.request_id]
@@ -269,8 +287,9 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
 
     -- 2 workers before the reload, 2 after: each made a producer and closed it
     local log = n.log()
-    assert.equal(4, count(log, "kafka: producer ready in worker"), log)
-    assert.equal(4, count(log, "kafka: producer closed in worker"), log)
+    assert.equal(4, count(log, "producers: producer 'default' ready in worker"), log)
+    assert.equal(4, count(log, "producers: producer 'default' closed in worker"), log)
+    assert.equal(4, count(log, " 0 failed, 0 purged (not delivered)"), log)
     for _, level in ipairs({ "[error]", "[crit]", "[alert]", "[emerg]" }) do
       assert.equal(0, count(log, level), log)
     end
@@ -282,7 +301,9 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
     -- a broker that is not there: nothing is delivered, the queue (3) fills
     local nowhere = "127.0.0.1:" .. free_port()
     n = start(nowhere, {
-      ["close_timeout = 5,"] = 'close_timeout = 1, config = { ["queue.buffering.max.messages"] = 3 },',
+      ['require("producers.ngx").init(require("events").options())'] =
+        'require("producers.ngx").init(require("events").options{ close_timeout = 1.5, '
+        .. 'config = { ["queue.buffering.max.messages"] = 3 } })',
     })
     local dir = n.prefix
     write(dir .. "/body.json", "{}")
@@ -311,12 +332,57 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
     assert.matches('"code":"_QUEUE_FULL"', body, 1, true)
 
     local took = quit(n, 20)
-    assert.is_true(took < 6, "quit took " .. took .. " s")   -- close(1) + purge, per worker in parallel
+    assert.is_true(took < 6, "quit took " .. took .. " s")   -- close_timeout 1.5 + purge, workers in parallel
     local log = n.log()
     assert.equal(full, count(log, "Local: Queue full (_QUEUE_FULL)"), log)
-    -- every queued message's report was served at exit, as a failure
-    assert.equal(accepted, count(log, "kafka: delivery failed: request "), log)
+    -- every queued message's report was served at exit, as a failure, to
+    -- events.lua's on_delivery; the library adds one summary line a worker
+    assert.equal(accepted, count(log, "events: delivery failed: request "), log)
     assert.equal(accepted, count(log, "(_PURGE_QUEUE)"), log)
+    local purged, lines = 0, 0
+    for k in log:gmatch("producers: producer 'default' closed in worker %d+: 0 delivered, 0 failed, (%d+) purged") do
+      purged, lines = purged + tonumber(k), lines + 1
+    end
+    assert.equal(2, lines, log)
+    assert.equal(accepted, purged, log)
+    assert.equal(0, count(log, "closed with "), log)      -- the core's own line is folded into ours
     assert.is_nil(log:find("exited on signal", 1, true), log)
+  end)
+
+  -- ngx_lua runs no Lua under `nginx -t` (it skips init_by_lua there), so
+  -- the check in init_by_lua fails the start and the reload instead.
+  it("refuses to start, and a reload keeps the old workers, on a bad option, naming it", function()
+    local function bad(options)
+      return {
+        ['assert(require("producers.ngx").check(require("events").options()))'] =
+          'assert(require("producers.ngx").check(require("events").options' .. options .. '))',
+      }
+    end
+    local cases = {
+      { '{ config = { ["linger.msec"] = 5 } }', "unknown property 'linger.msec'" },
+      { '{ config = { acks = "many" } }', "invalid value for 'acks'" },
+      { '{ close_timeout = 0.5 }', "option 'close_timeout' (0.5 s) must be longer than config's reconnect.backoff.max.ms" },
+      { '{ shared_dict = "nope" }', "no lua_shared_dict named 'nope'" },
+      { '{ bootstrap_servers = false }', "option 'bootstrap_servers'" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(start, m:bootstraps(), bad(case[1]))
+      assert.is_false(ok, case[1])
+      assert.matches("init_by_lua error", err, 1, true)
+      assert.matches(case[2], err, 1, true)
+    end
+
+    -- a reload with a bad option: the master refuses it, the workers stay
+    n = start(m:bootstraps())
+    local workers = children(n.pid)
+    write(n.conf, render(n.port, bad(cases[1][1])))
+    local out, ok = sh(n.cmd("-s reload"))
+    assert.is_true(ok, out)
+    assert.is_true(H.wait_until(function() return n.log():find("linger.msec", 1, true) ~= nil end, 10, pause),
+      n.log())
+    assert.matches("init_by_lua error", n.log(), 1, true)
+    assert.same(workers, children(n.pid))
+    local code = sh(("curl -s -o /dev/null -w '%%{http_code}' -X POST '%s/events?topic=t'"):format(n.url))
+    assert.equal("202", code)
   end)
 end)
