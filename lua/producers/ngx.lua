@@ -188,7 +188,9 @@ function Callback.__call(self, err, report)
 end
 Waiter.__call = Callback.__call
 
-local callbacks = setmetatable({}, { __mode = "k" })
+-- weak both ways: LuaJIT has no ephemerons, and a wrapper nobody holds
+-- (no message in flight carries it) is made again when asked for
+local callbacks = setmetatable({}, { __mode = "kv" })
 
 --- fn as a per-message on_delivery for produce, made once per function
 -- (a program that produces with the same callback may pass this in
@@ -643,9 +645,12 @@ function M.counters(name, dict)
     end
   end
   if not dict then
-    local inst = M.producer()
-    if inst and inst.name == name then return inst:counters() end
-    return nil, "producers.ngx: counters: no shared_dict (init{ shared_dict = ... })"
+    for _, inst in ipairs(order) do
+      if inst.name == name and inst.pid == ngx.worker.pid() and not inst.closed then
+        return inst:counters()
+      end
+    end
+    return nil, ("producers.ngx: counters: no producer named '%s' in this worker"):format(name)
   end
   local out = {}
   for _, c in ipairs(COUNTERS) do out[c] = dict:get(name .. ":" .. c) or 0 end
