@@ -87,9 +87,19 @@ describe("SASL_SSL as the original library configured it #integration", function
 
   -- librdkafka before 2.6.1 (Debian 12 has 2.0.2) repeats the client nonce
   -- in its SCRAM final message: Kafka 3.8.1-3.9 accept it, 4.x rejects the
-  -- login ("invalid credentials"), so against 4.x this one cannot pass.
+  -- login ("invalid credentials"), so against 4.x only a librdkafka of
+  -- 2.6.1 or later (scripts/test.sh's 2.8 leg) can pass it.
+  local function version_below(v, want)
+    local a, b, c = v:match("^(%d+)%.(%d+)%.(%d+)")
+    local x, y, z = want:match("^(%d+)%.(%d+)%.(%d+)")
+    a, b, c, x, y, z = tonumber(a), tonumber(b), tonumber(c), tonumber(x), tonumber(y), tonumber(z)
+    if a ~= x then return a < x end
+    if b ~= y then return b < y end
+    return c < z
+  end
   local ok, started = pcall(K.env)
-  local scram_it = ok and (started.KAFKA_VERSION or ""):match("^4%.") and pending or K.it
+  local scram_it = ok and (started.KAFKA_VERSION or ""):match("^4%.")
+    and version_below(producers.librdkafka_version, "2.6.1") and pending or K.it
   scram_it("SCRAM-SHA-512 (bob): messages arrive, read back over SASL_SSL", function()
     delivers("scram", env.KAFKA_SCRAM_USER, env.KAFKA_SCRAM_PASSWORD, env.KAFKA_SCRAM_MECHANISM)
   end)
