@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Integration specs against a real Apache Kafka (scripts/kafka/broker.sh):
-#   1. a single-node broker: spec/integration/{10,20,30,40}-*_spec.lua
+#   1. a single-node broker: spec/integration/{10,20,30,40}-*_spec.lua, then
+#      spec/integration/60-nginx_spec.lua under LuaJIT (nginx's lua module
+#      loads the LuaJIT build: $PRODUCERS_NGINX_BUILD_DIR, default build-luajit)
 #   2. a 3-node cluster:     spec/integration/50-failover_spec.lua
 #   3. a single-node Kafka 4.x: the read-back and SASL_SSL specs again
 #      (1 and 2 run Kafka 3.9: see scripts/kafka/README.md for why)
@@ -15,13 +17,15 @@
 #   scripts/integration.sh single     # only the single-node run
 #   scripts/integration.sh failover   # only the 3-node run
 #   scripts/integration.sh kafka4     # only the Kafka 4.x run
+#   scripts/integration.sh nginx      # only the nginx spec (single node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BROKER=scripts/kafka/broker.sh
 LUA=${PRODUCERS_LUA:-lua5.4}
 WHAT=${1:-all}
-case $WHAT in all | single | failover | kafka4) ;; *) echo "usage: $0 [all|single|failover|kafka4]" >&2; exit 2 ;; esac
+case $WHAT in all | single | failover | kafka4 | nginx) ;; *) echo "usage: $0 [all|single|failover|kafka4|nginx]" >&2; exit 2 ;; esac
+NGINX_BUILD=${PRODUCERS_NGINX_BUILD_DIR:-$PWD/build-luajit}
 
 status=0
 logs_shown=0
@@ -105,9 +109,25 @@ run_busted() {
   fi
 }
 
-if [[ $WHAT == all || $WHAT == single ]]; then
+# nginx with the lua module runs on OpenResty's LuaJIT: the spec runs
+# under luajit with the LuaJIT build (scripts/test.sh builds it first)
+run_nginx() {
+  if [[ ! -f $NGINX_BUILD/producers/core.so ]]; then
+    echo "integration.sh: no LuaJIT build in $NGINX_BUILD (BUILD_DIR=build-luajit ./scripts/build.sh -DPRODUCERS_LUA=luajit)"
+    summaries+=("nginx: no LuaJIT build in $NGINX_BUILD")
+    status=1
+    return
+  fi
+  LUA=luajit PRODUCERS_LUA=luajit PRODUCERS_BUILD_DIR=$NGINX_BUILD \
+    run_busted "nginx (LuaJIT)" --tags=nginx --exclude-tags=failover spec/integration/60-nginx_spec.lua
+}
+
+if [[ $WHAT == all || $WHAT == single || $WHAT == nginx ]]; then
   if start_broker "a single-node broker"; then
-    run_busted "single node" --tags=integration --exclude-tags=failover spec/integration
+    if [[ $WHAT != nginx ]]; then
+      run_busted "single node" --tags=integration --exclude-tags=failover,nginx spec/integration
+    fi
+    run_nginx
   fi
   stop_broker
 fi
