@@ -1,0 +1,136 @@
+-- Randomized API sequences (issue #12): a seeded, time-bounded run of
+-- random calls on a few producers over a mock cluster with random faults,
+-- while callbacks, loggers, finalizers and option tables re-enter the API
+-- (spec/support/random_world.lua). Then every producer is closed and the
+-- invariants are checked: each accepted message got exactly one report,
+-- each refused one none; only expected errors were raised; callbacks
+-- nested to a bounded depth; registry refs and the Lua heap are back to
+-- where they were. The ASan build adds: no sanitizer report.
+--
+-- Replay a run: PRODUCERS_SEED=<seed> (printed first and in every
+-- assertion message). PRODUCERS_RANDOM_SECONDS sets the driving time
+-- (default 20); PRODUCERS_RANDOM_TRACE=1 writes every action to stderr.
+-- A seed replays the driver's choices; when reports arrive, and so what
+-- the re-entering callbacks do, depends on timing.
+local producers = require("producers")
+local World = require("support.random_world")
+
+local TOPICS = { ["random-a"] = 4, ["random-b"] = 2 }
+local DEPTH_LIMIT = 12          -- re-entries nest only as deep as chance makes them
+local HEAP_SLACK_KB = 256       -- what the Lua heap may keep after the run
+local ERROR_LENGTH_LIMIT = 16384
+
+-- A seed from /dev/urandom, or the clock.
+local function fresh_seed()
+  local f = io.open("/dev/urandom", "rb")
+  if f then
+    local b = f:read(4)
+    f:close()
+    return ((b:byte(1) * 256 + b:byte(2)) * 256 + b:byte(3)) * 128 + b:byte(4) % 128
+  end
+  return os.time()
+end
+
+local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or fresh_seed()
+local SECONDS = tonumber(os.getenv("PRODUCERS_RANDOM_SECONDS") or "") or 20
+print(("spec/17-random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
+
+-- Registry refs in use: integer keys holding anything but a number
+-- (luaL_unref's free list threads numbers through the free slots).
+local function registry_refs()
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) ~= "number" then n = n + 1 end
+  end
+  return n
+end
+
+-- The registry refs and the Lua heap once garbage is gone (and, on
+-- LuaJIT, the compiled traces, which live on the heap too).
+local function settled()
+  if jit then jit.flush() end
+  collectgarbage()
+  collectgarbage()
+  return { refs = registry_refs(), heap_kb = collectgarbage("count") }
+end
+
+-- One producer of each encoder, used and closed: what the library makes
+-- once per Lua state (lua-cjson's instance, cached functions) is made
+-- before the baseline.
+local function warm_up(cluster)
+  for _, json in ipairs{ "builtin", "lua-cjson" } do
+    local p = producers.kafka.new{ bootstrap_servers = cluster:bootstraps(), json = json,
+                                   logger = function() end, on_delivery = function() end }
+    assert(p:produce("random-a", "k", { warm = true }, { on_delivery = function(_, r) end, headers = { h = "v" } }))
+    assert(p:produce("random-a", "k", string.rep("w", 2048)))
+    assert(p:flush(10))
+    p:close()
+  end
+end
+
+-- Drives a world for SECONDS, closes it; returns what the checks need,
+-- the world itself left behind.
+local function run(cluster)
+  local world = World.new(cluster, TOPICS, SEED, os.getenv("PRODUCERS_RANDOM_TRACE") == "1")
+  local pause = collectgarbage("setpause", 200)
+  world:drive(os.time() + SECONDS)
+  world:finish()
+  collectgarbage("setpause", pause)
+  local ledger = world.ledger
+  return { summary = ledger:summary(), problems = ledger.problems, problem_counts = ledger.problem_counts,
+           max_depth = world.max_depth, max_error_length = ledger.max_error_length,
+           producers = #world.history }
+end
+
+-- "seed N: " before each line, so any failure says how to replay it.
+local function report(result, kind)
+  return ("seed %d: %d %s problem(s) (first ones below)\n  %s\n  (%s; %d producers)")
+    :format(SEED, result.problem_counts[kind], kind, table.concat(result.problems[kind], "\n  "),
+            result.summary, result.producers)
+end
+
+describe("random API sequences (seed " .. SEED .. ")", function()
+  local cluster, before, after, result
+
+  setup(function()
+    cluster = producers.mock_cluster(3)
+    for name, partitions in pairs(TOPICS) do cluster:create_topic(name, partitions, 3) end
+    warm_up(cluster)
+    before = settled()
+    result = run(cluster)
+    after = settled()
+    print(("spec/17-random: seed %d: %s; depth %d; refs %d -> %d; heap %.0f -> %.0f KiB")
+      :format(SEED, result.summary, result.max_depth, before.refs, after.refs, before.heap_kb, after.heap_kb))
+  end)
+
+  teardown(function()
+    if cluster then cluster:close() end
+  end)
+
+  it("give every accepted message exactly one report with its fields, a refused one none", function()
+    assert(result.problem_counts.reports == 0, report(result, "reports"))
+  end)
+
+  it("raise only the errors a hostile call expects, and short ones", function()
+    assert(result.problem_counts.errors == 0, report(result, "errors"))
+    assert(result.max_error_length <= ERROR_LENGTH_LIMIT,
+      ("seed %d: an error of %d bytes"):format(SEED, result.max_error_length))
+  end)
+
+  it("nest callbacks no deeper than their own re-entries", function()
+    assert(result.max_depth <= DEPTH_LIMIT,
+      ("seed %d: callbacks nested %d deep (limit %d): reports served inside nested calls?")
+        :format(SEED, result.max_depth, DEPTH_LIMIT))
+  end)
+
+  it("leave no registry ref behind", function()
+    assert(after.refs <= before.refs,
+      ("seed %d: %d registry refs before, %d after (%s)"):format(SEED, before.refs, after.refs, result.summary))
+  end)
+
+  it("give the Lua heap back", function()
+    assert(after.heap_kb <= before.heap_kb + HEAP_SLACK_KB,
+      ("seed %d: Lua heap %.0f KiB before, %.0f KiB after (%s)")
+        :format(SEED, before.heap_kb, after.heap_kb, result.summary))
+  end)
+end)
