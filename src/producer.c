@@ -739,6 +739,11 @@ static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
         drain_silently(L, p, timeout_ms);
 }
 
+/* log.c (to join prd.h's declarations) */
+void prd_log_host(lua_State *L, const char *level, const char *line);
+int prd_gc_wait_ms(lua_State *L, int timeout_ms);
+void prd_gc_done(lua_State *L);
+
 /*
  * The one teardown: waits up to timeout_ms for deliveries, purges what is
  * left, serves the purged reports, frees librdkafka's handle and the refs.
@@ -782,8 +787,11 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
         if (status != LUA_OK && kept++)
             lua_pop(L, 1);
     } else if (lost > 0) {
-        fprintf(stderr, "producers: %s collected with %ld message(s) not delivered\n",
-                p->name, lost);
+        char line[PRD_TEXT_MAX];
+
+        snprintf(line, sizeof line, "%s collected with %ld message(s) not delivered",
+                 p->name, lost);
+        prd_log_host(L, "warn", line);  /* the host's C hook, or stderr */
     }
     if (run_lua && prd_log_held(L, p) != LUA_OK && kept++)
         lua_pop(L, 1);
@@ -839,7 +847,10 @@ static int prd_producer_gc(lua_State *L)
 {
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
 
-    teardown(L, p, p->gc_flush_ms, 0);
+    if (p->rk) {   /* lua_close's producers share one deadline (log.c) */
+        teardown(L, p, prd_gc_wait_ms(L, p->gc_flush_ms), 0);
+        prd_gc_done(L);
+    }
     release(L, p);                    /* set even when rd_kafka_new failed */
     return 0;
 }

@@ -73,6 +73,8 @@ static int call(lua_State *L, int nargs, int handler)
     return status;
 }
 
+void prd_log_host(lua_State *L, const char *level, const char *line);   /* log.c */
+
 /* printf-style logging through the producer's logger, if the level is
  * enabled; returns the logger's status (an error on top of the stack). */
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
@@ -87,7 +89,7 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     va_end(ap);
     prd_redact(p->secrets, line);
     if (p->logger == LUA_NOREF) {
-        fprintf(stderr, "producers: %s: %s\n", level_names[level], line);
+        prd_log_host(L, level_names[level], line);   /* host's hook or stderr */
         return LUA_OK;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
