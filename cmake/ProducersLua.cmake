@@ -4,6 +4,11 @@
 #   PRODUCERS_COMPAT_SOURCES  compat-5.3.c for those, else empty
 #   LUA_ABI                5.1 .. 5.4, the install folder name
 #   LUA_INTERP             the interpreter the specs run with
+#   PRODUCERS_NAME         lua5.4-producers ... lua5.1-producers, luajit-producers:
+#                          the embedding library's, pkg-config's and CMake's name
+#   PRODUCERS_LUA_VERSION_NUM  501 .. 504, LUA_VERSION_NUM of those headers
+#   PRODUCERS_LUA_PC       pkg-config's name for that Lua (lua5.4, luajit),
+#                          empty when pkg-config does not know it
 # Modules do not link liblua: the host program provides its symbols.
 #
 # PRODUCERS_LUA unset: read from LUA_INCDIR's headers when given (as
@@ -31,10 +36,28 @@ else()
   message(FATAL_ERROR "PRODUCERS_LUA must be 5.1, 5.2, 5.3, 5.4 or luajit, not '${PRODUCERS_LUA}'")
 endif()
 
+find_package(PkgConfig REQUIRED)
 if(NOT LUA_INCDIR)
-  find_package(PkgConfig REQUIRED)
   pkg_check_modules(LUA REQUIRED ${_lua_pc})
   set(LUA_INCDIR ${LUA_INCLUDE_DIRS})
+  set(PRODUCERS_LUA_PC ${_lua_pc})
+else()
+  # pkg-config's Lua only if it is these headers
+  pkg_check_modules(LUA QUIET ${_lua_pc})
+  set(PRODUCERS_LUA_PC "")
+  get_filename_component(_incdir "${LUA_INCDIR}" REALPATH)
+  foreach(dir ${LUA_INCLUDE_DIRS})
+    get_filename_component(dir "${dir}" REALPATH)
+    if(dir STREQUAL _incdir)
+      set(PRODUCERS_LUA_PC ${_lua_pc})
+    endif()
+  endforeach()
+endif()
+set(PRODUCERS_NAME ${_lua_pc}-producers)
+string(REPLACE "." "0" PRODUCERS_LUA_VERSION_NUM ${LUA_ABI})
+set(PRODUCERS_LUAJIT_DEFINE "")
+if(PRODUCERS_LUA STREQUAL "luajit")
+  set(PRODUCERS_LUAJIT_DEFINE "#define PRODUCERS_LUAJIT 1")
 endif()
 
 add_library(producers_lua_headers INTERFACE)

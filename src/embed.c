@@ -2,13 +2,18 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * embed.c: producers_preload, for C hosts (include/producers.h). Puts a
- * loader for each of the module's Lua files, compiled in, and for
- * producers.core into package.preload.
+ * embed.c: producers_preload and producers_version, for C hosts
+ * (include/producers.h). Puts a loader for each of the module's Lua
+ * files, compiled in, and for producers.core into package.preload. Each
+ * file's chunk gets its module name and, second, log.c's writer, which
+ * log.lua's default logger uses: it works with no io or os library and
+ * reaches the host's producers_set_log hook.
  */
 #include "prd.h"
 #include "embed.h"
 #include "producers.h"
+
+int prd_log_write(lua_State *L);   /* log.c */
 
 /* package.preload loader: upvalue 1 is the index in prd_embedded_files. */
 static int load_embedded(lua_State *L)
@@ -18,8 +23,14 @@ static int load_embedded(lua_State *L)
     if (luaL_loadbuffer(L, f->bytes, f->len, f->chunkname) != LUA_OK)
         return lua_error(L);
     lua_pushstring(L, f->module);
-    lua_call(L, 1, 1);
+    lua_pushcfunction(L, prd_log_write);
+    lua_call(L, 2, 1);
     return 1;
+}
+
+const char *producers_version(void)
+{
+    return PRD_VERSION;
 }
 
 void producers_preload(lua_State *L)

@@ -9,6 +9,16 @@
 -- quiet by default.
 -- @module producers.log
 
+-- Under libproducers (a C host's producers_preload) the chunk gets a C
+-- writer as its second argument: the default logger then needs no io or
+-- os (sandboxed hosts open neither) and reaches the host's C log hook.
+-- Otherwise it uses io and os as they are when this file loads, so a
+-- script that later removes the globals keeps its logger.
+local _, c_write = ...
+if type(c_write) ~= "function" then c_write = nil end
+local stderr = io and io.stderr
+local date = os and os.date
+
 local M = {}
 
 M.LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
@@ -22,9 +32,13 @@ function M.level(name)
   return n
 end
 
---- The default logger: one line per message on stderr.
+--- The default logger: one line per message on stderr (or to the C
+-- host's log hook).
 function M.stderr(level, message)
-  io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ"), " producers ", level:upper(), " ", message, "\n")
+  if c_write then return c_write(level, message) end
+  if stderr and date then
+    stderr:write(date("!%Y-%m-%dT%H:%M:%SZ"), " producers ", level:upper(), " ", message, "\n")
+  end
 end
 
 local function is_callable(x)
