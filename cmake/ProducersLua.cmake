@@ -64,6 +64,7 @@ add_library(producers_lua_headers INTERFACE)
 target_include_directories(producers_lua_headers INTERFACE ${LUA_INCDIR})
 if(NOT LUA_ABI STREQUAL "5.3" AND NOT LUA_ABI STREQUAL "5.4")
   # lua-compat-5.3 brings the 5.3 C API to 5.1, 5.2 and LuaJIT.
+  unset(COMPAT53_INCDIR CACHE)   # found again: the Lua may have changed
   find_path(COMPAT53_INCDIR compat-5.3.h
     HINTS ${LUA_INCDIR} /usr/include/lua${LUA_ABI} /usr/include/lua5.1)
   if(NOT COMPAT53_INCDIR)

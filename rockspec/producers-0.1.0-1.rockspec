@@ -1,7 +1,13 @@
--- luarocks make rockspec/producers-0.1.0-1.rockspec --deps-mode=none
--- builds with CMake from this source tree and installs producers.core and
--- producers/*.lua into the rocks tree, for the Lua luarocks runs for
--- (--lua-version 5.1 for LuaJIT and 5.1).
+-- The README's commands (Debian 12's luarocks defaults to Lua 5.1, so
+-- name the version), from a checkout:
+--   luarocks --lua-version 5.4 make rockspec/producers-0.1.0-1.rockspec
+--   luarocks --lua-version 5.1 make rockspec/producers-0.1.0-1.rockspec LUA_INCDIR=/usr/include/luajit-2.1
+--   luarocks --lua-version 5.4 pack producers      (a binary rock of what make installed)
+-- CMake builds in build.luarocks/; every setting that depends on the Lua
+-- or the librdkafka chosen is passed again, so a build.luarocks/ left by
+-- another run cannot keep the old ones. RDKAFKA_DIR=... (or RDKAFKA_INCDIR
+-- and RDKAFKA_LIBDIR) picks another librdkafka; the module is linked
+-- with a run path to it.
 rockspec_format = "3.0"
 package = "producers"
 version = "0.1.0-1"
@@ -20,8 +26,7 @@ tests.]],
   labels = { "kafka", "librdkafka", "producer" },
 }
 dependencies = {
-  "lua >= 5.1, < 5.5",
-  "lua-cjson >= 2.1",
+  "lua >= 5.1, < 5.5",          -- JSON is built in; lua-cjson only for json = "lua-cjson"
 }
 external_dependencies = {
   RDKAFKA = {
@@ -35,6 +40,9 @@ build = {
     CMAKE_BUILD_TYPE = "Release",
     CMAKE_INSTALL_PREFIX = "$(PREFIX)",
     LUA_INCDIR = "$(LUA_INCDIR)",
+    PRODUCERS_LUA = "",            -- read from LUA_INCDIR's headers, never a cached one
+    RDKAFKA_INCDIR = "$(RDKAFKA_INCDIR)",
+    RDKAFKA_LIBDIR = "$(RDKAFKA_LIBDIR)",
     PRODUCERS_INSTALL_CMOD = "$(LIBDIR)",
     PRODUCERS_INSTALL_LMOD = "$(LUADIR)",
     PRODUCERS_EMBEDDING = "OFF",
