@@ -31,6 +31,10 @@ local producers = require("producers")
 local log = require("producers.log")
 
 local ngx = ngx
+if type(ngx) ~= "table" or type(ngx.timer) ~= "table" then
+  error("producers.ngx: needs nginx's lua module (OpenResty, or nginx with libnginx-mod-http-lua); "
+    .. "elsewhere use producers.kafka", 2)
+end
 local ngx_log, ERR, WARN, INFO, DEBUG = ngx.log, ngx.ERR, ngx.WARN, ngx.INFO, ngx.DEBUG
 
 local M = {}

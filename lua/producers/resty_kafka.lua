@@ -140,6 +140,11 @@ function M.new(self, broker_list, producer_config, cluster_name)
   return h
 end
 
+-- A raised error as send returns it: the message without the position.
+local function misuse(err)
+  return (tostring(err):gsub("^[^:\n]+:%d+: ", ""))
+end
+
 --- p:send(topic, key, message): async, true once queued, or nil and
 -- "buffer overflow" (the local queue is full) or another error; sync,
 -- the message's offset once the broker has it, or nil and the error
@@ -148,14 +153,14 @@ end
 function M.send(self, topic, key, message)
   if self.async then
     local ok, queued, err, code = pcall(self.inst.produce, self.inst, topic, key, message, self.produce_opts)
-    if not ok then return nil, queued end
+    if not ok then return nil, misuse(queued) end
     if not queued then
       return nil, code == "_QUEUE_FULL" and "buffer overflow" or err
     end
     return true
   end
   local ok, r, err = pcall(self.inst.send, self.inst, topic, key, message)
-  if not ok then return nil, r end
+  if not ok then return nil, misuse(r) end
   if not r then return nil, err end
   local parts = self.offsets[topic]
   if not parts then

@@ -1,0 +1,353 @@
+-- producers.ngx and producers.resty_kafka outside nginx: a stub `ngx`
+-- (timers that the spec fires, a semaphore that yields the coroutine,
+-- phases the spec sets) around real producers on librdkafka's mock
+-- cluster. The real-nginx specs (12, integration/60) are the proof; this
+-- one pins the logic and the messages on every Lua the suite runs.
+local system = require("system")
+local unpack = table.unpack or unpack
+
+-- A fresh stub and fresh modules for each test.
+local function stub()
+  local S = { phase = "init_worker", pid = 100, exiting = false, timers = {}, zero = {}, lines = {}, t = 0 }
+  local dict = { values = {} }
+  function dict:incr(key, d, init)
+    self.values[key] = (self.values[key] or init) + d
+    return self.values[key]
+  end
+  function dict:get(key) return self.values[key] end
+  _G.ngx = {
+    ERR = 4, WARN = 5, INFO = 7, DEBUG = 8,
+    log = function(level, ...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      S.lines[#S.lines + 1] = { level, table.concat(parts) }
+    end,
+    shared = { producers = dict },
+    worker = { pid = function() return S.pid end, exiting = function() return S.exiting end },
+    timer = {
+      every = function(_, fn, ...) S.timers[#S.timers + 1] = { fn = fn, args = { ... } } return true end,
+      at = function(_, fn, ...) S.zero[#S.zero + 1] = { fn = fn, args = { ... } } return true end,
+    },
+    get_phase = function() return S.phase end,
+    now = function() return S.t end,
+    update_time = function() end,
+    sleep = function() coroutine.yield("sleep") end,
+  }
+  package.loaded["ngx.semaphore"] = {
+    new = function(n)
+      local sema = { n = n }
+      function sema:post(k) self.n = self.n + (k or 1) end
+      function sema:wait()
+        while self.n == 0 do
+          if coroutine.yield("wait") == "timeout" then return nil, "timeout" end
+        end
+        self.n = self.n - 1
+        return true
+      end
+      return sema
+    end,
+  }
+  package.loaded["producers.ngx"] = nil
+  package.loaded["producers.resty_kafka"] = nil
+  S.dict = dict
+  function S.tick(premature)
+    for _, t in ipairs(S.timers) do t.fn(premature or false, unpack(t.args)) end
+  end
+  -- ticks (in the timer phase) until cond() or 10 s
+  function S.until_(cond)
+    local phase = S.phase
+    S.phase = "timer"
+    for _ = 1, 1000 do
+      if cond() then break end
+      S.tick()
+      system.sleep(0.01)
+    end
+    S.phase = phase
+    return cond()
+  end
+  function S.find(text)
+    for _, l in ipairs(S.lines) do if l[2]:find(text, 1, true) then return l end end
+  end
+  function S.count(text)
+    local n = 0
+    for _, l in ipairs(S.lines) do if l[2]:find(text, 1, true) then n = n + 1 end end
+    return n
+  end
+  return S
+end
+
+local MOCK = { ["test.mock.num.brokers"] = 1 }
+
+describe("producers.ngx (stubbed ngx)", function()
+  local S, kafka
+  before_each(function()
+    S = stub()
+    kafka = require("producers.ngx")
+  end)
+  after_each(function()
+    S.phase = "exit_worker"
+    kafka.exit()
+    _G.ngx = nil
+    package.loaded["producers.ngx"] = nil
+    package.loaded["producers.resty_kafka"] = nil
+  end)
+
+  it("refuses to load without nginx's lua module", function()
+    _G.ngx = nil
+    package.loaded["producers.ngx"] = nil
+    local ok, err = pcall(require, "producers.ngx")
+    assert.is_false(ok)
+    assert.matches("producers.ngx: needs nginx's lua module", err, 1, true)
+    _G.ngx = {}
+  end)
+
+  describe("check", function()
+    it("returns true for good options and names a bad one", function()
+      assert.is_true(kafka.check{ bootstrap_servers = "h:1", shared_dict = "producers" })
+      local cases = {
+        { { bootstrap_servers = "h:1", config = { ["linger.msec"] = 5 } },
+          "producers.ngx: config: unknown property 'linger.msec'" },
+        { { bootstrap_servers = "h:1", close_timeout = 1 },
+          "producers.ngx: option 'close_timeout' (1 s) must be longer than config's reconnect.backoff.max.ms (1000 ms)" },
+        { { bootstrap_servers = "h:1", close_timeout = 20, config = { ["reconnect.backoff.max.ms"] = 30000 } },
+          "option 'close_timeout' (20 s) must be longer than config's reconnect.backoff.max.ms (30000 ms)" },
+        { { bootstrap_servers = "h:1", poll_interval = "fast" }, "producers.ngx: option 'poll_interval' must be a number, got string" },
+        { { bootstrap_servers = "h:1", send_timeout = 0 }, "option 'send_timeout' must be a number of seconds > 0, got 0" },
+        { { bootstrap_servers = "h:1", max_reports = 1.5 }, "option 'max_reports' must be an integer from 1 to 1000000, got 1.5" },
+        { { bootstrap_servers = "h:1", shared_dict = "nope" }, "no lua_shared_dict named 'nope'" },
+        { { bootstrap_servers = "h:1", bogus = 1 }, "unknown option 'bogus'" },
+        { { bootstrap_servers = "h:1", on_delivery = 1 }, "option 'on_delivery' must be a function, got number" },
+        { "h:1", "producers.ngx: expected a table of options, got string" },
+      }
+      for _, case in ipairs(cases) do
+        local ok, err = kafka.check(case[1])
+        assert.is_nil(ok)
+        assert.matches(case[2], err, 1, true)
+      end
+    end)
+  end)
+
+  describe("init", function()
+    it("refuses the master (init_by_lua), returns the same producer for the same options", function()
+      S.phase = "init"
+      assert.has_error(function() kafka.init{ config = MOCK } end,
+        "producers.ngx: init: call it in init_worker_by_lua* (each worker, after the fork), not in "
+        .. "init_by_lua*: librdkafka's threads do not survive the fork")
+      S.phase = "init_worker"
+      local p = kafka.init{ config = MOCK, shared_dict = "producers" }
+      assert.equal(p, kafka.init{ config = MOCK, shared_dict = "producers" })
+      assert.equal(p, kafka.producer())
+      assert.equal(1, #S.timers)
+      assert.has_error(function() kafka.init{ config = MOCK } end)
+      assert.is_truthy(S.find("producers: producer 'default' ready in worker 100"))
+      -- the reconnect backoff the module sets
+      assert.equal(1000, kafka.CONFIG["reconnect.backoff.max.ms"])
+    end)
+
+    it("produce answers _STATE before init", function()
+      assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
+        { kafka.produce("t", "k", "v") })
+    end)
+  end)
+
+  describe("produce", function()
+    it("runs no callback itself; the timer runs it once, and counts", function()
+      kafka.init{ config = MOCK, shared_dict = "producers" }
+      local calls, phase = {}, nil
+      S.phase = "log"
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function(err, r)
+        calls[#calls + 1] = { err = err, offset = r.offset, value = r.value }
+        phase = ngx.get_phase()
+      end }))
+      system.sleep(0.2)
+      assert.equal(0, #calls)
+      assert.is_true(S.until_(function() return #calls == 1 end))
+      assert.equal("timer", phase)
+      assert.same({ { offset = 0, value = "v" } }, calls)
+      assert.is_true(S.until_(function() return kafka.counters().delivered == 1 end))
+      assert.same({ delivered = 1, failed = 0, purged = 0, queued = 0 }, kafka.counters())
+    end)
+
+    it("logs a raising callback once, with context, and goes on", function()
+      kafka.init{ config = MOCK }
+      local ran = 0
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function() error("boom") end }))
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function() ran = ran + 1 end }))
+      assert.is_true(S.until_(function() return ran == 1 end))
+      assert.equal(1, S.count("producers: delivery callback raised (topic t ["))
+      assert.is_truthy(S.find("boom"))
+    end)
+  end)
+
+  describe("send", function()
+    it("cannot wait where the phase does not yield", function()
+      kafka.init{ config = MOCK }
+      for _, phase in ipairs({ "log", "header_filter", "body_filter", "set", "init_worker" }) do
+        S.phase = phase
+        assert.same({ nil, ("send: cannot wait in the %s phase; use produce"):format(phase) },
+          { kafka.send("t", "k", "v") })
+      end
+    end)
+
+    it("yields until its report, then returns it", function()
+      kafka.init{ config = MOCK }
+      S.phase = "content"
+      local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 5 }) end)
+      local ok, what = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.equal("wait", what)
+      local results
+      assert.is_true(S.until_(function()
+        if coroutine.status(co) == "suspended" then
+          local _, a, b = coroutine.resume(co)
+          if coroutine.status(co) == "dead" then results = { a, b } end
+        end
+        return results ~= nil
+      end))
+      assert.equal("v", results[1].value)
+      assert.equal(0, results[1].offset)
+    end)
+
+    it("returns nil and a timeout message when no report comes", function()
+      kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, config = { ["message.timeout.ms"] = 60000 } }
+      S.phase = "content"
+      local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 0.5 }) end)
+      assert.same({ true, "wait" }, { coroutine.resume(co) })
+      assert.same({ true, nil, "send: no delivery report within 0.5 s", "_TIMED_OUT" }, { coroutine.resume(co, "timeout") })
+    end)
+  end)
+
+  describe("exit", function()
+    it("closes, purges what is left, runs their callbacks and logs one line", function()
+      kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, shared_dict = "producers",
+                  logger = function() end }
+      local got = {}
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function(err, r) got[#got + 1] = r.error end }))
+      assert.is_true(kafka.produce("t", "k2", "v2"))
+      S.phase = "exit_worker"
+      kafka.exit()
+      assert.same({ "_PURGE_QUEUE" }, got)
+      assert.equal(1, S.count("producers: producer 'default' closed in worker 100: 0 delivered, 0 failed, "
+        .. "2 purged (not delivered); 2 were waiting at exit"))
+      assert.is_nil(S.find("closed with"))
+      assert.is_nil(S.find("delivery failed"))     -- purged: in the summary only
+      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0 }, kafka.counters())
+      assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
+        { kafka.produce("t", "k", "v") })
+    end)
+
+    it("a leaving worker keeps serving from the premature timer until the queue is empty", function()
+      kafka.init{ config = MOCK }
+      local ran = 0
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function() ran = ran + 1 end }))
+      S.exiting = true
+      S.phase = "timer"
+      local co = coroutine.create(function() S.tick(true) end)
+      for _ = 1, 500 do
+        assert.is_true((coroutine.resume(co)))
+        if coroutine.status(co) == "dead" then break end
+        system.sleep(0.01)
+      end
+      assert.equal("dead", coroutine.status(co))
+      assert.equal(1, ran)
+    end)
+  end)
+end)
+
+describe("producers.resty_kafka (stubbed ngx)", function()
+  local S, producer, kafka
+  before_each(function()
+    S = stub()
+    kafka = require("producers.ngx")
+    producer = require("producers.resty_kafka")
+    S.phase = "content"
+  end)
+  after_each(function()
+    S.phase = "exit_worker"
+    kafka.exit()
+    _G.ngx = nil
+  end)
+
+  local brokers = { { host = "127.0.0.1", port = 1 } }
+
+  it("maps lua-resty-kafka's options to librdkafka properties", function()
+    local p = producer:new(brokers, {
+      producer_type = "async", request_timeout = 3000, required_acks = -1, max_retry = 5,
+      retry_backoff = 200, flush_time = 20, batch_num = 300, batch_size = 65536, max_buffering = 5000,
+      socket_timeout = 4000, keepalive_timeout = 60000, refresh_interval = 30000, client_id = "c1",
+      ssl = true, ssl_verify = false, api_version = 2, keepalive_size = 4, partitioner = function() end,
+    })
+    local key = p.inst.key
+    for _, expect in ipairs({
+      'request.timeout.ms=number:3000', 'acks=number:-1', 'message.send.max.retries=number:5',
+      'retry.backoff.ms=number:200', 'linger.ms=number:20', 'batch.num.messages=number:300',
+      'batch.size=number:65536', 'queue.buffering.max.messages=number:5000',
+      'socket.timeout.ms=number:4000', 'connections.max.idle.ms=number:60000',
+      'topic.metadata.refresh.interval.ms=number:30000', 'client.id="c1"',
+      'security.protocol="SSL"', 'enable.ssl.certificate.verification=boolean:false',
+      'bootstrap_servers="127.0.0.1:1"',
+    }) do
+      assert.matches(expect:gsub("%p", "%%%0"), key)
+    end
+    local sasl = producer:new({ { host = "h", port = 9, sasl_config = { mechanism = "SCRAM-SHA-512", user = "u", password = "pw" } } })
+    assert.matches('sasl_mechanism="SCRAM%-SHA%-512"', sasl.inst.key)
+    assert.matches('security%.protocol="SASL_PLAINTEXT"', sasl.inst.key)
+    assert.has_error(function() producer:new(brokers, { flush_tiem = 1 }) end,
+      "producers.resty_kafka: unknown producer_config option 'flush_tiem'")
+    assert.has_error(function() producer:new({ { host = "h" } }) end,
+      "producers.resty_kafka: broker_list[1] must be { host = string, port = number }")
+  end)
+
+  it("makes one producer per worker for the same broker list and settings", function()
+    local a = producer:new(brokers, { producer_type = "async" })
+    local b = producer:new(brokers, { producer_type = "async" })
+    local s = producer:new(brokers)
+    assert.equal(a, b)
+    assert.equal(a.inst, s.inst)
+    assert.is_false(s.async)
+    assert.equal(1, #S.timers)
+  end)
+
+  it("async send queues; error_handle gets each failed message as lua-resty-kafka passes it", function()
+    local calls = {}
+    local p = producer:new(brokers, {
+      producer_type = "async", config = { ["message.timeout.ms"] = 200 },
+      error_handle = function(...) calls[#calls + 1] = { ... } end,
+    })
+    assert.same({ true }, { p:send("t", nil, "m1") })
+    assert.is_true(S.until_(function() return #calls == 1 end))
+    local topic, partition, queue, index, err, retryable = unpack(calls[1])
+    assert.equal("t", topic)
+    assert.equal(-1, partition)
+    assert.same({ "", "m1" }, queue)
+    assert.equal(2, index)
+    assert.matches("Message timed out", err)
+    assert.is_false(retryable)
+    assert.same({ nil, "topic: expected string, got nil" }, { p:send(nil, "k", "v") })
+    assert.is_true(p:flush())
+  end)
+
+  it("sync send returns the offset; the client stub says metadata is unsupported", function()
+    local ok_inst = producer:new({ { host = "127.0.0.1", port = 1 } }, { config = MOCK })
+    local co = coroutine.create(function() return ok_inst:send("t", "key", "halo world") end)
+    local first = { coroutine.resume(co) }
+    assert.same({ true, "wait" }, first)
+    local results
+    assert.is_true(S.until_(function()
+      if results then return true end
+      local _, a, b = coroutine.resume(co)
+      if coroutine.status(co) == "dead" then results = { a, b } end
+      return results ~= nil
+    end))
+    assert.same({ 0 }, results)
+    local sum, details = ok_inst:offset()
+    assert.equal(0, sum)
+    local n = 0
+    for _, offset in pairs(details.t) do n = n + 1; assert.equal(0, offset) end
+    assert.equal(1, n)
+    local cli = producer.client:new(brokers)
+    local brokers_, err = cli:fetch_metadata("t")
+    assert.is_nil(brokers_)
+    assert.matches("not supported", err)
+  end)
+end)
