@@ -317,7 +317,6 @@ function Instance:take(report)
   else
     self:default_report(report)
   end
-  if self.observe then self.observe(report) end
 end
 
 -- A report the core served by calling a callback (close, at exit):
