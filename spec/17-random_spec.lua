@@ -1,11 +1,13 @@
 -- Randomized API sequences (issue #12): a seeded, time-bounded run of
 -- random calls on a few producers over a mock cluster with random faults,
--- while callbacks, loggers, finalizers and option tables re-enter the API
--- (spec/support/random_world.lua). Then every producer is closed and the
--- invariants are checked: each accepted message got exactly one report,
--- each refused one none; only expected errors were raised; callbacks
--- nested to a bounded depth; registry refs and the Lua heap are back to
--- where they were. The ASan build adds: no sanitizer report.
+-- while callbacks, loggers, json functions, finalizers and option tables
+-- re-enter the API (spec/support/random_world.lua; the bookkeeping in
+-- random_ledger.lua, the inputs in random_inputs.lua). Then every
+-- producer is closed and the invariants are checked: each accepted
+-- message got exactly one report, each refused one none; only expected
+-- errors were raised; callbacks nested to a bounded depth; registry refs
+-- and the Lua heap are back to where they were. The ASan build adds: no
+-- sanitizer report.
 --
 -- Replay a run: PRODUCERS_SEED=<seed> (printed first and in every
 -- assertion message). PRODUCERS_RANDOM_SECONDS sets the driving time
