@@ -70,8 +70,8 @@ local function warm_up(cluster)
   end
 end
 
--- Drives a world for SECONDS, closes it; returns what the checks need,
--- the world itself left behind.
+-- Drives a world for SECONDS and closes it; returns what the checks
+-- need, so that the world and its ledger can be collected.
 local function run(cluster)
   local world = World.new(cluster, TOPICS, SEED, os.getenv("PRODUCERS_RANDOM_TRACE") == "1")
   local pause = collectgarbage("setpause", 200)
@@ -84,7 +84,7 @@ local function run(cluster)
            producers = #world.history }
 end
 
--- "seed N: " before each line, so any failure says how to replay it.
+-- A failure message for kind's problems, starting with the seed to replay.
 local function report(result, kind)
   return ("seed %d: %d %s problem(s) (first ones below)\n  %s\n  (%s; %d producers)")
     :format(SEED, result.problem_counts[kind], kind, table.concat(result.problems[kind], "\n  "),
