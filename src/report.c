@@ -27,13 +27,29 @@
 
 static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"};
 
-/* Message handler for protected calls: appends a traceback to strings. */
+#ifndef LUA_GCISRUNNING            /* Lua 5.1: taken as running */
+#define gc_is_running(L) 1
+#else
+#define gc_is_running(L) lua_gc(L, LUA_GCISRUNNING, 0)
+#endif
+
+/*
+ * Message handler for protected calls: appends a traceback to strings.
+ * The collector waits while it allocates: a finalizer run from here runs
+ * inside the error handler, where LuaJIT turns any error of a protected
+ * call it makes into "error in error handling".
+ */
 static int traceback(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
+    int running = gc_is_running(L);
+    const char *msg;
 
-    if (msg)
+    if (running)
+        lua_gc(L, LUA_GCSTOP, 0);
+    if ((msg = lua_tostring(L, 1)))
         luaL_traceback(L, L, msg, 1);
+    if (running)
+        lua_gc(L, LUA_GCRESTART, 0);
     return 1;
 }
 

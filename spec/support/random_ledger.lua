@@ -46,9 +46,13 @@ end
 --- What an error raised to the script means: "boom" (a callback's
 -- deliberate error, its call's work done), "refused" (a hostile call
 -- turned down, or a json function's failure), "closed" (the producer was
--- closed under the caller), or "unexpected".
+-- closed under the caller), "masked" (LuaJIT only: an error raised in a
+-- finalizer that ran while LuaJIT handled another error comes out as
+-- "error in error handling", whatever it was: plain LuaJIT does the same
+-- with xpcall, docs/reliability.md), or "unexpected".
 function Ledger.classify(err)
   err = tostring(err)
+  if jit and err == "error in error handling" then return "masked" end
   if err:find(Ledger.ENCODER_FAILURE, 1, true) then return "refused" end
   if err:find(Ledger.BOOM, 1, true) then return "boom" end
   if err:find("producer is closed", 1, true) then return "closed" end

@@ -288,7 +288,8 @@ function World:produce_outcome(msg, where, ok, result, message, code)
   end
   local class = ledger:raised(where .. " produce", result)
   if class == "boom" then return "accepted" end      -- queued all the same
-  return class == "unexpected" and "unknown" or "refused"
+  -- unexpected or masked: queued or not, it gets at most one report
+  return (class == "unexpected" or class == "masked") and "unknown" or "refused"
 end
 
 --- Produces a random message on the producer in slot and records it.
