@@ -33,6 +33,39 @@ static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"
 #define gc_is_running(L) lua_gc(L, LUA_GCISRUNNING, 0)
 #endif
 
+#define TRACEBACK_LEVELS 12
+
+/* Pushes msg and the first TRACEBACK_LEVELS levels of the stack. Not
+ * luaL_traceback: LuaJIT's walks to the stack's end, and never returned
+ * (a stack left inconsistent while LuaJIT handles another error, found
+ * by spec/17); each level here is looked up on its own, so a bounded
+ * number of steps ends it. */
+static void push_traceback(lua_State *L, const char *msg)
+{
+    char line[2 * LUA_IDSIZE + 64];
+    luaL_Buffer b;
+    lua_Debug ar;
+    int level;
+
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, msg);
+    luaL_addstring(&b, "\nstack traceback:");
+    for (level = 1; level <= TRACEBACK_LEVELS && lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (*ar.what == 'C')
+            snprintf(line, sizeof line, "\n\t[C]: in ?");
+        else if (*ar.what == 'm')
+            snprintf(line, sizeof line, "\n\t%s:%d: in main chunk", ar.short_src, ar.currentline);
+        else
+            snprintf(line, sizeof line, "\n\t%s:%d: in function <%s:%d>", ar.short_src,
+                     ar.currentline, ar.short_src, ar.linedefined);
+        luaL_addstring(&b, line);
+    }
+    if (level > TRACEBACK_LEVELS)
+        luaL_addstring(&b, "\n\t...");
+    luaL_pushresult(&b);
+}
+
 /*
  * Message handler for protected calls: appends a traceback to strings.
  * The collector waits while it allocates: a finalizer run from here runs
@@ -47,7 +80,7 @@ static int traceback(lua_State *L)
     if (running)
         lua_gc(L, LUA_GCSTOP, 0);
     if ((msg = lua_tostring(L, 1)))
-        luaL_traceback(L, L, msg, 1);
+        push_traceback(L, msg);
     if (running)
         lua_gc(L, LUA_GCRESTART, 0);
     return 1;
@@ -65,7 +98,7 @@ static void push_function(lua_State *L, const char *key, lua_CFunction f)
     lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-static void push_traceback(lua_State *L)
+static void push_handler(lua_State *L)
 {
     static const char key = 0;
 
@@ -82,7 +115,7 @@ static int call(lua_State *L, int nargs, int handler)
     if (handler)
         return lua_pcall(L, nargs, 0, handler);
     base = lua_gettop(L) - nargs;
-    push_traceback(L);
+    push_handler(L);
     lua_insert(L, base);
     status = lua_pcall(L, nargs, 0, base);
     lua_remove(L, base);
@@ -351,7 +384,7 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
     int status;
 
     if (!*handler) {
-        push_traceback(L);
+        push_handler(L);
         *handler = lua_gettop(L);
     }
     push_function(L, &key, serve_reports);
