@@ -248,7 +248,7 @@ end)
 
 describe("a fatal error of the idempotent producer", function()
   -- A sequence desync is what idempotence cannot resolve without a gap
-  -- or a duplicate: librdkafka stops the producer (README, "Default
+  -- or a duplicate: librdkafka stops the producer (docs/configuration.md, "Default
   -- configuration"). No message is left without its report.
   it("fails what waits, once each, logs it, and makes produce return _FATAL", function()
     local m = producers.mock_cluster(1)

@@ -1,5 +1,5 @@
 -- Failover on a 3-node cluster: a producer with the library's defaults
--- alone (enable.idempotence=true, acks=all: README, "Default
+-- alone (enable.idempotence=true, acks=all: docs/configuration.md, "Default
 -- configuration"; nothing here sets either) streams keyed messages to a
 -- topic with replication factor 3 (min.insync.replicas 2) while the
 -- leader of partition 0 is killed (SIGKILL) and later restarted. Every
