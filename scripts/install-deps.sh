@@ -18,6 +18,10 @@ PACKAGES=(
   python3 locales
   # the benchmark (bench/): a monotonic clock for Lua, the nginx load driver
   lua-system wrk
+  # the second leg's librdkafka 2.8 (scripts/librdkafka.sh: apt-get source,
+  # configure, make) and the static-link recipe (spec/10: pkg-config
+  # --static names what librdkafka links: -llz4 -lzstd -lsasl2 -lssl -lz)
+  dpkg-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev g++ unzip git
   # integration specs: a real Kafka broker (scripts/kafka/broker.sh)
   maven openjdk-17-jre-headless openssl python3-confluent-kafka
 )
