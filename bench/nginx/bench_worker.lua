@@ -15,8 +15,6 @@
 --   /strings100  produces 100 pre-encoded JSON strings (no table, no encoding)
 --   /quiet100    the same through a second producer without on_delivery
 --                (no report table, no Lua callback per message)
---   /ffi100      the same strings through librdkafka's rd_kafka_produce
---                called with LuaJIT's FFI (ffi_producer.lua), an experiment
 --   /stats       this worker's counters, "name=value" words on one line
 --   /jit?off|on  jit.off() + jit.flush() / jit.on() for this worker's VM
 local producers = require("producers")
@@ -29,7 +27,6 @@ local KEY_POOL = 1000
 local BASE_TS = 1700000000000
 
 local producer, topic
-local ffi_producer                -- made on the first /ffi100
 local quiet_producer              -- made on the first /quiet100
 local quiet_failed = 0            -- its failed reports (from its log lines)
 local quiet_produced = 0          -- messages it queued
@@ -77,10 +74,6 @@ local function poll(premature)
     local ok, err = pcall(quiet_producer.poll, quiet_producer, 0)
     if not ok then ngx.log(ngx.ERR, "bench: poll: ", err) end
   end
-  if ffi_producer then
-    local n, bad = ffi_producer:poll()
-    delivered, failed = delivered + n, failed + bad
-  end
 end
 
 --- init_worker_by_lua*: opts.bootstrap, opts.topic, opts.poll_interval (s),
@@ -113,11 +106,6 @@ function M.exit_worker()
     local q = quiet_producer
     quiet_producer = nil
     pcall(q.close, q, 5)
-  end
-  if ffi_producer then
-    local f = ffi_producer
-    ffi_producer = nil
-    f:close(5)
   end
 end
 
@@ -235,35 +223,8 @@ function M.quiet100()
   quiet_produced = quiet_produced + n
 end
 
-local function ffi_send(f, key, value)
-  local ok, code = f:produce(key, value)
-  return ok, code, code
-end
-
-function M.ffi100()
-  local f = ffi_producer
-  if not f then
-    f = require("ffi_producer").new(settings.bootstrap, topic, settings.config)
-    ffi_producer = f
-  end
-  local s = seq
-  for _ = 1, N do
-    local k = s % KEY_POOL
-    s = s + 1
-    local key, value = keys[k], encoded[k]
-    local ok, code = f:produce(key, value)
-    if ok then produced = produced + 1 else refused(ffi_send, f, key, value, code, code) end
-  end
-  -- serve the reports that are ready, as the library's produce does
-  local n, bad = f:poll()
-  delivered, failed = delivered + n, failed + bad
-  seq, messages = s, messages + N
-  ngx.say("ok")
-end
-
 function M.stats()
   local waiting = producer and producer:queue_length() or 0
-  if ffi_producer then waiting = waiting + ffi_producer:queue_length() end
   -- the quiet producer's deliveries: queued, not failed, not waiting
   local quiet_waiting = quiet_producer and quiet_producer:queue_length() or 0
   waiting = waiting + quiet_waiting

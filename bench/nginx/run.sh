@@ -17,8 +17,6 @@
 #   /produce100  + p:produce (library encodes) (the real thing)
 #   /strings100  p:produce of pre-encoded JSON strings
 #   /quiet100    the same, on a producer without on_delivery (no report table)
-#   /ffi100      the same strings, rd_kafka_produce called through LuaJIT's
-#                FFI (bench/nginx/ffi_producer.lua, an experiment)
 # first with the JIT on, then build/encode/produce again after jit.off().
 #
 # Prints a markdown table and writes it to bench/nginx/results.md. Stops
@@ -183,7 +181,7 @@ set_jit() { [[ $(curl -sf "$URL/jit?$1" | head -n 1) == "jit=$1" ]] || die "cann
 
 # Untimed warm-up: connections, metadata, JIT traces.
 say "warm-up"
-for loc in produce100 quiet100 ffi100; do
+for loc in produce100 quiet100; do
   wrk -t1 -c"$CONNS" -d1s "$URL/$loc" >/dev/null
 done
 drain
@@ -234,7 +232,6 @@ run produce produce100
 if [[ $QUICK == 0 ]]; then
   run strings strings100
   run quiet   quiet100
-  run ffi     ffi100
   set_jit off
   run build   build100
   run encode  encode100
@@ -265,7 +262,6 @@ LABELS_encode="/encode100: + core.encode_value"
 LABELS_produce="/produce100: + p:produce (library encodes)"
 LABELS_strings="/strings100: p:produce of pre-encoded strings"
 LABELS_quiet="/quiet100: the same, producer without on_delivery"
-LABELS_ffi="/ffi100: rd_kafka_produce via FFI, pre-encoded strings"
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 {
@@ -318,15 +314,10 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   echo "| produce + delivery report, all threads (/produce100 − /encode100) | $(diff2 "$(get produce on cpu)" "$(get encode on cpu)") | $(diff2 "$(get produce off cpu)" "$(get encode off cpu)") |"
   echo "| … of which librdkafka's threads | $(fmt2 "$(get produce on other)") | $(fmt2 "$(get produce off other)") |"
   echo "| **total (/produce100), target ≤ 1.5** | **$(fmt2 "$(get produce on cpu)")** | **$(fmt2 "$(get produce off cpu)")** |"
-  if [[ -n $(get ffi on cpu) ]]; then
+  if [[ -n $(get quiet on cpu) ]]; then
     echo
-    echo "Pre-encoded strings (JIT on), µs per message, worker (event loop):"
-    echo
-    echo "| part | worker | event loop |"
-    echo "| --- | --- | --- |"
-    echo "| report table + on_delivery call (/strings100 − /quiet100) | $(diff2 "$(get strings on cpu)" "$(get quiet on cpu)") | $(diff2 "$(get strings on main)" "$(get quiet on main)") |"
-    echo "| lua_CFunction produce vs FFI rd_kafka_produce (/quiet100 − /ffi100) | $(diff2 "$(get quiet on cpu)" "$(get ffi on cpu)") | $(diff2 "$(get quiet on main)" "$(get ffi on main)") |"
-    echo "| FFI path, reports counted in a Lua loop (/ffi100) | $(fmt2 "$(get ffi on cpu)") | $(fmt2 "$(get ffi on main)") |"
+    echo "Pre-encoded strings (JIT on), µs per message: what serving each report to on_delivery(err) costs"
+    echo "(/strings100 − /quiet100): worker $(diff2 "$(get strings on cpu)" "$(get quiet on cpu)"), event loop $(diff2 "$(get strings on main)" "$(get quiet on main)")."
   fi
 } >"$WORK/results.md"
 
