@@ -3,6 +3,7 @@
 -- messages per second, for pre-encoded strings of 100 B to 256 KiB.
 -- Strings from 1 KiB on are lent to librdkafka instead of copied; build
 -- with -DPRD_NOCOPY_MIN=1000000000 to measure the copying library instead.
+-- bench/run.sh runs it (-L MEGABYTES); by hand:
 --
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 --     lua5.4 bench/large_values.lua [MEGABYTES_PER_SIZE]
@@ -41,6 +42,11 @@ local p = assert(producers.kafka.new{
   on_delivery = function(err) assert(not err, err) end,
 })
 
+local function thousands(n)
+  local s = ("%.0f"):format(n)
+  return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+end
+
 print("| value bytes | messages | CPU µs/msg, producing thread | msg/s |")
 print("| --- | --- | --- | --- |")
 for _, size in ipairs(SIZES) do
@@ -59,7 +65,7 @@ for _, size in ipairs(SIZES) do
   end
   assert(p:flush(60), "flush timed out")
   local cpu, seconds = main_thread_cpu() - cpu0, now() - t0
-  print(("| %d | %d | %.2f | %s |"):format(size, n, cpu * 1e6 / n,
-    seconds > 0 and ("%.0f"):format(n / seconds) or "n/a"))
+  print(("| %s | %s | %.2f | %s |"):format(thousands(size), thousands(n), cpu * 1e6 / n,
+    seconds > 0 and thousands(n / seconds) or "n/a"))
 end
 p:close()

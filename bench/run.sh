@@ -9,6 +9,7 @@
 #       luajit is installed
 #   (d) Python confluent_kafka + json.dumps, if importable (bench/python_producer.py)
 #   then the delivery latency of (b) at a fixed rate    (bench/lua_producer.lua latency)
+#   and the cost of large values on the producing thread (bench/large_values.lua)
 # and writes the table to bench/results.md.
 #
 # Builds what is missing, starts a librdkafka mock cluster in its own process
@@ -28,6 +29,9 @@
 #                   COUNT messages, each noting its peak RSS at -n
 #                   messages and at the end; then as many with a local
 #                   queue of 10,000 messages; 0 skips it (default 5000000)
+#   -L MEGABYTES    large values: strings of 100 B to 256 KiB, MEGABYTES of
+#                   each size, to a mock cluster inside the Lua process,
+#                   compression off (-X does not apply); 0 skips it (default 400)
 #   -o FILE         results file                       (default bench/results.md)
 #   -X NAME=VALUE   a librdkafka property for every client, over the library's
 #                   defaults (repeatable; e.g. -X compression.level=3)
@@ -49,6 +53,7 @@ LAT_COUNT=250000
 RESULTS=bench/results.md
 ROUNDS=3
 MEM_COUNT=5000000
+LARGE_MB=400
 BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
 LIB_BUILD=${LIB_BUILD_DIR:-build}
 JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
@@ -57,7 +62,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 EXTRA=()      # -X NAME=VALUE, for every client
 
-while getopts "n:b:t:B:p:r:l:R:M:o:X:h" opt; do
+while getopts "n:b:t:B:p:r:l:R:M:L:o:X:h" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     b) BOOTSTRAP=$OPTARG ;;
@@ -68,6 +73,7 @@ while getopts "n:b:t:B:p:r:l:R:M:o:X:h" opt; do
     l) LAT_COUNT=$OPTARG ;;
     R) ROUNDS=$OPTARG ;;
     M) MEM_COUNT=$OPTARG ;;
+    L) LARGE_MB=$OPTARG ;;
     o) RESULTS=$OPTARG ;;
     X) [[ $OPTARG == ?*=* ]] || { echo "run.sh: -X expects NAME=VALUE" >&2; exit 2; }
        EXTRA+=("$OPTARG") ;;
@@ -212,6 +218,13 @@ if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
 fi
 if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 ]]; then
   run lat "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua latency "$BOOTSTRAP" "$LAT_COUNT" "$TOPIC" "$RATE"
+fi
+# Large values: a table of its own (not a RESULT line).
+if [[ $HAVE_LIB == 1 && $LARGE_MB -gt 0 ]]; then
+  say "large values: bench/large_values.lua $LARGE_MB"
+  "${LUA_ENV[@]}" lua5.4 bench/large_values.lua "$LARGE_MB" >"$WORK/large.out" ||
+    { say "large values exited with status $?"; : >"$WORK/large.out"; }
+  cat "$WORK/large.out" >&2
 fi
 
 # -------------------------------------------------------------- results ----
@@ -396,6 +409,14 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
     fi
   else
     echo "Delivery latency of (b): not measured (library missing, -l 0, or the run failed)."
+  fi
+  if [[ -s $WORK/large.out ]]; then
+    echo
+    echo "Large values under Lua 5.4: pre-encoded strings, $LARGE_MB MB of each size (at most 300,000 messages),"
+    echo "to librdkafka's mock cluster inside the process, compression off; CPU of the producing thread"
+    echo "per message. From 1 KiB a string is lent to librdkafka instead of copied."
+    echo
+    cat "$WORK/large.out"
   fi
 } >"$WORK/results.md"
 

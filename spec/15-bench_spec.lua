@@ -1,6 +1,7 @@
 -- The benchmark's commands run from a clean checkout (a quick run, few
--- messages): bench/run.sh fills every row of the README's table and stops
--- the mock cluster it starts; bench/nginx/run.sh measures nginx's worker.
+-- messages): bench/run.sh fills every row of the README's table, the
+-- memory, latency and large-value sections, and stops the mock cluster it
+-- starts; bench/nginx/run.sh measures nginx's worker.
 -- Numbers are not checked here: the benchmark is not a timed test.
 local H = require("helpers")
 
@@ -29,7 +30,7 @@ describe_once("the benchmark #bench", function()
   it("bench/run.sh fills every row of its table and stops its broker", function()
     local results = os.tmpname()
     local before = mock_clusters()
-    local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 40000 -l 5000 -o %s"):format(
+    local out, ok = H.sh(("%s bench/run.sh -n 20000 -R 1 -M 40000 -l 5000 -L 4 -o %s"):format(
       env, H.shell_quote(results)))
     local text = assert(H.read(results))
     os.remove(results)
@@ -54,6 +55,10 @@ describe_once("the benchmark #bench", function()
     assert.is_truthy(latency, text)
     local _, figures = latency:gsub("| %d+%.%d%d ", "")
     assert.equal(4, figures, latency)                       -- p50, p99, p99.9, max
+    -- large values: 4 MB of each size, 100 B to 256 KiB
+    for _, size in ipairs{ "100", "1,024", "262,144" } do
+      assert.matches("^| " .. size .. " | [%d,]+ | %d+%.%d%d | [%d,]+ |$", row(text, size .. " |"))
+    end
     assert.equal(before, mock_clusters())
   end)
 
