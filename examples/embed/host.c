@@ -5,9 +5,10 @@
  *
  * Usage: host SCRIPT.lua [ARGS...]   (the script sees them in `arg`)
  *
- * Build against an installed producers:
+ * Build against an installed producers (the package named for your Lua:
+ * lua5.4-producers, luajit-producers ...; it brings Lua's flags):
  *   cmake -S examples/embed -B build-host -DCMAKE_PREFIX_PATH=PREFIX && cmake --build build-host
- * or: cc host.c $(pkg-config --cflags --libs producers lua5.4) -o host
+ * or: cc host.c $(pkg-config --cflags --libs lua5.4-producers) -o host
  */
 #include <stdio.h>
 
