@@ -3,14 +3,7 @@
 local producers = require("producers")
 local H = require("helpers")
 
--- Registry refs (integer keys) whose values pass keep(v).
-local function refs(keep)
-  local n = 0
-  for k, v in pairs(debug.getregistry()) do
-    if type(k) == "number" and keep(v) then n = n + 1 end
-  end
-  return n
-end
+local refs = H.registry_refs
 
 local function callback_refs()
   return refs(function(v) return type(v) == "function" end)

@@ -13,12 +13,8 @@ local describe_jit = lua == "luajit" and describe or pending
 local sh, q = H.sh, H.shell_quote
 local root, build = H.dirs("build-luajit")
 local read = H.read
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local N = require("support.nginx")
+local write, alive, children, free_port, count = N.write, N.alive, N.children, N.free_port, N.count
 
 local function count_lines(path)
   local n = 0
@@ -30,35 +26,6 @@ local function pause() sh("sleep 0.05") end
 
 -- Wall clock in seconds (os.time() counts whole seconds only).
 local function now() return tonumber((sh("date +%s.%N"))) end
-
--- Alive and not a zombie: the daemonized master's parent may never reap it.
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
-end
-
-local function children(pid)
-  local out = sh("ps -o pid= --ppid " .. pid)
-  local pids = {}
-  for child in out:gmatch("%d+") do pids[#pids + 1] = child end
-  return pids
-end
-
--- A port nothing listens on, outside Linux's ephemeral range (where the
--- mock cluster's and curl's ports come from); start() retries on a clash.
-local function free_port()
-  local listening = {}
-  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    for port, state in (read(file) or ""):gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
-      if state == "0A" then listening[tonumber(port, 16)] = true end
-    end
-  end
-  for _ = 1, 100 do
-    local port = math.random(20000, 32000)
-    if not listening[port] then return port end
-  end
-  error("no free port")
-end
 
 -- examples/nginx/nginx.conf with its ${...} filled in, and `replace`
 -- (exact text -> text, each found exactly once) applied.
@@ -137,15 +104,6 @@ local function quit(n, timeout)
   local gone = H.wait_until(function() return not alive(n.pid) end, timeout, pause)
   assert(gone, "nginx master still running after -s quit:\n" .. n.log())
   return now() - started
-end
-
-local function count(text, plain)
-  local n, pos = 0, 1
-  while true do
-    local s, e = text:find(plain, pos, true)
-    if not s then return n end
-    n, pos = n + 1, e + 1
-  end
 end
 
 -- A curl config: POST /events for seq = from..to (key "k<seq>").

@@ -18,18 +18,9 @@ local function on_collect(fn)
   return setmetatable({}, { __gc = function() fn() end })
 end
 
--- Registry refs (integer keys) whose values pass keep(v), as spec/08.
-local function refs(keep)
-  local n = 0
-  for k, v in pairs(debug.getregistry()) do
-    if type(k) == "number" and keep(v) then n = n + 1 end
-  end
-  return n
-end
-
 -- Every ref in use (a freed slot holds the number of the next free one).
 local function all_refs()
-  return refs(function(v) return type(v) ~= "number" end)
+  return H.registry_refs(function(v) return type(v) ~= "number" end)
 end
 
 local BUSY = "not allowed from a delivery callback, logger or encoder of the same producer"

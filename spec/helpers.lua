@@ -117,6 +117,16 @@ function H.sh(cmd)
   return out:gsub("__exit=%d+\n?$", ""), code == 0, code
 end
 
+--- Registry refs (integer keys) whose values pass keep(v); a freed slot
+-- holds the number of the next free one.
+function H.registry_refs(keep)
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and keep(v) then n = n + 1 end
+  end
+  return n
+end
+
 --- The whole file at path, or nil if it cannot be opened.
 function H.read(path)
   local f = io.open(path, "rb")

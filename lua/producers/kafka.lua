@@ -53,6 +53,13 @@ end
 
 local JSON_ENCODERS = { builtin = true, ["lua-cjson"] = true }
 
+local function check_json(json, level)
+  if json ~= nil and not (JSON_ENCODERS[json] or log.is_callable(json)) then
+    error(("producers.kafka.new: json must be 'builtin', 'lua-cjson' or a function, got %s")
+      :format(type(json) == "string" and "'" .. json .. "'" or type(json)), level + 1)
+  end
+end
+
 local function check_options(opts)
   if type(opts) ~= "table" then
     error("producers.kafka.new: expected a table of options, got " .. type(opts), 3)
@@ -140,10 +147,7 @@ end
 function Kafka.new(opts)
   check_options(opts)
   check_ranges(opts)
-  if opts.json ~= nil and not (JSON_ENCODERS[opts.json] or log.is_callable(opts.json)) then
-    error(("producers.kafka.new: json must be 'builtin', 'lua-cjson' or a function, got %s")
-      :format(type(opts.json) == "string" and "'" .. opts.json .. "'" or type(opts.json)), 2)
-  end
+  check_json(opts.json, 2)
   local conf = Kafka.config(opts)
   return core.new(conf, {
     logger = log.wrap(opts.logger),
@@ -165,10 +169,7 @@ function Kafka.check(opts)
   local ok, err = pcall(function()
     check_options(opts)
     check_ranges(opts)
-    if opts.json ~= nil and not (JSON_ENCODERS[opts.json] or log.is_callable(opts.json)) then
-      error(("producers.kafka.new: json must be 'builtin', 'lua-cjson' or a function, got %s")
-        :format(type(opts.json) == "string" and "'" .. opts.json .. "'" or type(opts.json)))
-    end
+    check_json(opts.json, 1)
     log.level(opts.log_level)
     core.check_config(Kafka.config(opts))
   end)

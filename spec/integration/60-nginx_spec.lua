@@ -15,52 +15,13 @@ local H = require("helpers")
 local cjson = require("cjson")
 
 local sh, q, read = K.sh, K.q, H.read
+local N = require("support.nginx")
+local write, alive, children, free_port, count = N.write, N.alive, N.children, N.free_port, N.count
 local root = io.popen("pwd"):read("*l")
 local build = os.getenv("PRODUCERS_NGINX_BUILD_DIR")
   or (os.getenv("PRODUCERS_LUA") == "luajit" and os.getenv("PRODUCERS_BUILD_DIR"))
   or "build-luajit"
 if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
-end
-
-local function children(pid)
-  local pids = {}
-  for child in sh("ps -o pid= --ppid " .. pid):gmatch("%d+") do pids[#pids + 1] = child end
-  table.sort(pids)
-  return pids
-end
-
-local function free_port()
-  local listening = {}
-  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    for port, state in (read(file) or ""):gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
-      if state == "0A" then listening[tonumber(port, 16)] = true end
-    end
-  end
-  for _ = 1, 100 do
-    local port = math.random(20000, 32000)
-    if not listening[port] then return port end
-  end
-  error("no free port")
-end
-
-local function count(text, plain)
-  local n, pos = 0, 1
-  while true do
-    local s, e = text:find(plain, pos, true)
-    if not s then return n end
-    n, pos = n + 1, e + 1
-  end
-end
 
 -- The nginx.conf of these tests; ${...} filled in by conf().
 local CONF = [[
