@@ -47,8 +47,32 @@ assert(dropped:produce("t", "k", string.rep("d", 3000)))
 dropped = nil
 collectgarbage()
 
+-- delivery.report.only.error (successes released in C), reports as
+-- values, a Lua encoder, re-producing from callbacks, secrets redacted
+local only = producers.kafka.new{ bootstrap_servers = m:bootstraps(), serve_on_produce = false,
+  json = function(v) return "encoded" end, logger = function() end,
+  config = { ["delivery.report.only.error"] = true, ["sasl.password"] = "hunter2-secret" } }
+for i = 1, 20 do assert(only:produce("leak", "k", string.rep("o", 1500), { on_delivery = count })) end
+assert(only:produce("leak", "k", { t = 1 }))
+assert(only:flush(30))
+only:close()
+local values = producers.kafka.new{ bootstrap_servers = m:bootstraps(), serve_on_produce = false }
+for i = 1, 20 do assert(values:produce("leak", "k", string.rep("v", 1500), { on_delivery = count })) end
+local taken = 0
+while taken < 20 do
+  for _, r in ipairs(values:reports(7)) do taken = taken + 1; r.on_delivery(r.err, r) end
+  values:poll(0.01)
+end
+values:close()
+local retry
+retry = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+  config = { ["message.timeout.ms"] = 20 },
+  on_delivery = function(err, r) retry:produce("t", r.key, string.rep("x", 1200)) end }
+for i = 1, 5 do assert(retry:produce("t", "k" .. i, "v")) end
+retry:close(0.1)
+
 p:close()
 m:close()
 collectgarbage()
-assert(delivered == 900 + 20 + 2, "delivered " .. delivered)
+assert(delivered == 900 + 20 + 2 + 20, "delivered " .. delivered)
 print(("leakcheck: %d delivered, %d failed"):format(delivered, failed))
