@@ -217,10 +217,6 @@ int prd_producer_new(lua_State *L)
  * between its checks and librdkafka's call. Pushes the field. */
 static int raw_field(lua_State *L, int opts, const char *field)
 {
-    if (!opts) {
-        lua_pushnil(L);
-        return LUA_TNIL;
-    }
     lua_pushstring(L, field);
     return lua_rawget(L, opts);
 }
@@ -439,6 +435,11 @@ static void check_args(lua_State *L, prd_producer *p, message *m)
         opts = 5;
     else if (!lua_isnoneornil(L, 5))
         luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
+    if (!opts) {                /* the common case: defaults, two nil slots */
+        lua_settop(L, HEADERS);
+        m->partition = RD_KAFKA_PARTITION_UA;
+        return;
+    }
     lua_settop(L, 5);
 
     m->partition = opt_integer(L, opts, "partition", RD_KAFKA_PARTITION_UA,
