@@ -66,6 +66,53 @@ describe("reliability", function()
       assert.same({ a = 1 }, cjson.decode(records[1].value))
     end)
 
+    it("raises 'producer is closed' when a finalizer closes it while produce reads its arguments", function()
+      -- in a child interpreter, the collector at its busiest; on LuaJIT the
+      -- per-message callback's debug.getinfo allocates inside produce, so
+      -- finalizers run there. Before the fix the host crashed (closed
+      -- under produce) or, on LuaJIT, close stayed refused for good.
+      local out, ok = H.run_lua([[
+        local producers = require("producers")
+        local m = producers.mock_cluster(1)
+        local function on_collect(fn)
+          if newproxy then
+            local u = newproxy(true)
+            getmetatable(u).__gc = fn
+            return u
+          end
+          return setmetatable({}, { __gc = fn })
+        end
+        collectgarbage("setpause", 10)
+        local inside, hits, closed = false, 0, 0
+        local function cb(err, r) end
+        for i = 1, 20 do
+          local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(), logger = function() end }
+          for j = 1, 300 do
+            on_collect(function()
+              if inside then hits = hits + 1 end
+              p:close(0)
+            end)
+            local opts = { partition = 0, timestamp = 1700000000000 + j, headers = { h = "v" }, on_delivery = cb }
+            inside = true
+            local ok, err = pcall(p.produce, p, "t", "k" .. j, { n = j }, opts)
+            inside = false
+            if not ok then
+              assert(tostring(err):find("producer is closed", 1, true), err)
+              closed = closed + 1
+              break
+            end
+          end
+          p:close(0)
+        end
+        collectgarbage("setpause", 200)
+        m:close()
+        print(("ok closed=%d inside=%d"):format(closed, hits))
+      ]])
+      assert.is_true(ok, out)
+      assert.matches("ok closed=20 inside=%d+", out)
+      if jit then assert.is_truthy(tonumber(out:match("inside=(%d+)")) > 0, out) end
+    end)
+
     it("sends each message's own bytes while finalizers produce during produce (#2)", function()
       local topic = H.topic("uaf")
       local p = H.producer(m, { config = { ["queue.buffering.max.messages"] = 1000000 } })

@@ -169,6 +169,7 @@ void prd_clear_wake(prd_producer *p);
 long prd_waiting(prd_producer *p);
 int prd_take_reports(lua_State *L, prd_producer *p, int max);
 int prd_log_held(lua_State *L, prd_producer *p);
+void prd_report_open(lua_State *L);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 

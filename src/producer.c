@@ -420,7 +420,7 @@ typedef struct message {
 
 /* Checks produce's arguments into m and the stack slots CALLBACK and
  * HEADERS. Raises on misuse; nothing is held yet. */
-static void check_args(lua_State *L, prd_producer *p, message *m)
+static void check_args(lua_State *L, message *m)
 {
     int opts = 0;
 
@@ -458,11 +458,8 @@ static void check_args(lua_State *L, prd_producer *p, message *m)
     default:
         luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, HEADERS));
     }
-    if (!lua_isnil(L, CALLBACK)) {
-        p->busy++;              /* debug.getinfo runs, protected, on 5.1 */
+    if (!lua_isnil(L, CALLBACK))
         m->takes_report = prd_takes_report(L, CALLBACK);
-        p->busy--;
-    }
 }
 
 /* The protected half of encode_with_lua: the encoder (function at 1, or
@@ -600,12 +597,15 @@ static int prd_producer_produce(lua_State *L)
     rd_kafka_resp_err_t err;
     void *opaque;
 
-    check_args(L, p, &m);
+    check_args(L, &m);
+    encode(L, p, &m);
+    /* A finalizer may have run above, at an allocation, and closed the
+     * producer; from here to librdkafka's call no Lua runs, and the
+     * encoder's buffer holds the bytes. */
+    if (!p->rk)
+        return luaL_error(L, "producer is closed");
     if (p->closing == PRD_PURGED)
         return prd_fail_text(L, RD_KAFKA_RESP_ERR__DESTROY, "producer is closing");
-    encode(L, p, &m);
-    /* From here to librdkafka's call no Lua runs: the encoder's buffer
-     * holds the bytes, and the producer cannot have been closed. */
     if (lua_istable(L, HEADERS))
         hdrs = make_headers(L, HEADERS);
     opaque = message_state(L, &m, &msgflags);
@@ -779,12 +779,9 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     lost = p->failures - failures_before;
     if (lost > 0 && run_lua) {
-        int status;
+        int status = prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
+                              p->name, lost);
 
-        p->busy++;                      /* a logger that closes is refused */
-        status = prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
-                          p->name, lost);
-        p->busy--;
         if (status != LUA_OK && kept++)
             lua_pop(L, 1);
     } else if (lost > 0) {
@@ -990,6 +987,7 @@ static const luaL_Reg metamethods[] = {
 void prd_producer_open(lua_State *L, int json_idx)
 {
     pthread_once(&fork_watch, watch_forks);
+    prd_report_open(L);
     json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
     luaL_setfuncs(L, metamethods, 0);

@@ -98,37 +98,62 @@ static void push_function(lua_State *L, const char *key, lua_CFunction f)
     lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
+/* The keys of the functions push_function keeps (their addresses). */
+static const char handler_key, serve_reports_key, collect_reports_key, log_line_key;
+
 static void push_handler(lua_State *L)
 {
-    static const char key = 0;
-
-    push_function(L, &key, traceback);
+    push_function(L, &handler_key, traceback);
 }
 
-/* Calls the function below nargs arguments with the traceback handler at
- * stack index handler, or pushed for this call when 0; leaves an error
- * on failure. */
-static int call(lua_State *L, int nargs, int handler)
+/*
+ * Calls f with the light userdata ud, protected, with the traceback
+ * handler, the producer busy. Nothing that allocates (so nothing that can
+ * run a finalizer, which could close the producer or raise past us) runs
+ * outside the protected call: f pushes what it needs. Returns the status,
+ * the error on top of the stack on failure.
+ */
+static int call_busy(lua_State *L, prd_producer *p, const char *key, lua_CFunction f,
+                     void *ud)
 {
-    int base, status;
+    int base = lua_gettop(L) + 1, status;
 
-    if (handler)
-        return lua_pcall(L, nargs, 0, handler);
-    base = lua_gettop(L) - nargs;
     push_handler(L);
-    lua_insert(L, base);
-    status = lua_pcall(L, nargs, 0, base);
+    push_function(L, key, f);
+    lua_pushlightuserdata(L, ud);
+    p->busy++;
+    status = lua_pcall(L, 1, 0, base);
+    p->busy--;
     lua_remove(L, base);
     return status;
 }
 
 void prd_log_host(lua_State *L, const char *level, const char *line);   /* log.c */
 
+/* A line for the logger: what log_line needs. */
+typedef struct {
+    int logger;                 /* registry ref */
+    const char *level, *line;
+} prd_line;
+
+/* Protected: calls the logger with the line. */
+static int log_line(lua_State *L)
+{
+    const prd_line *l = lua_touserdata(L, 1);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->logger);
+    lua_pushstring(L, l->level);
+    lua_pushstring(L, l->line);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
 /* printf-style logging through the producer's logger, if the level is
  * enabled; returns the logger's status (an error on top of the stack). */
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
 {
     char line[PRD_TEXT_MAX];
+    prd_line l;
     va_list ap;
 
     if (level < p->log_level)
@@ -141,10 +166,10 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
         prd_log_host(L, level_names[level], line);   /* host's hook or stderr */
         return LUA_OK;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->logger);
-    lua_pushstring(L, level_names[level]);
-    lua_pushstring(L, line);
-    return call(L, 2, 0);
+    l.logger = p->logger;
+    l.level = level_names[level];
+    l.line = line;
+    return call_busy(L, p, &log_line_key, log_line, &l);
 }
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
@@ -379,7 +404,6 @@ static int serve_reports(lua_State *L)
  * with the error on top of the stack. */
 static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
 {
-    static const char key = 0;
     prd_batch b = {p, served, NULL, LUA_OK};
     int status;
 
@@ -387,7 +411,7 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
         push_handler(L);
         *handler = lua_gettop(L);
     }
-    push_function(L, &key, serve_reports);
+    push_function(L, &serve_reports_key, serve_reports);
     lua_pushlightuserdata(L, &b);
     p->busy++;
     status = lua_pcall(L, 1, 1, *handler);
@@ -523,25 +547,10 @@ static int log_stale(lua_State *L, prd_producer *p)
     return log_held(L, p);
 }
 
-static int serve_held(lua_State *L, prd_producer *p)
-{
-    int status;
-
-    p->busy++;
-    status = log_stale(L, p);
-    p->busy--;
-    return status;
-}
-
 /* Logs a held line now (close: no event will follow). */
 int prd_log_held(lua_State *L, prd_producer *p)
 {
-    int status;
-
-    p->busy++;
-    status = log_held(L, p);
-    p->busy--;
-    return status;
+    return log_held(L, p);
 }
 
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
@@ -554,12 +563,10 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
-                return serve_held(L, p);
+                return log_stale(L, p);
             timeout_ms = 0;
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
-                p->busy++;
                 status = serve_other(L, p, ev);
-                p->busy--;
                 rd_kafka_event_destroy(ev);
                 if (status != LUA_OK)
                     return status;
@@ -664,7 +671,6 @@ static int collect_reports(lua_State *L)
  */
 int prd_take_reports(lua_State *L, prd_producer *p, int max)
 {
-    static const char key = 0;
     prd_take t = {p, max};
     int status;
 
@@ -674,7 +680,7 @@ int prd_take_reports(lua_State *L, prd_producer *p, int max)
     }
     atomic_store(&p->ready, 0);
     prd_clear_wake(p);
-    push_function(L, &key, collect_reports);
+    push_function(L, &collect_reports_key, collect_reports);
     lua_pushlightuserdata(L, &t);
     p->busy++;
     status = lua_pcall(L, 1, 2, 0);
@@ -748,4 +754,18 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
         rd_kafka_event_destroy(p->pending);
         p->pending = NULL;
     }
+}
+
+/*
+ * Makes the functions the serving pushes, once per Lua state, before any
+ * producer exists: made later, on first use, the allocation could run a
+ * finalizer that closes the producer being served.
+ */
+void prd_report_open(lua_State *L)
+{
+    push_handler(L);
+    push_function(L, &serve_reports_key, serve_reports);
+    push_function(L, &collect_reports_key, collect_reports);
+    push_function(L, &log_line_key, log_line);
+    lua_pop(L, 4);
 }
