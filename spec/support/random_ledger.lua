@@ -121,7 +121,9 @@ end
 -- The report's fields against what produce was given.
 function Ledger:check_fields(id, e, err, r)
   local function differs(field, got, want)
-    self:problem("reports", "#%d: report.%s is %s, produced %s", id, field, show(tostring(got)), show(tostring(want)))
+    local m = self.messages[id]
+    self:problem("reports", "#%d: report.%s is %s, produced %s (producer: %s)", id, field,
+      show(tostring(got)), show(tostring(want)), m and m.producer and m.producer.description or "?")
   end
   if r.topic ~= e.topic then differs("topic", r.topic, e.topic) end
   if e.partition and r.partition ~= e.partition then differs("partition", r.partition, e.partition) end
