@@ -194,9 +194,5 @@ end
       end)
     end
 
-    -- src/error.c's prd_takes_report (5.1 and LuaJIT) pops one value too
-    -- many when the debug library is not open: core.new then returns its
-    -- options table. Not in this spec's files to fix.
-    pending("luajit-producers: a sandboxed host's producer with on_delivery (prd_takes_report without debug)")
   end)
 end)

@@ -184,6 +184,28 @@ describe("logs", function()
   end)
 end)
 
+describe("a host without the debug library", function()
+  it("makes producers whose callbacks take reports (LuaJIT and 5.1 ask debug.getinfo)", function()
+    local out, ok = H.run_lua([[
+      debug = nil
+      package.loaded.debug = nil
+      local producers = require("producers")
+      local m = producers.mock_cluster(1)
+      local got
+      local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(),
+        on_delivery = function(err, r) got = r and r.key end }
+      assert(tostring(p):find("^producers.kafka"), tostring(p))
+      assert(p:produce("nodebug", "k1", "v", { on_delivery = function(err, r) got = r.key end }))
+      assert(p:flush(10))
+      p:close()
+      m:close()
+      print("report for " .. tostring(got))
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("report for k1", out)
+  end)
+end)
+
 local describe_jit = jit and describe or pending
 describe_jit("a forked child (LuaJIT's ffi)", function()
   it("refuses the parent's producer and collects it without waiting", function()

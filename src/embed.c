@@ -13,8 +13,6 @@
 #include "embed.h"
 #include "producers.h"
 
-int prd_log_write(lua_State *L);   /* log.c */
-
 /* package.preload loader: upvalue 1 is the index in prd_embedded_files. */
 static int load_embedded(lua_State *L)
 {

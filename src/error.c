@@ -63,24 +63,26 @@ int prd_takes_report(lua_State *L, int idx)
             takes = ar.nparams >= 2 || ar.isvararg;
     }
 #else
-    lua_pushglobaltable(L);             /* raw reads: no metamethod runs */
-    lua_pushliteral(L, "debug");
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    if (lua_istable(L, -1)) {
-        lua_pushliteral(L, "getinfo");
-        lua_rawget(L, -2);
-        lua_pushvalue(L, idx);
-        lua_pushliteral(L, "u");
-        if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
-            lua_getfield(L, -1, "nparams");
-            lua_getfield(L, -2, "isvararg");
-            if (lua_isnumber(L, -2))
-                takes = lua_tointeger(L, -2) >= 2 || lua_toboolean(L, -1);
-            lua_pop(L, 2);
+    {
+        int top = lua_gettop(L);
+
+        lua_pushglobaltable(L);         /* raw reads: no metamethod runs */
+        lua_pushliteral(L, "debug");
+        lua_rawget(L, -2);              /* _G, debug */
+        if (lua_istable(L, -1)) {       /* a sandbox may have none */
+            lua_pushliteral(L, "getinfo");
+            lua_rawget(L, -2);
+            lua_pushvalue(L, idx);
+            lua_pushliteral(L, "u");
+            if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+                lua_getfield(L, -1, "nparams");
+                lua_getfield(L, -2, "isvararg");
+                if (lua_isnumber(L, -2))
+                    takes = lua_tointeger(L, -2) >= 2 || lua_toboolean(L, -1);
+            }
         }
+        lua_settop(L, top);
     }
-    lua_pop(L, 2);
 #endif
     return takes;
 }

@@ -173,6 +173,12 @@ void prd_report_open(lua_State *L);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
 
+/* log.c: the host's side (producers_set_log) and the shared __gc deadline. */
+void prd_log_host(lua_State *L, const char *level, const char *line);
+int prd_log_write(lua_State *L);
+int prd_gc_wait_ms(lua_State *L, int timeout_ms);
+void prd_gc_done(lua_State *L);
+
 /* error.c */
 int prd_fail(lua_State *L, rd_kafka_resp_err_t err);
 int prd_fail_text(lua_State *L, rd_kafka_resp_err_t err, const char *text);

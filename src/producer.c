@@ -740,11 +740,6 @@ static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
         drain_silently(L, p, timeout_ms);
 }
 
-/* log.c (to join prd.h's declarations) */
-void prd_log_host(lua_State *L, const char *level, const char *line);
-int prd_gc_wait_ms(lua_State *L, int timeout_ms);
-void prd_gc_done(lua_State *L);
-
 /*
  * The one teardown: waits up to timeout_ms for deliveries, purges what is
  * left, serves the purged reports, frees librdkafka's handle and the refs.

@@ -119,8 +119,6 @@ static int call_busy(lua_State *L, prd_producer *p, const char *key, lua_CFuncti
     return status;
 }
 
-void prd_log_host(lua_State *L, const char *level, const char *line);   /* log.c */
-
 /* A line for the logger: what log_line needs. */
 typedef struct {
     int logger;                 /* registry ref */
