@@ -756,6 +756,18 @@ static void open_cjson(lua_State *L, int state_idx)
     if (!lua_isfunction(L, -1))
         luaL_error(L, "json = \"lua-cjson\": lua-cjson without cjson.new(), need 2.1 or later");
     lua_call(L, 0, 1);                      /* cjson, instance */
+    /* A buffer of its own for each call, not the instance's: on LuaJIT
+     * and Lua 5.1 the collector runs inside lua_pushlstring before it
+     * copies encode's buffer, and a finalizer that produces with
+     * json = "lua-cjson" there overwrote the bytes being copied (a value
+     * of the right length with another's JSON at its head, spec/21) */
+    lua_getfield(L, -1, "encode_keep_buffer");
+    if (lua_isfunction(L, -1)) {
+        lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
     lua_getfield(L, -1, "encode");
     lua_rawseti(L, state_idx, 2);
     lua_pop(L, 2);
