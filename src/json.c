@@ -590,28 +590,43 @@ static int put_list(prd_buf *b, lua_State *L, int t, lua_Number first)
     return 1;
 }
 
-/* Whether the value at idx is the field name of OpenResty's cjson, loaded
- * as "cjson" or "cjson.safe" (lua-cjson 2.1.0 has no such fields). Looked
- * up at each use: only tables with a metatable and light userdata ask. */
-static int cjson_marker(lua_State *L, int idx, const char *name)
+/* The names cjson_marker looks up, as Lua strings made once (see
+ * prd_json_open) and kept in the registry under &marker_names: pushing a
+ * new string there could run the collector, and a finalizer that encodes
+ * a value (a produce) would overwrite the buffer being written (spec/21). */
+static const char *const marker_names[] = {
+    "_LOADED", "cjson", "cjson.safe", "array_mt", "empty_array_mt", "empty_array"
+};
+enum { NAME_LOADED = 1, NAME_CJSON, NAME_CJSON_SAFE, NAME_ARRAY_MT,
+       NAME_EMPTY_ARRAY_MT, NAME_EMPTY_ARRAY };
+
+/* Whether the value at idx is the field (NAME_...) of OpenResty's cjson,
+ * loaded as "cjson" or "cjson.safe" (lua-cjson 2.1.0 has no such fields).
+ * Looked up at each use: only tables with a metatable and light userdata
+ * ask. Raw reads of strings made beforehand: allocates nothing. */
+static int cjson_marker(lua_State *L, int idx, int name)
 {
-    static const char *const modules[] = { "cjson", "cjson.safe" };
     int i, is = 0;
 
     idx = lua_absindex(L, idx);
-    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, marker_names) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_rawgeti(L, -1, NAME_LOADED);
+    lua_rawget(L, LUA_REGISTRYINDEX);       /* names, _LOADED */
     for (i = 0; i < 2 && !is && lua_istable(L, -1); i++) {
-        lua_pushstring(L, modules[i]);
-        lua_rawget(L, -2);                  /* _LOADED, module */
+        lua_rawgeti(L, -2, NAME_CJSON + i);
+        lua_rawget(L, -2);                  /* names, _LOADED, module */
         if (lua_istable(L, -1)) {
-            lua_pushstring(L, name);
-            lua_rawget(L, -2);              /* _LOADED, module, field */
+            lua_rawgeti(L, -3, name);
+            lua_rawget(L, -2);              /* names, _LOADED, module, field */
             is = !lua_isnil(L, -1) && lua_rawequal(L, -1, idx);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     return is;
 }
 
@@ -642,12 +657,12 @@ static int put_marked(prd_buf *b, lua_State *L, int t, int depth)
 {
     int n;
 
-    if (cjson_marker(L, -1, "array_mt")) {
+    if (cjson_marker(L, -1, NAME_ARRAY_MT)) {
         lua_pop(L, 1);
         put_array(b, L, t, (int)lua_rawlen(L, t), depth);
         return 1;
     }
-    if (cjson_marker(L, -1, "empty_array_mt")) {
+    if (cjson_marker(L, -1, NAME_EMPTY_ARRAY_MT)) {
         lua_pop(L, 1);
         n = array_length(L, t);
         put_array(b, L, t, n > 0 ? n : (int)lua_rawlen(L, t), depth);
@@ -700,7 +715,7 @@ static void put_table(prd_buf *b, lua_State *L, int t, int depth)
  * which stays small enough to inline. */
 static void put_other(prd_buf *b, lua_State *L, int type)
 {
-    if (type == LUA_TLIGHTUSERDATA && cjson_marker(L, -1, "empty_array"))
+    if (type == LUA_TLIGHTUSERDATA && cjson_marker(L, -1, NAME_EMPTY_ARRAY))
         put(b, "[]", 2);
     else
         fail(L, -1, type == LUA_TNUMBER ? "must not be NaN or Inf" : "type not supported");
@@ -724,6 +739,7 @@ static inline void put_value(prd_buf *b, lua_State *L, int type, int depth)
 void prd_json_open(lua_State *L)
 {
     prd_buf *b;
+    int i;
 
     lua_createtable(L, 2, 0);
     b = lua_newuserdata(L, sizeof *b);
@@ -741,6 +757,12 @@ void prd_json_open(lua_State *L)
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, 1);
 
+    lua_createtable(L, (int)(sizeof marker_names / sizeof *marker_names), 0);
+    for (i = 0; i < (int)(sizeof marker_names / sizeof *marker_names); i++) {
+        lua_pushstring(L, marker_names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, marker_names);
 }
 
 /* Stores the encode function of a lua-cjson instance of its own in the
