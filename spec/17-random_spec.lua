@@ -91,18 +91,15 @@ local function report(result, kind)
             result.summary, result.producers)
 end
 
--- LuaJIT: two defects this test found are still open (docs/reliability.md,
--- "Open under LuaJIT"): about one run in ten hangs inside LuaJIT, and one
--- run in twenty saw a lent value read after its string was reused. The
--- test runs under LuaJIT only when asked (PRODUCERS_RANDOM_LUAJIT=1), so
--- that CI's verdict is not a coin toss; Lua 5.4 and ASan run it always.
-local run_here = not jit or os.getenv("PRODUCERS_RANDOM_LUAJIT") == "1"
-local describe_here = run_here and describe or pending
-
-describe_here("random API sequences (seed " .. SEED .. ")", function()
+-- LuaJIT runs this with its compiler off: the compiler has a bug of its
+-- own (spec/21: a compiled pairs() loop whose end is first reached inside
+-- a finalizer never returns) that this test's finalizers met in about one
+-- run in ten. The library is C: the interpreter exercises it the same.
+describe("random API sequences (seed " .. SEED .. ")", function()
   local cluster, before, after, result
 
   setup(function()
+    if jit then jit.off(); jit.flush() end
     cluster = producers.mock_cluster(3)
     for name, partitions in pairs(TOPICS) do cluster:create_topic(name, partitions, 3) end
     warm_up(cluster)
@@ -115,6 +112,7 @@ describe_here("random API sequences (seed " .. SEED .. ")", function()
 
   teardown(function()
     if cluster then cluster:close() end
+    if jit then jit.on() end
   end)
 
   it("give every accepted message exactly one report with its fields, a refused one none", function()

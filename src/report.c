@@ -27,28 +27,6 @@
 
 static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"};
 
-#if defined(__has_include)
-#if __has_include(<luajit.h>)
-#include <luajit.h>                 /* LUAJIT_VERSION */
-#endif
-#endif
-
-#ifdef LUAJIT_VERSION
-
-/*
- * Message handler for protected calls: the message as it is (error()
- * put the position in it). Walking LuaJIT's stack from here, while it
- * handles an error that a finalizer raised, sometimes never returned
- * (spec/17 under LuaJIT: 1 run in 4 hung with a walk, 0 in 8 without).
- */
-static int traceback(lua_State *L)
-{
-    (void)L;
-    return 1;
-}
-
-#else
-
 #ifndef LUA_GCISRUNNING            /* Lua 5.1: taken as running */
 #define gc_is_running(L) 1
 #else
@@ -74,8 +52,6 @@ static int traceback(lua_State *L)
         lua_gc(L, LUA_GCRESTART, 0);
     return 1;
 }
-
-#endif
 
 /* Pushes f, made once per Lua state and kept in the registry under key:
  * LuaJIT allocates a new closure on every lua_pushcfunction. */
