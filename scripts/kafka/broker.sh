@@ -41,9 +41,13 @@ now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------- layout
 
-# ports: single node 19092/19093/19094; three nodes 19100+10*i+{2,3,4}
+# ports: single node 19092/19093/19094; three nodes 19100+10*i+{2,3,4};
+# PRODUCERS_KAFKA_PORT_OFFSET moves them all (with PRODUCERS_KAFKA_DIR, a
+# second cluster runs beside the first)
+PORT_OFFSET=${PRODUCERS_KAFKA_PORT_OFFSET:-0}
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] || die "PRODUCERS_KAFKA_PORT_OFFSET must be a number, got '$PORT_OFFSET'"
 port_base() { # NODES I
-  if [[ $1 == 1 ]]; then echo 19090; else echo $((19100 + 10 * $2)); fi
+  if [[ $1 == 1 ]]; then echo $((19090 + PORT_OFFSET)); else echo $((19100 + 10 * $2 + PORT_OFFSET)); fi
 }
 plain_port() { echo $(($(port_base "$1" "$2") + 2)); }
 sasl_port() { echo $(($(port_base "$1" "$2") + 3)); }
