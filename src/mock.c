@@ -247,6 +247,25 @@ static const luaL_Reg mock_methods[] = {
     {"close", prd_mock_close},
     {NULL, NULL}};
 
+/***
+ * core.test_fatal_error(producer, name [, reason]): raises a fatal error
+ * in the producer as librdkafka would (librdkafka's own test hook), so
+ * specs can check what a fatal error does without a broker that fences.
+ * @treturn true, or nil, message, name when librdkafka refuses
+ */
+int prd_test_fatal_error(lua_State *L)
+{
+    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+    rd_kafka_resp_err_t err = prd_check_err_name(L, 2);
+    const char *reason = luaL_optstring(L, 3, "test fatal error");
+
+    luaL_argcheck(L, p->rk != NULL, 1, "producer is closed");
+    if ((err = rd_kafka_test_fatal_error(p->rk, err, reason)))
+        return prd_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* Makes the MockCluster metatable; pushes the constructor. */
 void prd_mock_open(lua_State *L)
 {

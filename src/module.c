@@ -58,6 +58,10 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "mock_cluster");
     lua_pushcfunction(L, prd_error_string);
     lua_setfield(L, -2, "error_string");
+    lua_pushcfunction(L, prd_test_fatal_error);
+    lua_setfield(L, -2, "test_fatal_error");
+    prd_error_open(L);
+    lua_setfield(L, -2, "error");
     lua_pushcfunction(L, prd_check_config);
     lua_setfield(L, -2, "check_config");
     lua_pushvalue(L, json);

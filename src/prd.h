@@ -32,6 +32,7 @@
 
 #define PRD_PRODUCER_T "producers.Producer"
 #define PRD_MOCK_T "producers.MockCluster"
+#define PRD_ERROR_T "producers.Error"
 
 /*
  * What a message carries to its report, in its opaque:
@@ -103,6 +104,8 @@ typedef struct prd_producer {
     int on_delivery;             /* registry ref: producer-wide callback */
     int on_delivery_report;      /* it takes a report (prd_takes_report) */
     int logger;                  /* registry ref: function(level, message) */
+    int on_error;                /* registry ref: function(err), or LUA_NOREF:
+                                    client errors are logged */
     int log_level;               /* lowest enum prd_level passed to logger */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
@@ -179,9 +182,15 @@ int prd_log_write(lua_State *L);
 int prd_gc_wait_ms(lua_State *L, int timeout_ms);
 void prd_gc_done(lua_State *L);
 
-/* error.c */
+/* error.c: the error object's flags (retriable is also set for the
+ * errors error.c knows to be retriable). */
+enum { PRD_E_RETRIABLE = 1, PRD_E_FATAL = 2, PRD_E_TXN_ABORT = 4 };
+void prd_push_error(lua_State *L, rd_kafka_resp_err_t err, const char *message, int flags);
+void prd_push_rd_error(lua_State *L, const rd_kafka_error_t *e, const char *message);
 int prd_fail(lua_State *L, rd_kafka_resp_err_t err);
 int prd_fail_text(lua_State *L, rd_kafka_resp_err_t err, const char *text);
+int prd_fail_fatal(lua_State *L, rd_kafka_t *rk);
+void prd_error_open(lua_State *L);
 int prd_check_callable(lua_State *L, int idx);
 int prd_takes_report(lua_State *L, int idx);
 int prd_check_timeout_ms(lua_State *L, int idx, int default_ms);
@@ -194,5 +203,6 @@ void prd_producer_open(lua_State *L, int json_idx);
 int prd_producer_new(lua_State *L);
 int prd_check_config(lua_State *L);
 void prd_mock_open(lua_State *L);
+int prd_test_fatal_error(lua_State *L);
 
 #endif

@@ -89,6 +89,7 @@ static void release(lua_State *L, prd_producer *p)
 {
     unref(L, &p->on_delivery);
     unref(L, &p->logger);
+    unref(L, &p->on_error);
     unref(L, &p->encoder);
     prd_secrets_free(p->secrets);
     p->secrets = NULL;
@@ -162,7 +163,7 @@ int prd_producer_new(lua_State *L)
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
     p->generation = fork_generation;
-    p->on_delivery = p->logger = p->encoder = LUA_NOREF;
+    p->on_delivery = p->logger = p->on_error = p->encoder = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
     atomic_init(&p->ready, 1);
@@ -170,6 +171,7 @@ int prd_producer_new(lua_State *L)
 
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
+    p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         p->on_delivery_report = prd_takes_report(L, -1);
@@ -585,6 +587,7 @@ static rd_kafka_resp_err_t send_message(prd_producer *p, const message *m, int m
  * @treturn[2] nil, nothing queued, no report will come
  * @treturn[2] string message, e.g. "Local: Queue full"
  * @treturn[2] string error name, e.g. "_QUEUE_FULL"
+ * @treturn[2] table error object (producers.Error)
  * @raise on bad arguments, and with the error of a delivery callback
  *   served after queueing (the message is queued all the same)
  */
@@ -613,7 +616,8 @@ static int prd_producer_produce(lua_State *L)
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
         prd_opaque_release(L, opaque);
-        return prd_fail(L, err);        /* serves nothing: the refusal stands */
+        /* serves nothing: the refusal stands */
+        return err == RD_KAFKA_RESP_ERR__FATAL ? prd_fail_fatal(L, p->rk) : prd_fail(L, err);
     }
     p->outstanding++;
     if (p->serve_on_produce)
@@ -699,6 +703,7 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
  * @treturn[2] nil
  * @treturn[2] string "timed out"
  * @treturn[2] int messages still queued
+ * @treturn[2] table error object (_TIMED_OUT)
  */
 static int prd_producer_flush(lua_State *L)
 {
@@ -716,7 +721,8 @@ static int prd_producer_flush(lua_State *L)
     lua_pushnil(L);
     lua_pushliteral(L, "timed out");
     lua_pushinteger(L, left);
-    return 3;
+    prd_push_error(L, RD_KAFKA_RESP_ERR__TIMED_OUT, "timed out", 0);
+    return 4;
 }
 
 /* Waits up to timeout_ms for the queue to empty, running no Lua. */

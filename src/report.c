@@ -66,7 +66,8 @@ static void push_function(lua_State *L, const char *key, lua_CFunction f)
 }
 
 /* The keys of the functions push_function keeps (their addresses). */
-static const char handler_key, serve_reports_key, collect_reports_key, log_line_key;
+static const char handler_key, serve_reports_key, collect_reports_key, log_line_key,
+                  on_error_key;
 
 static void push_handler(lua_State *L)
 {
@@ -196,6 +197,25 @@ static void push_error(lua_State *L, prd_producer *p, const rd_kafka_message_t *
         lua_pushnil(L);
 }
 
+/* Pushes m's failure as an error object, with err's message (push_error).
+ * A message failed by a fatal error (_FATAL) names that error. */
+static void push_error_object(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+{
+    rd_kafka_resp_err_t err = m->err;
+    int flags = 0;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(p->rk, NULL, 0);
+
+        if (fatal)
+            err = fatal;
+        flags = PRD_E_FATAL;
+    }
+    push_error(L, p, m);
+    prd_push_error(L, err, lua_tostring(L, -1), flags);
+    lua_remove(L, -2);
+}
+
 /* Pushes the report table of message m. */
 static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
@@ -221,6 +241,8 @@ static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t 
     if (m->err) {
         lua_pushstring(L, rd_kafka_err2name(m->err));
         lua_setfield(L, -2, "error");
+        push_error_object(L, p, m);
+        lua_setfield(L, -2, "error_object");
     }
     if (cause) {
         lua_pushstring(L, rd_kafka_err2name(p->last_error));
@@ -433,34 +455,66 @@ static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
 }
 
-static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+/* A client-level error for on_error: what call_on_error needs. */
+typedef struct {
+    int on_error;               /* registry ref */
+    rd_kafka_resp_err_t err;
+    const char *text;           /* redacted */
+    int fatal;
+} prd_client_error;
+
+/* Protected: calls on_error with the error object. */
+static int call_on_error(lua_State *L)
 {
+    const prd_client_error *e = lua_touserdata(L, 1);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->on_error);
+    prd_push_error(L, e->err, e->text, e->fatal ? PRD_E_FATAL : 0);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+/*
+ * An error event: a client-level error (a broker down, failed
+ * authentication, a fatal error), handed to on_error or, without one,
+ * logged. It is kept as the likely cause of the local failures that
+ * follow (has_cause).
+ */
+static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
+    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+    prd_client_error e = {p->on_error, err, NULL, rd_kafka_event_error_is_fatal(ev)};
+    char text[PRD_TEXT_MAX];
     int status;
 
+    if (held_is(p, rd_kafka_event_error_string(ev)))
+        p->held_log[0] = '\0';
+    else if ((status = log_held(L, p)) != LUA_OK)
+        return status;
+    snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
+    prd_redact(p->secrets, text);
+    /* "all brokers are down" follows the error that took them down:
+     * it names the cause only when there is no other */
+    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || !p->last_error) {
+        p->last_error = err;
+        snprintf(p->last_error_text, sizeof p->last_error_text, "%.*s",
+                 (int)sizeof p->last_error_text - 1, text);
+    }
+    if (p->on_error != LUA_NOREF) {
+        e.text = text;
+        return call_busy(L, p, &on_error_key, call_on_error, &e);
+    }
+    return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
+                    text, rd_kafka_err2name(err));
+}
+
+static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
     switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_LOG:
         return serve_log(L, p, ev);
     case RD_KAFKA_EVENT_ERROR:
-        if (held_is(p, rd_kafka_event_error_string(ev)))
-            p->held_log[0] = '\0';
-        else if ((status = log_held(L, p)) != LUA_OK)
-            return status;
-        /* "all brokers are down" follows the error that took them down:
-         * it names the cause only when there is no other */
-        if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
-            !p->last_error) {
-            char text[PRD_TEXT_MAX];
-
-            snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
-            prd_redact(p->secrets, text);
-            p->last_error = rd_kafka_event_error(ev);
-            snprintf(p->last_error_text, sizeof p->last_error_text, "%.*s",
-                     (int)sizeof p->last_error_text - 1, text);
-        }
-        return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)",
-                     rd_kafka_event_error_is_fatal(ev) ? "fatal error" : "error",
-                     rd_kafka_event_error_string(ev),
-                     rd_kafka_err2name(rd_kafka_event_error(ev)));
+        return serve_error(L, p, ev);
     default:
         return LUA_OK;
     }
@@ -732,5 +786,6 @@ void prd_report_open(lua_State *L)
     push_function(L, &serve_reports_key, serve_reports);
     push_function(L, &collect_reports_key, collect_reports);
     push_function(L, &log_line_key, log_line);
-    lua_pop(L, 4);
+    push_function(L, &on_error_key, call_on_error);
+    lua_pop(L, 5);
 }

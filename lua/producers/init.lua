@@ -22,6 +22,9 @@ local M = {
   log = require("producers.log"),
   --- librdkafka's mock cluster, for tests and demos: mock_cluster(brokers)
   mock_cluster = core.mock_cluster,
+  --- an error object, as the Kafka backend returns them:
+  -- error(name [, message [, {retriable=, fatal=, txn_requires_abort=}]])
+  error = core.error,
 }
 
 local backends = { kafka = M.kafka, memory = M.memory }

@@ -37,6 +37,7 @@ local SASL_MECHANISMS = { PLAIN = true, ["SCRAM-SHA-256"] = true, ["SCRAM-SHA-51
 local OPTIONS = {
   bootstrap_servers = "string", username = "string", password = "string",
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
+  on_error = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
   json = "any", serve_on_produce = "boolean",
 }
@@ -153,6 +154,7 @@ function Kafka.new(opts)
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
     on_delivery = opts.on_delivery,
+    on_error = opts.on_error,
     gc_flush_timeout = opts.gc_flush_timeout,
     json = opts.json,
     serve_on_produce = opts.serve_on_produce,

@@ -181,11 +181,12 @@ function Memory:produce(topic, key, value, opts)
   local ready = #self.pending       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
-    return nil, "Local: Queue full", "_QUEUE_FULL"
+    return nil, "Local: Queue full", "_QUEUE_FULL", core.error("_QUEUE_FULL")
   end
   if partition and partition >= self.partitions then
     self:serve(ready)
-    return nil, core.error_string("_UNKNOWN_PARTITION"), "_UNKNOWN_PARTITION"
+    return nil, core.error_string("_UNKNOWN_PARTITION"), "_UNKNOWN_PARTITION",
+      core.error("_UNKNOWN_PARTITION")
   end
   local message = {
     topic = topic, key = key, value = bytes, headers = rawget(opts, "headers"),
@@ -212,6 +213,7 @@ function Memory:deliver(item)
   if err_name then
     err = core.error_string(err_name)
     report.error, report.offset = err_name, -1001
+    report.error_object = core.error(err_name)
   else
     local tp = m.topic .. "\0" .. m.partition
     report.offset = self.next_offset[tp] or 0

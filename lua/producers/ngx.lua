@@ -436,9 +436,10 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] string error name (e.g. "_QUEUE_FULL")
+-- @treturn[2] table error object (producers.Error)
 function Instance:produce(topic, key, value, opts)
   if self.closed then
-    return nil, "producer is closed", "_DESTROY"
+    return nil, "producer is closed", "_DESTROY", producers.error("_DESTROY", "producer is closed")
   end
   if opts ~= nil and type(opts) == "table" then
     local cb = rawget(opts, "on_delivery")
@@ -452,7 +453,7 @@ function Instance:produce(topic, key, value, opts)
       end
     end
   end
-  local ok, err, code = self.producer:produce(topic, key, value, opts)
+  local ok, err, code, err_object = self.producer:produce(topic, key, value, opts)
   if ok then
     self.produced = self.produced + 1
     if not self.draining and not self.drain_scheduled and ngx.worker.exiting() then
@@ -460,7 +461,7 @@ function Instance:produce(topic, key, value, opts)
       self.drain_scheduled = ngx.timer.at(0, drain_timer, self)
     end
   end
-  return ok, err, code
+  return ok, err, code, err_object
 end
 
 --- Queues a message and waits for its report without blocking the worker
