@@ -166,6 +166,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
 
 /* report.c: serving the main queue. */
 int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served);
+int prd_serve_max(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max);
 void prd_queue_event(rd_kafka_t *rk, void *opaque);
 void prd_wake_if_waiting(prd_producer *p);
 void prd_clear_wake(prd_producer *p);

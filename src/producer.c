@@ -626,22 +626,38 @@ static int prd_producer_produce(lua_State *L)
     return 1;
 }
 
+/* The optional bound on reports at idx: an integer from 1, or def. */
+static int check_max_reports(lua_State *L, int idx, int def)
+{
+    lua_Integer max = def;
+    int exact = 1;
+
+    if (!lua_isnoneornil(L, idx))
+        max = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &exact) : 0;
+    luaL_argcheck(L, exact && max >= 1 && max <= INT32_MAX, idx,
+                  "max must be an integer from 1 to 2147483647");
+    return (int)max;
+}
+
 /***
  * Serves delivery reports, logs and errors, waiting up to timeout for
- * the first one.
+ * the first one; with max_reports, serves at most that many reports
+ * (the rest wait for the next call, and event_fd stays readable).
  * @function poll
  * @number[opt=0] timeout seconds
+ * @int[opt] max_reports
  * @treturn int number of delivery reports served
  */
 static int prd_producer_poll(lua_State *L)
 {
     prd_producer *p = check_producer(L);
-    int served = 0;
+    int timeout_ms = prd_check_timeout_ms(L, 2, 0);
+    int max = check_max_reports(L, 3, INT32_MAX), served = 0;
 
     if (!p->busy)
         prd_clear_wake(p);      /* event_fd is not readable after a poll
                                    that finds nothing */
-    if (prd_serve(L, p, prd_check_timeout_ms(L, 2, 0), &served) != LUA_OK)
+    if (prd_serve_max(L, p, timeout_ms, &served, max) != LUA_OK)
         return lua_error(L);
     lua_pushinteger(L, served);
     return 1;
@@ -723,6 +739,56 @@ static int prd_producer_flush(lua_State *L)
     lua_pushinteger(L, left);
     prd_push_error(L, RD_KAFKA_RESP_ERR__TIMED_OUT, "timed out", 0);
     return 4;
+}
+
+/* purge's options (the table at idx, read raw) as librdkafka's flags:
+ * without a table, queued and in-flight messages both. */
+static int purge_flags(lua_State *L, int idx)
+{
+    int flags = 0;
+
+    if (lua_isnoneornil(L, idx))
+        return RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {                  /* ..., key, value */
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        int flag = strcmp(key, "queued") == 0      ? RD_KAFKA_PURGE_F_QUEUE
+                 : strcmp(key, "in_flight") == 0   ? RD_KAFKA_PURGE_F_INFLIGHT : 0;
+
+        if (!flag)
+            luaL_error(L, "purge: unknown option '%s' (queued, in_flight)",
+                       lua_type(L, -2) == LUA_TSTRING ? key : luaL_typename(L, -2));
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            luaL_error(L, "purge: option '%s' must be a boolean, got %s", key,
+                       luaL_typename(L, -1));
+        if (lua_toboolean(L, -1))
+            flags |= flag;
+        lua_pop(L, 1);
+    }
+    return flags;
+}
+
+/***
+ * Purges messages librdkafka holds: queued (not yet sent) and in flight
+ * (sent, no answer yet; the broker may still write them). Each purged
+ * message gets one failure report, "_PURGE_QUEUE" or "_PURGE_INFLIGHT",
+ * served by the next poll, flush or close.
+ * @function purge
+ * @tparam[opt] table opts queued, in_flight (booleans; without opts, both)
+ * @treturn[1] true
+ * @treturn[2] nil, message, name, error object
+ */
+static int prd_producer_purge(lua_State *L)
+{
+    prd_producer *p = check_producer(L);
+    int flags = purge_flags(L, 2);
+    rd_kafka_resp_err_t err;
+
+    if (flags && (err = rd_kafka_purge(p->rk, flags)))
+        return prd_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* Waits up to timeout_ms for the queue to empty, running no Lua. */
@@ -931,14 +997,8 @@ static int prd_producer_stats(lua_State *L)
 static int prd_producer_reports(lua_State *L)
 {
     prd_producer *p = check_producer(L);
-    lua_Integer max = 1000;
-    int exact = 1;
 
-    if (!lua_isnoneornil(L, 2))
-        max = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &exact) : 0;
-    luaL_argcheck(L, exact && max >= 1 && max <= INT32_MAX, 2,
-                  "max must be an integer from 1 to 2147483647");
-    return prd_take_reports(L, p, (int)max);
+    return prd_take_reports(L, p, check_max_reports(L, 2, 1000));
 }
 
 /***
@@ -972,6 +1032,7 @@ static const luaL_Reg methods[] = {
     {"event_fd", prd_producer_event_fd},
     {"stats", prd_producer_stats},
     {"reports", prd_producer_reports},
+    {"purge", prd_producer_purge},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

@@ -17,6 +17,7 @@
  * parameter, function(err), gets no report table: none is built.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +352,7 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 typedef struct {
     prd_producer *p;
     int *served;
+    int max;                    /* stop when *served reaches it */
     void *opaque;               /* of the report being served, until released */
     int status;                 /* a logger's error status */
 } prd_batch;
@@ -369,7 +371,7 @@ static int serve_reports(lua_State *L)
     prd_producer *p = b->p;
     const rd_kafka_message_t *m;
 
-    while (p->pending) {
+    while (p->pending && *b->served < b->max) {
         if (!(m = rd_kafka_event_message_next(p->pending))) {
             rd_kafka_event_destroy(p->pending);
             p->pending = NULL;
@@ -389,9 +391,9 @@ static int serve_reports(lua_State *L)
 /* Serves p->pending in one protected call, with the traceback handler at
  * *handler (pushed at the top when 0). Returns LUA_OK, or an error status
  * with the error on top of the stack. */
-static int serve_batch(lua_State *L, prd_producer *p, int *served, int *handler)
+static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int *handler)
 {
-    prd_batch b = {p, served, NULL, LUA_OK};
+    prd_batch b = {p, served, max, NULL, LUA_OK};
     int status;
 
     if (!*handler) {
@@ -573,12 +575,12 @@ int prd_log_held(lua_State *L, prd_producer *p)
 }
 
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
-                        int *handler)
+                        int max, int *handler)
 {
     rd_kafka_event_t *ev;
     int status;
 
-    for (;;) {
+    while (*served < max) {
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
@@ -593,19 +595,20 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
             }
             p->pending = ev;
         }
-        if ((status = serve_batch(L, p, served, handler)) != LUA_OK)
+        if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
             return status;
     }
+    return LUA_OK;
 }
 
 /* Serves with one traceback handler on the stack for every batch's
  * protected call, pushed when first needed and removed after (an error
  * object above it moves down). */
-static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
 {
     int handler = 0, status;
 
-    status = serve_events(L, p, timeout_ms, served, &handler);
+    status = serve_events(L, p, timeout_ms, served, max, &handler);
     if (handler)
         lua_remove(L, handler);
     return status;
@@ -718,11 +721,11 @@ long prd_waiting(prd_producer *p)
 
 /*
  * Serves events for up to timeout_ms (waiting only for the first one)
- * until the queue is empty, adding the number of delivery reports served
- * to *served. Returns LUA_OK, or a Lua error status with the error object
- * on top of the stack.
+ * until the queue is empty or *served reaches max, adding the number of
+ * delivery reports served to *served. Returns LUA_OK, or a Lua error
+ * status with the error object on top of the stack.
  */
-int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+int prd_serve_max(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
 {
     int status;
 
@@ -738,10 +741,15 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
     /* first: what arrives after this sets them again */
     atomic_store(&p->ready, 0);
     prd_clear_wake(p);
-    status = serve(L, p, timeout_ms, served);
-    if (status != LUA_OK)
-        prd_wake_if_waiting(p);
+    status = serve(L, p, timeout_ms, served, max);
+    if (status != LUA_OK || *served >= max)
+        prd_wake_if_waiting(p);         /* what is left stays ready */
     return status;
+}
+
+int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
+{
+    return prd_serve_max(L, p, timeout_ms, served, INT_MAX);
 }
 
 /*

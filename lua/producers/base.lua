@@ -5,9 +5,9 @@
 -- `producers.register(kind, class)` adds one. `producers.kafka` (in C) and
 -- `producers.memory` (in Lua) implement it.
 --
---   p:produce(topic, key, value [, opts]) --> true | nil, message, code
---   p:poll([timeout_s])                   --> reports served
---   p:flush([timeout_s])                  --> true | nil, "timed out", still queued
+--   p:produce(topic, key, value [, opts]) --> true | nil, message, code, error object
+--   p:poll([timeout_s [, max_reports]])   --> reports served
+--   p:flush([timeout_s])                  --> true | nil, "timed out", still queued, error object
 --   p:close([timeout_s])
 -- @classmod producers.BaseProducer
 

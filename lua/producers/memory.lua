@@ -245,9 +245,23 @@ function Memory:serve(n)
   return served
 end
 
-function Memory:poll()
+function Memory:poll(_, max_reports)
   check_open(self)
-  return self:serve(#self.pending)
+  return self:serve(math.min(#self.pending, max_reports or #self.pending))
+end
+
+--- Fails every message not yet reported with "_PURGE_QUEUE" (this
+-- backend has nothing in flight); their reports come with the next
+-- poll, flush or close, as the Kafka backend's do.
+function Memory:purge(opts)
+  check_open(self)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'purge' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  if opts == nil or opts.queued then
+    for _, item in ipairs(self.pending) do item.error = "_PURGE_QUEUE" end
+  end
+  return true
 end
 
 function Memory:flush()
