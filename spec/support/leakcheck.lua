@@ -2,7 +2,7 @@
 -- tables, strings (large ones lent), tombstones, headers, per-message
 -- callbacks (with and without a report), a raising
 -- callback, bad input, a full queue, purge on close, collection without
--- close, the mock cluster. Exits 0 when all went as expected.
+-- close, the mock cluster, errors as values, purge, a fatal error. Exits 0 when all went as expected.
 local producers = require("producers")
 
 local m = producers.mock_cluster(1)
@@ -71,6 +71,21 @@ retry = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = functio
   on_delivery = function(err, r) retry:produce("t", r.key, string.rep("x", 1200)) end }
 for i = 1, 5 do assert(retry:produce("t", "k" .. i, "v")) end
 retry:close(0.1)
+
+-- errors as values: error objects in reports and refusals, on_error,
+-- purge, poll with max_reports, a fatal error
+local objects = 0
+local purged
+purged = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+  on_error = function(e) assert(e.name) end,
+  on_delivery = function(err, r) if r.error_object then objects = objects + 1 end end }
+for i = 1, 10 do assert(purged:produce("t", "k" .. i, string.rep("p", 1100 * (i % 2)))) end
+assert(purged:purge())
+while objects < 10 do purged:poll(0.05, 3) end
+assert(select(4, purged:flush(0)) == nil)
+require("producers.core").test_fatal_error(purged, "_FENCED", "leakcheck")
+assert(select(4, purged:produce("t", "k", "v")).fatal)
+purged:close(0)
 
 p:close()
 m:close()
