@@ -133,35 +133,39 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
+/* The boolean field of the table at idx as flag, or 0. */
+static int flag_field(lua_State *L, int idx, const char *field, int flag)
+{
+    lua_getfield(L, idx, field);
+    flag = lua_toboolean(L, -1) ? flag : 0;
+    lua_pop(L, 1);
+    return flag;
+}
+
 /***
  * core.error(name [, message [, flags]]) --> an error object, as the
  * Kafka backend returns them (for backends written in Lua and tests):
- * flags is a table of retriable, fatal, txn_requires_abort (booleans);
- * retriable defaults to what the name says.
+ * flags is a table of booleans fatal, txn_requires_abort and retriable
+ * (which, when absent, is what the name says).
  */
 static int new_error(lua_State *L)
 {
     rd_kafka_resp_err_t err = prd_check_err_name(L, 1);
     const char *message = luaL_optstring(L, 2, NULL);
-    int flags = 0;
 
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "retriable");
-        lua_getfield(L, 3, "fatal");
-        lua_getfield(L, 3, "txn_requires_abort");
-        flags = (lua_toboolean(L, -3) ? PRD_E_RETRIABLE : 0) |
-                (lua_toboolean(L, -2) ? PRD_E_FATAL : 0) |
-                (lua_toboolean(L, -1) ? PRD_E_TXN_ABORT : 0);
-        lua_pop(L, 3);
+    if (lua_isnoneornil(L, 3)) {
+        prd_push_error(L, err, message, 0);
+        return 1;
     }
-    prd_push_error(L, err, message, flags);
-    if (!lua_isnoneornil(L, 3)) {       /* retriable = false holds too */
-        lua_getfield(L, 3, "retriable");
-        if (!lua_isnil(L, -1)) {
-            lua_pushboolean(L, lua_toboolean(L, -1));
-            lua_setfield(L, -3, "retriable");
-        }
+    luaL_checktype(L, 3, LUA_TTABLE);
+    prd_push_error(L, err, message, flag_field(L, 3, "fatal", PRD_E_FATAL) |
+                                    flag_field(L, 3, "txn_requires_abort", PRD_E_TXN_ABORT));
+    lua_getfield(L, 3, "retriable");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+    } else {
+        lua_pushboolean(L, lua_toboolean(L, -1));
+        lua_setfield(L, -3, "retriable");
         lua_pop(L, 1);
     }
     return 1;
