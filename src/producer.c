@@ -69,6 +69,12 @@ static prd_producer *check_producer(lua_State *L)
     return p;
 }
 
+/* check_producer, for methods defined in other files (stats.c). */
+prd_producer *prd_check_producer(lua_State *L)
+{
+    return check_producer(L);
+}
+
 static void unref(lua_State *L, int *ref)
 {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -90,6 +96,8 @@ static void release(lua_State *L, prd_producer *p)
     unref(L, &p->on_delivery);
     unref(L, &p->logger);
     unref(L, &p->encoder);
+    unref(L, &p->on_stats);
+    prd_stats_free(p);
     prd_secrets_free(p->secrets);
     p->secrets = NULL;
 }
@@ -146,7 +154,8 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  * @tparam table conf librdkafka properties
  * @tparam table opts logger (function(level, message)), log_level
  *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s),
- *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder)
+ *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder),
+ *   on_stats (callable: the decoded statistics)
  * @treturn userdata producer
  */
 int prd_producer_new(lua_State *L)
@@ -162,7 +171,7 @@ int prd_producer_new(lua_State *L)
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
     p->generation = fork_generation;
-    p->on_delivery = p->logger = p->encoder = LUA_NOREF;
+    p->on_delivery = p->logger = p->encoder = p->on_stats = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
     atomic_init(&p->ready, 1);
@@ -170,6 +179,7 @@ int prd_producer_new(lua_State *L)
 
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
+    p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         p->on_delivery_report = prd_takes_report(L, -1);
@@ -198,8 +208,10 @@ int prd_producer_new(lua_State *L)
     p->only_errors = conf_is_true(conf, "delivery.report.only.error");
     rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
     rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
+    p->stats_interval_ms = prd_stats_interval_ms(conf);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
-                                   RD_KAFKA_EVENT_ERROR);
+                                   RD_KAFKA_EVENT_ERROR |
+                                   (p->stats_interval_ms ? RD_KAFKA_EVENT_STATS : 0));
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
@@ -210,6 +222,8 @@ int prd_producer_new(lua_State *L)
     p->queue = rd_kafka_queue_get_main(p->rk);
     rd_kafka_queue_cb_event_enable(p->queue, prd_queue_event, p);
     snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
+    if (prd_stats_start(L, p) != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 
@@ -616,6 +630,7 @@ static int prd_producer_produce(lua_State *L)
         return prd_fail(L, err);        /* serves nothing: the refusal stands */
     }
     p->outstanding++;
+    p->produced_bytes += m.key_len + m.value_len;
     if (p->serve_on_produce)
         serve_now(L, p);
     lua_pushboolean(L, 1);
@@ -966,6 +981,7 @@ static const luaL_Reg methods[] = {
     {"event_fd", prd_producer_event_fd},
     {"stats", prd_producer_stats},
     {"reports", prd_producer_reports},
+    {"metrics", prd_producer_metrics},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
@@ -983,6 +999,7 @@ void prd_producer_open(lua_State *L, int json_idx)
 {
     pthread_once(&fork_watch, watch_forks);
     prd_report_open(L);
+    prd_stats_open(L);
     json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
     luaL_setfuncs(L, metamethods, 0);
