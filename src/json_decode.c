@@ -83,24 +83,27 @@ static int digits(decoder *d)
 }
 
 /* The number token [from, d->at) as a Lua integer, if it is one that
- * fits; returns 0 otherwise. */
+ * fits an int64_t and a lua_Integer; returns 0 otherwise. */
 static int push_integer(decoder *d, const char *from)
 {
     const char *c = from + (*from == '-');
-    lua_Integer n = 0;
+    int64_t n = 0;
     int negative = *from == '-';
 
     for (; c < d->at; c++) {
         int digit = *c - '0';
 
         /* accumulates as a negative number: its range is the larger */
-        if (n < (LUA_MININTEGER + digit) / 10)
+        if (n < (INT64_MIN + digit) / 10)
             return 0;
         n = n * 10 - digit;
     }
-    if (!negative && n == LUA_MININTEGER)
+    if (!negative && n == INT64_MIN)
         return 0;
-    lua_pushinteger(d->L, negative ? n : -n);
+    n = negative ? n : -n;
+    if ((int64_t)(lua_Integer)n != n)
+        return 0;
+    lua_pushinteger(d->L, (lua_Integer)n);
     return 1;
 }
 
