@@ -262,6 +262,7 @@ static int decode_string(decoder *d)
         lua_pushlstring(d->L, from, (size_t)(d->at++ - from));
         return 1;
     }
+    luaL_checkstack(d->L, LUA_MINSTACK, "json: out of stack");   /* the buffer's */
     luaL_buffinit(d->L, &b);
     luaL_addlstring(&b, from, (size_t)(d->at - from));
     for (;;) {
@@ -356,7 +357,7 @@ static int decode_value(decoder *d, int depth)
     case '[':
         if (depth >= DEPTH_MAX)
             return fail(d, "nested too deep");
-        luaL_checkstack(d->L, 3, "json: nested too deep");
+        luaL_checkstack(d->L, 3, "json: nested too deep");   /* table, key, value */
         return *d->at++ == '{' ? decode_object(d, depth + 1) : decode_array(d, depth + 1);
     case '"':
         d->at++;
