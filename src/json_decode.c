@@ -259,7 +259,10 @@ static int decode_string(decoder *d)
            (unsigned char)*d->at >= 0x20)
         d->at++;
     if (d->at < d->end && *d->at == '"') {
-        lua_pushlstring(d->L, from, (size_t)(d->at++ - from));
+        /* not d->at++ in the call: lua-compat-5.3's lua_pushlstring
+         * evaluates its length twice */
+        lua_pushlstring(d->L, from, (size_t)(d->at - from));
+        d->at++;
         return 1;
     }
     luaL_checkstack(d->L, LUA_MINSTACK, "json: out of stack");   /* the buffer's */
@@ -277,7 +280,8 @@ static int decode_string(decoder *d)
             if (!escape(d, &b))
                 return 0;
         } else {
-            luaL_addchar(&b, *d->at++);
+            luaL_addchar(&b, *d->at);   /* a macro: no side effect in it */
+            d->at++;
         }
     }
     d->at++;
@@ -309,7 +313,8 @@ static int decode_array(decoder *d, int depth)
     for (;;) {
         if (!decode_value(d, depth))
             return 0;
-        lua_rawseti(d->L, -2, ++n);          /* a nil (null) leaves a hole */
+        n++;
+        lua_rawseti(d->L, -2, n);            /* a nil (null) leaves a hole */
         skip_space(d);
         if (d->at < d->end && *d->at == ']') {
             d->at++;
