@@ -299,27 +299,32 @@ static int expect(decoder *d, char c, const char *what)
     return 1;
 }
 
+/* Consumes c (after blanks) if it comes next: the end of a container. */
+static int closes(decoder *d, char c)
+{
+    skip_space(d);
+    if (d->at < d->end && *d->at == c) {
+        d->at++;
+        return 1;
+    }
+    return 0;
+}
+
 /* After "[": the elements into a new table. */
 static int decode_array(decoder *d, int depth)
 {
     lua_Integer n = 0;
 
     lua_newtable(d->L);
-    skip_space(d);
-    if (d->at < d->end && *d->at == ']') {
-        d->at++;
+    if (closes(d, ']'))
         return 1;
-    }
     for (;;) {
         if (!decode_value(d, depth))
             return 0;
         n++;
         lua_rawseti(d->L, -2, n);            /* a nil (null) leaves a hole */
-        skip_space(d);
-        if (d->at < d->end && *d->at == ']') {
-            d->at++;
+        if (closes(d, ']'))
             return 1;
-        }
         if (!expect(d, ',', "expected ',' or ']'"))
             return 0;
     }
@@ -329,22 +334,16 @@ static int decode_array(decoder *d, int depth)
 static int decode_object(decoder *d, int depth)
 {
     lua_newtable(d->L);
-    skip_space(d);
-    if (d->at < d->end && *d->at == '}') {
-        d->at++;
+    if (closes(d, '}'))
         return 1;
-    }
     for (;;) {
         if (!expect(d, '"', "expected a string key") || !decode_string(d))
             return 0;
         if (!expect(d, ':', "expected ':'") || !decode_value(d, depth))
             return 0;
         lua_rawset(d->L, -3);                /* table, key, value */
-        skip_space(d);
-        if (d->at < d->end && *d->at == '}') {
-            d->at++;
+        if (closes(d, '}'))
             return 1;
-        }
         if (!expect(d, ',', "expected ',' or '}'"))
             return 0;
     }
