@@ -16,8 +16,8 @@
  * Caveats:
  * - latency is that of the reports served in the last completed window
  *   (statistics.interval.ms, else DEFAULT_WINDOW_MS): a window is closed
- *   when a batch of reports is taken or metrics() is called, so a batch
- *   taken just after a window's end counts in the window before.
+ *   when a batch of reports is taken or metrics() is called after its
+ *   end, and a batch counts whole in the window it was taken in.
  * - __gc (no Lua runs) drops the statistics events it finds.
  */
 #include <stdio.h>
