@@ -136,6 +136,28 @@ describe("statistics", function()
       assert.equal(1, delivered)
     end)
 
+    it("raises in reports(): the error comes back as its second value", function()
+      local calls = 0
+      local p = H.producer(m, { config = STATS, serve_on_produce = false, on_stats = function()
+        calls = calls + 1
+        if calls == 1 then error("stats in reports") end
+      end })
+      assert.is_true(p:produce(H.topic("values"), "k", "v"))
+      local taken, list, err = 0, nil, nil
+      assert.is_true(H.wait_until(function()
+        list, err = p:reports()
+        taken = taken + #list
+        return err ~= nil
+      end, 10))
+      assert.matches("stats in reports", err, 1, true)
+      assert.matches("stack traceback:", err, 1, true)
+      assert.is_true(H.wait_until(function()
+        taken = taken + #p:reports()
+        return taken == 1 and calls >= 2
+      end, 10))
+      p:close()
+    end)
+
     it("cannot close or flush the producer; metrics, poll and produce are allowed", function()
       local results, depth, topic = nil, 0, H.topic("reenter")
       local p
