@@ -92,6 +92,45 @@ typedef struct prd_topic {
     rd_kafka_topic_t *rkt;
 } prd_topic;
 
+/*
+ * Delivery latency of the reports served in a window (stats.c), in a
+ * log-scale histogram of microseconds: values below 16 exact, then 8
+ * buckets a power of two (a bucket within 12.5%), up to 2^40 us. A
+ * report costs prd_latency_record: no clock, no allocation.
+ */
+#define PRD_LATENCY_BUCKETS 304
+
+typedef struct prd_latency {
+    int64_t start_ms;            /* the current window's start (prd_now_ms) */
+    int interval_ms;             /* the windows' length */
+    uint64_t count, sum_us;
+    int64_t max_us;
+    uint64_t buckets[PRD_LATENCY_BUCKETS];
+    uint64_t last_count;         /* the last completed window: */
+    double last_avg_us, last_p99_us;
+} prd_latency;
+
+static inline void prd_latency_record(prd_latency *l, int64_t us)
+{
+    int i = (int)us;
+
+    if (us < 0)                  /* librdkafka does not know */
+        return;
+    if (us >= 16) {
+        int e;
+
+        if (us >= (int64_t)1 << 40)
+            us = ((int64_t)1 << 40) - 1;
+        e = 63 - __builtin_clzll((unsigned long long)us);
+        i = 16 + (e - 4) * 8 + (int)((us >> (e - 3)) & 7);
+    }
+    l->buckets[i]++;
+    l->count++;
+    l->sum_us += (uint64_t)us;
+    if (us > l->max_us)
+        l->max_us = us;
+}
+
 /* The longest text (a log line, an error) handed to Lua, with its NUL. */
 #define PRD_TEXT_MAX 1024
 
@@ -143,6 +182,14 @@ typedef struct prd_producer {
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */
     char name[128];              /* rd_kafka_name(), kept for tostring */
+    /* metrics and statistics (stats.c) */
+    int on_stats;                /* registry ref: function(stats), or LUA_NOREF */
+    int stats_interval_ms;       /* statistics.interval.ms; 0: no statistics */
+    uint64_t produced_bytes;     /* keys + values: queued, */
+    uint64_t delivered_bytes;    /* delivered, */
+    uint64_t failed_bytes;       /* failed */
+    struct prd_brokers *brokers; /* of the last statistics, or NULL */
+    prd_latency latency;         /* of the reports served */
 } prd_producer;
 
 enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };
@@ -175,7 +222,23 @@ int prd_take_reports(lua_State *L, prd_producer *p, int max);
 int prd_log_held(lua_State *L, prd_producer *p);
 void prd_report_open(lua_State *L);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
+void prd_push_function(lua_State *L, const void *key, lua_CFunction f);
+int prd_call_busy(lua_State *L, prd_producer *p, const void *key, lua_CFunction f,
+                  void *ud);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
+
+/* stats.c: statistics.interval.ms's events, on_stats and metrics(). */
+int prd_stats_interval_ms(rd_kafka_conf_t *conf);
+int prd_stats_start(lua_State *L, prd_producer *p);
+int prd_stats_serve(lua_State *L, prd_producer *p, rd_kafka_event_t *ev);
+void prd_latency_tick(prd_latency *l, int64_t now_ms);
+void prd_stats_free(prd_producer *p);
+void prd_stats_open(lua_State *L);
+int prd_producer_metrics(lua_State *L);
+
+/* json_decode.c: JSON text into a Lua value (pushed; or a message, 0). */
+int prd_json_decode(lua_State *L, const char *s, size_t len);
+int prd_json_decode_fn(lua_State *L);
 
 /* log.c: the host's side (producers_set_log) and the shared __gc deadline. */
 void prd_log_host(lua_State *L, const char *level, const char *line);
@@ -200,6 +263,7 @@ int prd_error_string(lua_State *L);
 rd_kafka_resp_err_t prd_check_err_name(lua_State *L, int idx);
 
 /* producer.c and mock.c: metatables and constructors. */
+prd_producer *prd_check_producer(lua_State *L);
 void prd_producer_open(lua_State *L, int json_idx);
 int prd_producer_new(lua_State *L);
 int prd_check_config(lua_State *L);

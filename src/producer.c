@@ -69,6 +69,12 @@ static prd_producer *check_producer(lua_State *L)
     return p;
 }
 
+/* check_producer, for methods defined in other files (stats.c). */
+prd_producer *prd_check_producer(lua_State *L)
+{
+    return check_producer(L);
+}
+
 static void unref(lua_State *L, int *ref)
 {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -91,6 +97,8 @@ static void release(lua_State *L, prd_producer *p)
     unref(L, &p->logger);
     unref(L, &p->on_error);
     unref(L, &p->encoder);
+    unref(L, &p->on_stats);
+    prd_stats_free(p);
     prd_secrets_free(p->secrets);
     p->secrets = NULL;
 }
@@ -147,7 +155,8 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  * @tparam table conf librdkafka properties
  * @tparam table opts logger (function(level, message)), log_level
  *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s),
- *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder)
+ *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder),
+ *   on_stats (callable: the decoded statistics)
  * @treturn userdata producer
  */
 int prd_producer_new(lua_State *L)
@@ -163,7 +172,7 @@ int prd_producer_new(lua_State *L)
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
     p->generation = fork_generation;
-    p->on_delivery = p->logger = p->on_error = p->encoder = LUA_NOREF;
+    p->on_delivery = p->logger = p->on_error = p->encoder = p->on_stats = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
     atomic_init(&p->ready, 1);
@@ -172,6 +181,7 @@ int prd_producer_new(lua_State *L)
     p->logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
     p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
+    p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         p->on_delivery_report = prd_takes_report(L, -1);
@@ -200,8 +210,10 @@ int prd_producer_new(lua_State *L)
     p->only_errors = conf_is_true(conf, "delivery.report.only.error");
     rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
     rd_kafka_conf_set(conf, "log.queue", "true", NULL, 0);
+    p->stats_interval_ms = prd_stats_interval_ms(conf);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
-                                   RD_KAFKA_EVENT_ERROR);
+                                   RD_KAFKA_EVENT_ERROR |
+                                   (p->stats_interval_ms ? RD_KAFKA_EVENT_STATS : 0));
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
@@ -212,6 +224,8 @@ int prd_producer_new(lua_State *L)
     p->queue = rd_kafka_queue_get_main(p->rk);
     rd_kafka_queue_cb_event_enable(p->queue, prd_queue_event, p);
     snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
+    if (prd_stats_start(L, p) != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 
@@ -620,6 +634,7 @@ static int prd_producer_produce(lua_State *L)
         return err == RD_KAFKA_RESP_ERR__FATAL ? prd_fail_fatal(L, p->rk) : prd_fail(L, err);
     }
     p->outstanding++;
+    p->produced_bytes += m.key_len + m.value_len;
     if (p->serve_on_produce)
         serve_now(L, p);
     lua_pushboolean(L, 1);
@@ -1033,6 +1048,7 @@ static const luaL_Reg methods[] = {
     {"stats", prd_producer_stats},
     {"reports", prd_producer_reports},
     {"purge", prd_producer_purge},
+    {"metrics", prd_producer_metrics},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
@@ -1050,6 +1066,7 @@ void prd_producer_open(lua_State *L, int json_idx)
 {
     pthread_once(&fork_watch, watch_forks);
     prd_report_open(L);
+    prd_stats_open(L);
     json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
     luaL_setfuncs(L, metamethods, 0);

@@ -56,7 +56,7 @@ static int traceback(lua_State *L)
 
 /* Pushes f, made once per Lua state and kept in the registry under key:
  * LuaJIT allocates a new closure on every lua_pushcfunction. */
-static void push_function(lua_State *L, const char *key, lua_CFunction f)
+void prd_push_function(lua_State *L, const void *key, lua_CFunction f)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TFUNCTION)
         return;
@@ -72,7 +72,7 @@ static const char handler_key, serve_reports_key, collect_reports_key, log_line_
 
 static void push_handler(lua_State *L)
 {
-    push_function(L, &handler_key, traceback);
+    prd_push_function(L, &handler_key, traceback);
 }
 
 /*
@@ -82,13 +82,13 @@ static void push_handler(lua_State *L)
  * outside the protected call: f pushes what it needs. Returns the status,
  * the error on top of the stack on failure.
  */
-static int call_busy(lua_State *L, prd_producer *p, const char *key, lua_CFunction f,
-                     void *ud)
+int prd_call_busy(lua_State *L, prd_producer *p, const void *key, lua_CFunction f,
+                  void *ud)
 {
     int base = lua_gettop(L) + 1, status;
 
     push_handler(L);
-    push_function(L, key, f);
+    prd_push_function(L, key, f);
     lua_pushlightuserdata(L, ud);
     p->busy++;
     status = lua_pcall(L, 1, 0, base);
@@ -136,7 +136,7 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     l.logger = p->logger;
     l.level = level_names[level];
     l.line = line;
-    return call_busy(L, p, &log_line_key, log_line, &l);
+    return prd_call_busy(L, p, &log_line_key, log_line, &l);
 }
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
@@ -305,14 +305,17 @@ void prd_opaque_release(lua_State *L, void *opaque)
     free(s);
 }
 
-/* Counts m's report: served, delivered or failed. */
+/* Counts m's report: served, delivered or failed, its bytes and latency. */
 static void count_report(prd_producer *p, const rd_kafka_message_t *m)
 {
     p->outstanding--;
+    prd_latency_record(&p->latency, rd_kafka_message_latency(m));
     if (m->err) {
         p->failures++;
+        p->failed_bytes += m->len + m->key_len;
     } else {
         p->delivered++;
+        p->delivered_bytes += m->len + m->key_len;
         p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
     }
 }
@@ -400,7 +403,7 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int 
         push_handler(L);
         *handler = lua_gettop(L);
     }
-    push_function(L, &serve_reports_key, serve_reports);
+    prd_push_function(L, &serve_reports_key, serve_reports);
     lua_pushlightuserdata(L, &b);
     p->busy++;
     status = lua_pcall(L, 1, 1, *handler);
@@ -504,7 +507,7 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     }
     if (p->on_error != LUA_NOREF) {
         e.text = text;
-        return call_busy(L, p, &on_error_key, call_on_error, &e);
+        return prd_call_busy(L, p, &on_error_key, call_on_error, &e);
     }
     return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
                     text, rd_kafka_err2name(err));
@@ -515,6 +518,8 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_LOG:
         return serve_log(L, p, ev);
+    case RD_KAFKA_EVENT_STATS:
+        return prd_stats_serve(L, p, ev);
     case RD_KAFKA_EVENT_ERROR:
         return serve_error(L, p, ev);
     default:
@@ -594,6 +599,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
                 continue;
             }
             p->pending = ev;
+            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
         }
         if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
             return status;
@@ -642,6 +648,7 @@ static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int 
                 continue;
             }
             p->pending = ev;
+            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
         }
         if ((m = rd_kafka_event_message_next(p->pending)))
             return m;
@@ -702,7 +709,7 @@ int prd_take_reports(lua_State *L, prd_producer *p, int max)
     }
     atomic_store(&p->ready, 0);
     prd_clear_wake(p);
-    push_function(L, &collect_reports_key, collect_reports);
+    prd_push_function(L, &collect_reports_key, collect_reports);
     lua_pushlightuserdata(L, &t);
     p->busy++;
     status = lua_pcall(L, 1, 2, 0);
@@ -773,6 +780,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
                 continue;
             }
             p->pending = ev;
+            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
             count_report(p, m);
@@ -791,9 +799,9 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
 void prd_report_open(lua_State *L)
 {
     push_handler(L);
-    push_function(L, &serve_reports_key, serve_reports);
-    push_function(L, &collect_reports_key, collect_reports);
-    push_function(L, &log_line_key, log_line);
-    push_function(L, &on_error_key, call_on_error);
+    prd_push_function(L, &serve_reports_key, serve_reports);
+    prd_push_function(L, &collect_reports_key, collect_reports);
+    prd_push_function(L, &log_line_key, log_line);
+    prd_push_function(L, &on_error_key, call_on_error);
     lua_pop(L, 5);
 }

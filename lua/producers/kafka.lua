@@ -39,7 +39,7 @@ local OPTIONS = {
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
   on_error = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
-  json = "any", serve_on_produce = "boolean",
+  json = "any", serve_on_produce = "boolean", on_stats = "callable",
 }
 
 -- Checks the options whose values have a range (their types are checked
@@ -142,7 +142,9 @@ end
 -- @tparam table opts bootstrap_servers, username, password,
 --   sasl_mechanism, config, on_delivery, logger, log_level,
 --   gc_flush_timeout, json ("builtin", the default, "lua-cjson", or a
---   function(table) returning the value's bytes)
+--   function(table) returning the value's bytes), on_stats
+--   (function(stats): librdkafka's statistics, decoded; needs
+--   config["statistics.interval.ms"], docs/statistics.md)
 -- @treturn userdata the producer (methods: produce, poll, flush, close,
 --   queue_length, is_closed)
 function Kafka.new(opts)
@@ -158,6 +160,7 @@ function Kafka.new(opts)
     gc_flush_timeout = opts.gc_flush_timeout,
     json = opts.json,
     serve_on_produce = opts.serve_on_produce,
+    on_stats = opts.on_stats,
   })
 end
 

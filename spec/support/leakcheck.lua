@@ -2,7 +2,9 @@
 -- tables, strings (large ones lent), tombstones, headers, per-message
 -- callbacks (with and without a report), a raising
 -- callback, bad input, a full queue, purge on close, collection without
--- close, the mock cluster, errors as values, purge, a fatal error. Exits 0 when all went as expected.
+-- close, statistics (on_stats raising once, metrics(), the JSON decoder
+-- on good and bad text), the mock cluster, errors as values, purge, a
+-- fatal error. Exits 0 when all went as expected.
 local producers = require("producers")
 
 local m = producers.mock_cluster(1)
@@ -86,6 +88,28 @@ assert(select(4, purged:flush(0)) == nil)
 require("producers.core").test_fatal_error(purged, "_FENCED", "leakcheck")
 assert(select(4, purged:produce("t", "k", "v")).fatal)
 purged:close(0)
+-- statistics: decoded for on_stats (which raises once) and metrics()
+local stats_seen = 0
+local stats = producers.kafka.new{ bootstrap_servers = m:bootstraps(),
+  config = { ["statistics.interval.ms"] = 10 },
+  on_stats = function(s, json)
+    stats_seen = stats_seen + 1
+    if stats_seen == 1 then error("stats") end
+    assert(s.type == "producer" and #json > 0)
+  end }
+for i = 1, 20 do assert(stats:produce("leak", "k", "v" .. i)) end
+deadline = os.time() + 60
+while stats_seen < 3 and os.time() < deadline do
+  pcall(stats.poll, stats, 0.05)
+end
+assert(stats_seen >= 3, "on_stats calls: " .. stats_seen)
+assert(stats:flush(30))
+assert(stats:metrics().delivered.messages == 20)
+stats:close()
+local core = require("producers.core")
+for _, text in ipairs{ '{"a":[1,2.5,"\\u00e9\\ud83d\\ude00"]}', '"abc\\', '[1,', '"\\ud83d"' } do
+  core.json_decode(text)
+end
 
 p:close()
 m:close()
