@@ -422,7 +422,8 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int 
  */
 #define HOLD_MS 500
 
-static int log_held(lua_State *L, prd_producer *p)
+/* Logs the held line, if any (also at close: no event will follow). */
+int prd_log_held(lua_State *L, prd_producer *p)
 {
     if (!p->held_log[0])
         return LUA_OK;
@@ -448,7 +449,7 @@ static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
      * events and failed reports say, so they log as warnings */
     level = level <= 2 ? PRD_ERROR : level <= 4 ? PRD_WARN
           : level <= 6 ? PRD_INFO : PRD_DEBUG;
-    if ((status = log_held(L, p)) != LUA_OK)
+    if ((status = prd_log_held(L, p)) != LUA_OK)
         return status;
     if (strcmp(fac, "FAIL") == 0) {
         p->held_log[0] = 1;         /* marks it held; the text follows */
@@ -494,7 +495,7 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 
     if (held_is(p, rd_kafka_event_error_string(ev)))
         p->held_log[0] = '\0';
-    else if ((status = log_held(L, p)) != LUA_OK)
+    else if ((status = prd_log_held(L, p)) != LUA_OK)
         return status;
     snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
     prd_redact(p->secrets, text);
@@ -570,14 +571,9 @@ static int log_stale(lua_State *L, prd_producer *p)
 {
     if (!p->held_log[0] || prd_now_ms() - p->held_at < HOLD_MS)
         return LUA_OK;
-    return log_held(L, p);
+    return prd_log_held(L, p);
 }
 
-/* Logs a held line now (close: no event will follow). */
-int prd_log_held(lua_State *L, prd_producer *p)
-{
-    return log_held(L, p);
-}
 
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int max, int *handler)
