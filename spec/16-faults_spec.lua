@@ -267,7 +267,10 @@ describe("a fatal error of the idempotent producer", function()
     m:push_request_errors(0, "OUT_OF_ORDER_SEQUENCE_NUMBER")
     for id = 6, 10 do assert.is_true(p:produce(topic, "k", tostring(id))) end
     assert.is_true(p:flush(10))
-    assert.same({ nil, "Local: Fatal error", "_FATAL" }, { p:produce(topic, "k", "11") })
+    local ok, message, name, err = p:produce(topic, "k", "11")
+    assert.same({ nil, "Local: Fatal error", "_FATAL" }, { ok, message, name })
+    assert.same({ "OUT_OF_ORDER_SEQUENCE_NUMBER", true }, { err.name, err.fatal })
+    assert.equal(1, err.message:find("fatal error: ProduceRequest for " .. topic, 1, true))
     p:close()
     m:close()
     for id = 1, 10 do
@@ -343,12 +346,15 @@ describe("mock_cluster's argument checks", function()
       "bad argument #1 to 'mock_cluster' (brokers must be between 1 and 64, got 65)")
   end)
 
+  -- the first three values: nil, message, name (an error object follows)
+  local function refusal(ok, message, name) return { ok, message, name } end
+
   it("returns librdkafka's refusals as nil, message, name", function()
     local topic = H.topic("checks")
     assert.is_true(m:create_topic(topic, 2, 3))
-    assert.same({ nil, "Broker: Topic already exists", "TOPIC_ALREADY_EXISTS" }, { m:create_topic(topic, 2, 3) })
+    assert.same({ nil, "Broker: Topic already exists", "TOPIC_ALREADY_EXISTS" }, refusal(m:create_topic(topic, 2, 3)))
     assert.is_true(m:partition_set_leader(topic, 1, 2))
     assert.same({ nil, "Broker: Unknown topic or partition", "UNKNOWN_TOPIC_OR_PART" },
-      { m:partition_set_leader(topic, 2, 2) })
+      refusal(m:partition_set_leader(topic, 2, 2)))
   end)
 end)

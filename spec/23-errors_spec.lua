@@ -222,8 +222,9 @@ describe("a fatal error", function()
     assert.is_true(core.test_fatal_error(p, "_FENCED", "fenced in a spec"))
     for _ = 1, 2 do
       local ok, message, name, e = p:produce(H.topic("fatal"), nil, "x")
-      assert.same({ nil, "fatal error: test_fatal_error: fenced in a spec", "_FATAL" }, { ok, message, name })
-      assert.same({ "_FENCED", true, message }, { e.name, e.fatal, e.message })
+      assert.same({ nil, "Local: Fatal error", "_FATAL" }, { ok, message, name })
+      assert.same({ "_FENCED", true, "fatal error: test_fatal_error: fenced in a spec" },
+        { e.name, e.fatal, e.message })
     end
     assert.is_true(H.wait_until(function() return #errors > 0 end, 10, function() p:poll(0.1) end))
     assert.same({ "_FENCED", true }, { errors[1].name, errors[1].fatal })

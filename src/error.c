@@ -109,8 +109,9 @@ int prd_fail(lua_State *L, rd_kafka_resp_err_t err)
 
 /*
  * The failure tuple for a producer that had a fatal error (err _FATAL):
- * nil, "fatal error: <its text>", "_FATAL", and an error object that
- * names the fatal error itself (e.g. "_FENCED"), fatal = true.
+ * nil, "Local: Fatal error", "_FATAL" as before, and an error object that
+ * names the fatal error itself (e.g. "_FENCED"), fatal = true, with the
+ * message "fatal error: <what happened>".
  */
 int prd_fail_fatal(lua_State *L, rd_kafka_t *rk)
 {
@@ -119,7 +120,7 @@ int prd_fail_fatal(lua_State *L, rd_kafka_t *rk)
 
     snprintf(message, sizeof message, "fatal error: %s", err ? text : "unknown");
     lua_pushnil(L);
-    lua_pushstring(L, message);
+    lua_pushstring(L, rd_kafka_err2str(RD_KAFKA_RESP_ERR__FATAL));
     lua_pushliteral(L, "_FATAL");
     prd_push_error(L, err ? err : RD_KAFKA_RESP_ERR__FATAL, message, PRD_E_FATAL);
     return 4;
