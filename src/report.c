@@ -81,8 +81,8 @@ static void push_handler(lua_State *L)
  * outside the protected call: f pushes what it needs. Returns the status,
  * the error on top of the stack on failure.
  */
-static int call_busy(lua_State *L, prd_producer *p, const char *key, lua_CFunction f,
-                     void *ud)
+int prd_call_busy(lua_State *L, prd_producer *p, const char *key, lua_CFunction f,
+                  void *ud)
 {
     int base = lua_gettop(L) + 1, status;
 
@@ -135,7 +135,7 @@ int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
     l.logger = p->logger;
     l.level = level_names[level];
     l.line = line;
-    return call_busy(L, p, &log_line_key, log_line, &l);
+    return prd_call_busy(L, p, &log_line_key, log_line, &l);
 }
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
@@ -475,23 +475,16 @@ static int call_on_error(lua_State *L)
 }
 
 /*
- * An error event: a client-level error (a broker down, failed
- * authentication, a fatal error), handed to on_error or, without one,
- * logged. It is kept as the likely cause of the local failures that
- * follow (has_cause).
+ * A client-level error (a broker down, failed authentication, a fatal
+ * error), handed to on_error or, without one, logged. It is kept as the
+ * likely cause of the local failures that follow (has_cause). text:
+ * PRD_TEXT_MAX bytes, redacted here.
  */
-static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+int prd_report_error(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
+                     char *text, int fatal)
 {
-    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-    prd_client_error e = {p->on_error, err, NULL, rd_kafka_event_error_is_fatal(ev)};
-    char text[PRD_TEXT_MAX];
-    int status;
+    prd_client_error e = {p->on_error, err, NULL, fatal};
 
-    if (held_is(p, rd_kafka_event_error_string(ev)))
-        p->held_log[0] = '\0';
-    else if ((status = log_held(L, p)) != LUA_OK)
-        return status;
-    snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
     prd_redact(p->secrets, text);
     /* "all brokers are down" follows the error that took them down:
      * it names the cause only when there is no other */
@@ -502,10 +495,27 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     }
     if (p->on_error != LUA_NOREF) {
         e.text = text;
-        return call_busy(L, p, &on_error_key, call_on_error, &e);
+        return prd_call_busy(L, p, &on_error_key, call_on_error, &e);
     }
     return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
                     text, rd_kafka_err2name(err));
+}
+
+/* An error event: prd_report_error, once (see log_held). */
+static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
+    char text[PRD_TEXT_MAX];
+    int status;
+
+    if (prd_oauth_echo(p, ev))
+        return LUA_OK;
+    if (held_is(p, rd_kafka_event_error_string(ev)))
+        p->held_log[0] = '\0';
+    else if ((status = log_held(L, p)) != LUA_OK)
+        return status;
+    snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
+    return prd_report_error(L, p, rd_kafka_event_error(ev), text,
+                            rd_kafka_event_error_is_fatal(ev));
 }
 
 static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
@@ -515,6 +525,8 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
         return serve_log(L, p, ev);
     case RD_KAFKA_EVENT_ERROR:
         return serve_error(L, p, ev);
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH:
+        return prd_oauth_refresh(L, p, ev);
     default:
         return LUA_OK;
     }
@@ -788,4 +800,5 @@ void prd_report_open(lua_State *L)
     push_function(L, &log_line_key, log_line);
     push_function(L, &on_error_key, call_on_error);
     lua_pop(L, 5);
+    prd_oauth_open(L);
 }
