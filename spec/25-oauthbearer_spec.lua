@@ -364,7 +364,10 @@ describe("on_oauthbearer_token", function()
       assert.equal("done", co())
       p:close(0)
       assert.equal(1, #errors)
-      assert.matches("^token refresh failed: attempt to yield across", errors[1].message)
+      -- Lua 5.4: "a C-call boundary"; LuaJIT: "C-call boundary", with the position
+      local msg = errors[1].message
+      assert.truthy(msg:match("^token refresh failed: .*attempt to yield across a C%-call boundary$")
+        or msg:match("^token refresh failed: .*attempt to yield across C%-call boundary$"), msg)
     end)
   end)
 
