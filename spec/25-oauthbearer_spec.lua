@@ -129,10 +129,11 @@ describe("on_oauthbearer_token", function()
       assert.is_nil(log.find("token refresh failed"), log.text())   -- (the closed port's errors come)
     end)
 
-    it("is asked for by produce and flush too", function()
+    it("is asked for by produce, flush and reports too", function()
       for _, serve in ipairs({
         function(p) assert.is_true(p:produce("t", "k", "v")) end,
         function(p) p:flush(0.2) end,
+        function(p) assert.same({}, p:reports()) end,   -- nginx's timer serves this way
       }) do
         local calls = 0
         local p = producer(function() calls = calls + 1; return good_token() end,
