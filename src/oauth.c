@@ -227,7 +227,7 @@ int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     if (!r.reason[0])
         return LUA_OK;
     snprintf(text, sizeof text, FAILED "%s", r.reason);
-    prd_redact(p->secrets, text);
+    prd_redact(p->secrets, text);        /* librdkafka keeps and logs it too */
     p->token_failed = 1;
     if ((eol = strchr(text, '\n')))      /* librdkafka's logs: one line */
         *eol = '\0';
