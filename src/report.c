@@ -4,10 +4,11 @@
  *
  * report.c: serving the producer's main queue on the caller's thread.
  *
- * librdkafka puts delivery reports (in batches), log lines and errors on
- * the main queue as events. prd_serve takes them off after librdkafka has
- * returned, so Lua runs only here, in protected calls (one for a batch of
- * reports): a Lua error never unwinds through librdkafka. When a callback
+ * librdkafka puts delivery reports (in batches), log lines, errors and
+ * OAUTHBEARER token requests (served by oauth.c) on the main queue as
+ * events. prd_serve takes them off after librdkafka has returned, so Lua
+ * runs only here, in protected calls (one for a batch of reports): a Lua
+ * error never unwinds through librdkafka. When a callback
  * raises, the batch being served is kept in p->pending and the next call
  * resumes with the report after it: no report is lost or served twice.
  *
