@@ -18,10 +18,15 @@
  * may quote them (a malformed sasl.oauthbearer.config, for one). */
 #define MAX_SECRETS 8
 #define SECRET_RUN 8        /* a quoted run this long of a secret is hidden */
+/* values[MAX_SECRETS] and [MAX_SECRETS + 1]: the OAUTHBEARER token in
+ * use and the one being set (prd_secrets_token), or NULL */
+#define TOKEN_IN_USE MAX_SECRETS
+#define TOKEN_NEW (MAX_SECRETS + 1)
+#define SLOTS (MAX_SECRETS + 2)
 
 struct prd_secrets {
-    int n;
-    char *values[MAX_SECRETS];
+    int n;                       /* values of properties, from values[0] */
+    char *values[SLOTS];
 };
 
 static int is_secret(const char *name)
@@ -149,9 +154,32 @@ void prd_secrets_free(prd_secrets *secrets)
 
     if (!secrets)
         return;
-    for (i = 0; i < secrets->n; i++)
+    for (i = 0; i < SLOTS; i++)
         free(secrets->values[i]);
     free(secrets);
+}
+
+/*
+ * Hides an OAUTHBEARER token too. A token being set (in_use 0) replaces
+ * the last one set before; once librdkafka took it (in_use 1), it
+ * replaces the token in use. So at most two are kept, whatever the
+ * number of refreshes. Returns 0 when out of memory (the token is then
+ * not hidden: do not set it).
+ */
+int prd_secrets_token(prd_secrets **secrets, const char *token, int in_use)
+{
+    prd_secrets *s = *secrets;
+
+    if (!s && !(s = *secrets = calloc(1, sizeof *s)))
+        return 0;
+    if (in_use) {
+        free(s->values[TOKEN_IN_USE]);
+        s->values[TOKEN_IN_USE] = s->values[TOKEN_NEW];
+        s->values[TOKEN_NEW] = NULL;
+        return 1;
+    }
+    free(s->values[TOKEN_NEW]);
+    return (s->values[TOKEN_NEW] = strdup(token)) != NULL;
 }
 
 /* The length of the longest run of secret that text starts with. */
@@ -182,13 +210,15 @@ void prd_redact(const prd_secrets *secrets, char *text)
     if (!secrets)
         return;
     while (text[i] && o + 4 < sizeof out) {
-        for (run = 0, k = 0; k < secrets->n; k++) {
+        for (run = 0, k = 0; k < SLOTS; k++) {
+            if (!secrets->values[k])
+                continue;
             len = strlen(secrets->values[k]);
             if ((run = secret_run(text + i, secrets->values[k])) >= len ||
                 run >= SECRET_RUN)
                 break;
         }
-        if (k < secrets->n) {
+        if (k < SLOTS) {
             memcpy(out + o, "***", 3);
             o += 3;
             i += run;

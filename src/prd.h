@@ -145,6 +145,10 @@ typedef struct prd_producer {
     int logger;                  /* registry ref: function(level, message) */
     int on_error;                /* registry ref: function(err), or LUA_NOREF:
                                     client errors are logged */
+    int on_token;                /* registry ref: on_oauthbearer_token, or
+                                    LUA_NOREF (oauth.c) */
+    int token_failed;            /* a token refresh failed: librdkafka's
+                                    error that repeats it is dropped */
     int log_level;               /* lowest enum prd_level passed to logger */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
     long failures;               /* failed deliveries reported so far */
@@ -202,6 +206,7 @@ typedef struct prd_secrets prd_secrets;
 rd_kafka_conf_t *prd_conf_from_table(lua_State *L, int idx, prd_secrets **secrets);
 void prd_secrets_free(prd_secrets *secrets);
 void prd_redact(const prd_secrets *secrets, char *text);   /* text: PRD_TEXT_MAX bytes */
+int prd_secrets_token(prd_secrets **secrets, const char *token, int in_use);
 
 /* json.c: message values into bytes. */
 typedef struct prd_buf prd_buf;          /* the encoder's state (json.c) */
@@ -226,6 +231,13 @@ void prd_push_function(lua_State *L, const void *key, lua_CFunction f);
 int prd_call_busy(lua_State *L, prd_producer *p, const void *key, lua_CFunction f,
                   void *ud);
 void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms);
+int prd_report_error(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
+                     char *text, int fatal);
+
+/* oauth.c: SASL/OAUTHBEARER tokens from the on_oauthbearer_token callback. */
+int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev);
+int prd_oauth_echo(const prd_producer *p, rd_kafka_event_t *ev);
+void prd_oauth_open(lua_State *L);
 
 /* stats.c: statistics.interval.ms's events, on_stats and metrics(). */
 int prd_stats_interval_ms(rd_kafka_conf_t *conf);

@@ -96,6 +96,7 @@ static void release(lua_State *L, prd_producer *p)
     unref(L, &p->on_delivery);
     unref(L, &p->logger);
     unref(L, &p->on_error);
+    unref(L, &p->on_token);
     unref(L, &p->encoder);
     unref(L, &p->on_stats);
     prd_stats_free(p);
@@ -157,6 +158,7 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s),
  *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder),
  *   on_stats (callable: the decoded statistics)
+ *   on_oauthbearer_token (callable: OAUTHBEARER tokens, oauth.c)
  * @treturn userdata producer
  */
 int prd_producer_new(lua_State *L)
@@ -172,7 +174,7 @@ int prd_producer_new(lua_State *L)
     memset(p, 0, sizeof *p);
     p->magic = &producer_magic;
     p->generation = fork_generation;
-    p->on_delivery = p->logger = p->on_error = p->encoder = p->on_stats = LUA_NOREF;
+    p->on_delivery = p->logger = p->on_error = p->on_token = p->encoder = p->on_stats = LUA_NOREF;
     p->wake[0] = p->wake[1] = -1;
     atomic_init(&p->wake_fd, -1);
     atomic_init(&p->ready, 1);
@@ -182,6 +184,7 @@ int prd_producer_new(lua_State *L)
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
     p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
     p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
+    p->on_token = opt_callback_ref(L, 2, "on_oauthbearer_token", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         p->on_delivery_report = prd_takes_report(L, -1);
@@ -213,7 +216,9 @@ int prd_producer_new(lua_State *L)
     p->stats_interval_ms = prd_stats_interval_ms(conf);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_LOG |
                                    RD_KAFKA_EVENT_ERROR |
-                                   (p->stats_interval_ms ? RD_KAFKA_EVENT_STATS : 0));
+                                   (p->stats_interval_ms ? RD_KAFKA_EVENT_STATS : 0) |
+                                   (p->on_token != LUA_NOREF
+                                        ? RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH : 0));
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);

@@ -4,10 +4,11 @@
  *
  * report.c: serving the producer's main queue on the caller's thread.
  *
- * librdkafka puts delivery reports (in batches), log lines and errors on
- * the main queue as events. prd_serve takes them off after librdkafka has
- * returned, so Lua runs only here, in protected calls (one for a batch of
- * reports): a Lua error never unwinds through librdkafka. When a callback
+ * librdkafka puts delivery reports (in batches), log lines, errors and
+ * OAUTHBEARER token requests (served by oauth.c) on the main queue as
+ * events. prd_serve takes them off after librdkafka has returned, so Lua
+ * runs only here, in protected calls (one for a batch of reports): a Lua
+ * error never unwinds through librdkafka. When a callback
  * raises, the batch being served is kept in p->pending and the next call
  * resumes with the report after it: no report is lost or served twice.
  *
@@ -481,23 +482,16 @@ static int call_on_error(lua_State *L)
 }
 
 /*
- * An error event: a client-level error (a broker down, failed
- * authentication, a fatal error), handed to on_error or, without one,
- * logged. It is kept as the likely cause of the local failures that
- * follow (has_cause).
+ * A client-level error (a broker down, failed authentication, a fatal
+ * error), handed to on_error or, without one, logged. It is kept as the
+ * likely cause of the local failures that follow (has_cause). text:
+ * PRD_TEXT_MAX bytes, redacted here.
  */
-static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+int prd_report_error(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
+                     char *text, int fatal)
 {
-    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-    prd_client_error e = {p->on_error, err, NULL, rd_kafka_event_error_is_fatal(ev)};
-    char text[PRD_TEXT_MAX];
-    int status;
+    prd_client_error e = {p->on_error, err, NULL, fatal};
 
-    if (held_is(p, rd_kafka_event_error_string(ev)))
-        p->held_log[0] = '\0';
-    else if ((status = prd_log_held(L, p)) != LUA_OK)
-        return status;
-    snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
     prd_redact(p->secrets, text);
     /* "all brokers are down" follows the error that took them down:
      * it names the cause only when there is no other */
@@ -514,6 +508,23 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
                     text, rd_kafka_err2name(err));
 }
 
+/* An error event: prd_report_error, once (see log_held). */
+static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+{
+    char text[PRD_TEXT_MAX];
+    int status;
+
+    if (prd_oauth_echo(p, ev))
+        return LUA_OK;
+    if (held_is(p, rd_kafka_event_error_string(ev)))
+        p->held_log[0] = '\0';
+    else if ((status = prd_log_held(L, p)) != LUA_OK)
+        return status;
+    snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
+    return prd_report_error(L, p, rd_kafka_event_error(ev), text,
+                            rd_kafka_event_error_is_fatal(ev));
+}
+
 static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 {
     switch (rd_kafka_event_type(ev)) {
@@ -523,6 +534,8 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
         return prd_stats_serve(L, p, ev);
     case RD_KAFKA_EVENT_ERROR:
         return serve_error(L, p, ev);
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH:
+        return prd_oauth_refresh(L, p, ev);
     default:
         return LUA_OK;
     }
@@ -800,4 +813,5 @@ void prd_report_open(lua_State *L)
     prd_push_function(L, &log_line_key, log_line);
     prd_push_function(L, &on_error_key, call_on_error);
     lua_pop(L, 5);
+    prd_oauth_open(L);
 }

@@ -37,7 +37,7 @@ local SASL_MECHANISMS = { PLAIN = true, ["SCRAM-SHA-256"] = true, ["SCRAM-SHA-51
 local OPTIONS = {
   bootstrap_servers = "string", username = "string", password = "string",
   sasl_mechanism = "string", config = "table", on_delivery = "callable",
-  on_error = "callable",
+  on_error = "callable", on_oauthbearer_token = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
   json = "any", serve_on_produce = "boolean", on_stats = "callable",
 }
@@ -113,7 +113,17 @@ function Kafka.config(opts)
   if (opts.username == nil) ~= (opts.password == nil) then
     error("producers.kafka.new: username and password must be given together", 3)
   end
-  if opts.username then
+  if opts.on_oauthbearer_token ~= nil then
+    if opts.username ~= nil then
+      error("producers.kafka.new: on_oauthbearer_token and username/password cannot be given together", 3)
+    end
+    if opts.sasl_mechanism ~= nil and opts.sasl_mechanism ~= "OAUTHBEARER" then
+      error(("producers.kafka.new: on_oauthbearer_token selects sasl_mechanism OAUTHBEARER, got '%s'")
+        :format(tostring(opts.sasl_mechanism)), 3)
+    end
+    conf["security.protocol"] = "SASL_SSL"
+    conf["sasl.mechanisms"] = "OAUTHBEARER"
+  elseif opts.username then
     local mechanism = opts.sasl_mechanism or "PLAIN"
     if not SASL_MECHANISMS[mechanism] then
       error(("producers.kafka.new: sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got '%s'")
@@ -140,7 +150,9 @@ end
 
 --- A new Kafka producer.
 -- @tparam table opts bootstrap_servers, username, password,
---   sasl_mechanism, config, on_delivery, logger, log_level,
+--   sasl_mechanism, on_oauthbearer_token (function(config) returning
+--   token, lifetime_ms, principal [, extensions]: docs/oauthbearer.md),
+--   config, on_delivery, logger, log_level,
 --   gc_flush_timeout, json ("builtin", the default, "lua-cjson", or a
 --   function(table) returning the value's bytes), on_stats
 --   (function(stats): librdkafka's statistics, decoded; needs
@@ -157,6 +169,7 @@ function Kafka.new(opts)
     log_level = log.level(opts.log_level),
     on_delivery = opts.on_delivery,
     on_error = opts.on_error,
+    on_oauthbearer_token = opts.on_oauthbearer_token,
     gc_flush_timeout = opts.gc_flush_timeout,
     json = opts.json,
     serve_on_produce = opts.serve_on_produce,

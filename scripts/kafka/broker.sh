@@ -301,12 +301,14 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KDIR/data/node-$i
 
-# SASL_SSL: PLAIN (users in the JAAS line) and SCRAM-SHA-512 (users in the
-# metadata log, added by StorageTool format --add-scram)
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
-listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+# SASL_SSL: PLAIN (users in the JAAS line), SCRAM-SHA-512 (users in the
+# metadata log, added by StorageTool format --add-scram) and OAUTHBEARER
+# (Kafka's built-in validator of unsecured JWTs: alg none, sub, exp)
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512,OAUTHBEARER
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512,OAUTHBEARER
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$PLAIN_USER="$PLAIN_PASSWORD";
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$KDIR/certs/broker.p12
 ssl.keystore.password=$STORE_PASSWORD
@@ -361,11 +363,12 @@ KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD
 KAFKA_SCRAM_MECHANISM=SCRAM-SHA-512
 KAFKA_SCRAM_USER=$SCRAM_USER
 KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
+KAFKA_OAUTHBEARER=unsecured-jwt
 KAFKA_LOG_DIR=$KDIR/logs
 KAFKA_DIR=$KDIR
 KAFKA_LIB_DIR=$LIB_DIR
 KAFKA_BROKER_SH=$SCRIPT_DIR/broker.sh
-export KAFKA_NODES KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_CA KAFKA_PLAIN_USER KAFKA_PLAIN_PASSWORD KAFKA_SCRAM_MECHANISM KAFKA_SCRAM_USER KAFKA_SCRAM_PASSWORD KAFKA_LOG_DIR KAFKA_DIR KAFKA_LIB_DIR KAFKA_BROKER_SH
+export KAFKA_NODES KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_CA KAFKA_PLAIN_USER KAFKA_PLAIN_PASSWORD KAFKA_SCRAM_MECHANISM KAFKA_SCRAM_USER KAFKA_SCRAM_PASSWORD KAFKA_OAUTHBEARER KAFKA_LOG_DIR KAFKA_DIR KAFKA_LIB_DIR KAFKA_BROKER_SH
 EOF
   mv "$KDIR/env.sh.tmp" "$KDIR/env.sh"
 }
@@ -381,6 +384,19 @@ sasl_probe() { # NODES MECHANISM USER PASSWORD
     tail -n 40 "$(node_log 1)" >&2 || true
     stop_all
     die "the SASL_SSL listener does not accept $3 with $2"
+  fi
+}
+
+# an OAUTHBEARER login with librdkafka's own unsecured JWT (kcat)
+oauth_probe() { # NODES
+  if ! kcat -b "localhost:$(sasl_port "$1" 1)" -L -m 5 -X broker.address.family=v4 \
+    -X security.protocol=SASL_SSL -X sasl.mechanisms=OAUTHBEARER \
+    -X enable.sasl.oauthbearer.unsecure.jwt=true -X sasl.oauthbearer.config=principal=probe \
+    -X "ssl.ca.location=$KDIR/certs/ca.pem" >/dev/null 2>"$KDIR/logs/oauth-probe.log"; then
+    cat "$KDIR/logs/oauth-probe.log" >&2
+    tail -n 40 "$(node_log 1)" >&2 || true
+    stop_all
+    die "the SASL_SSL listener does not accept an unsecured JWT with OAUTHBEARER"
   fi
 }
 
@@ -449,6 +465,7 @@ cmd_start() {
 
   # SASL_SSL logins, so a broken TLS or SASL setup fails here, not in a test
   sasl_probe "$n" PLAIN "$PLAIN_USER" "$PLAIN_PASSWORD"
+  oauth_probe "$n"
   if [[ $KAFKA_LINE == 3 ]]; then
     sasl_probe "$n" SCRAM-SHA-512 "$SCRAM_USER" "$SCRAM_PASSWORD"
   else
