@@ -694,6 +694,23 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
     return prd_waiting(p);
 }
 
+/* For txn.c: check_producer, check_not_busy, and drain raising a
+ * callback's error. */
+prd_producer *prd_check_producer(lua_State *L)
+{
+    return check_producer(L);
+}
+
+void prd_check_not_busy(lua_State *L, prd_producer *p, const char *method)
+{
+    check_not_busy(L, p, method);
+}
+
+long prd_drain(lua_State *L, prd_producer *p, int timeout_ms)
+{
+    return drain(L, p, timeout_ms, NULL);
+}
+
 /***
  * Waits until every queued message is delivered or has failed, serving
  * their reports; what waits for linger.ms is sent at once.
@@ -997,6 +1014,7 @@ void prd_producer_open(lua_State *L, int json_idx)
     lua_pushvalue(L, json_idx);
     lua_pushcclosure(L, call_encoder, 1);
     luaL_setfuncs(L, methods, 2);
+    luaL_setfuncs(L, prd_txn_methods, 0);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_pushliteral(L, PRD_PRODUCER_T);
