@@ -210,5 +210,6 @@ long prd_drain(lua_State *L, prd_producer *p, int timeout_ms);
 
 /* txn.c: the transactional methods, registered with the producer's. */
 extern const luaL_Reg prd_txn_methods[];
+void prd_txn_close(prd_producer *p, int timeout_ms);
 
 #endif

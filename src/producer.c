@@ -812,6 +812,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     if (run_lua && prd_log_held(L, p) != LUA_OK && kept++)
         lua_pop(L, 1);
 
+    prd_txn_close(p, timeout_ms);        /* aborts an open transaction */
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
     free_topics(p);
     rd_kafka_queue_cb_event_enable(p->queue, NULL, NULL);   /* none runs after */

@@ -16,7 +16,9 @@
  * callbacks, as flush does), and abort first purges what is not sent yet
  * (those reports fail with _PURGE_QUEUE) and serves the reports, before
  * calling librdkafka. A callback's error raises there, before anything is
- * sent to the coordinator: the transaction is still open.
+ * sent to the coordinator: the transaction is still open. close (and
+ * __gc) abort an open transaction once its reports are served
+ * (prd_txn_close); librdkafka's destroy would leave it open.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 #include "prd.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
+#define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
 
 /* Checked before each call too: a fatal error raised outside the
  * transactional code (librdkafka's test hook, the idempotent producer)
@@ -194,6 +197,27 @@ static int prd_txn_abort(lua_State *L)
             return timed_out(L, "abort_transaction", left);
     }
     return txn_result(L, p, rd_kafka_abort_transaction(p->rk, remaining(deadline)));
+}
+
+/*
+ * For close and __gc, once every report is served: aborts the open
+ * transaction, if any, waiting up to timeout_ms (capped at
+ * CLOSE_ABORT_MS), so that read_committed consumers of its partitions are
+ * not held until transaction.timeout.ms, as Kafka's Java producer does on
+ * close. Without a transaction, or without transactional.id, librdkafka
+ * returns at once; any failure is left to the coordinator's timeout.
+ * Runs no Lua.
+ */
+void prd_txn_close(prd_producer *p, int timeout_ms)
+{
+    rd_kafka_error_t *error;
+
+    if (!settles_first(p) || is_fatal(p) || prd_waiting(p) > 0)
+        return;
+    if (timeout_ms > CLOSE_ABORT_MS)
+        timeout_ms = CLOSE_ABORT_MS;
+    if ((error = rd_kafka_abort_transaction(p->rk, timeout_ms)))
+        rd_kafka_error_destroy(error);
 }
 
 const luaL_Reg prd_txn_methods[] = {

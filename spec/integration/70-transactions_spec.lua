@@ -65,6 +65,27 @@ describe("transactions on a real broker #integration", function()
     assert.same({ "c1", "c2", "a1", "a2", "c3" }, keys(topic, false))
   end)
 
+  K.it("close aborts an open transaction: its reports come, its messages stay invisible, read_committed is not held", function()
+    local topic = K.topic("txn-close")
+    K.create_topic(topic, 1)
+    local reports = {}
+    local p = txn_producer(K.topic("txn-close-id"), function(err, r) reports[#reports + 1] = { r.key, err } end)
+    assert.is_true(p:init_transactions(60))
+    assert.is_true(p:begin_transaction())
+    produce(p, topic, { "open1", "open2" })
+    p:close()
+    assert.same({ { "open1" }, { "open2" } }, reports)
+    -- a message after it: read_committed reaches it only if the
+    -- transaction has ended (an open one holds the last stable offset)
+    local plain = producers.kafka.new{ bootstrap_servers = env.KAFKA_BOOTSTRAP, logger = log.fn,
+                                       config = { ["broker.address.family"] = "v4" } }
+    assert.is_true(plain:produce(topic, "plain1", "v"))
+    assert.is_true(plain:flush(30))
+    plain:close()
+    assert.same({ "plain1" }, keys(topic, true))
+    assert.same({ "open1", "open2", "plain1" }, keys(topic, false))
+  end)
+
   K.it("a producer killed mid-transaction is fenced by its restart: its messages never become visible", function()
     local topic = K.topic("txn-kill")
     K.create_topic(topic, 1)
