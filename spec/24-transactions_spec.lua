@@ -149,6 +149,21 @@ describe("transactions", function()
       p:close()
     end)
 
+    it("commits what a callback produces while it serves reports, and runs its callback too", function()
+      local keys = {}
+      local p
+      p = ready({ on_delivery = function(err, r)
+        keys[#keys + 1] = r.key
+        if r.key == "first" then assert(p:produce(r.topic, "follow-up", "v")) end
+      end })
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(H.topic("follow"), "first", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.same({ "first", "follow-up" }, keys)
+      assert.equal(0, p:queue_length())
+      p:close()
+    end)
+
     it("returns _STATE without a transaction", function()
       local p = ready()
       assert.same({ nil, "Operation not valid in state Ready", "_STATE" }, head(p:commit_transaction(5)))
@@ -217,6 +232,7 @@ describe("transactions", function()
       assert.equal(1, #errors)
       assert.is_string(errors[1])           -- the message failed; its report came
       assert.same({ nil, msg, name }, head(p:begin_transaction()))   -- abort first
+      assert.same({ nil, msg, name }, head(p:commit_transaction(5)))
       assert.is_true(p:abort_transaction(30))
       assert.is_true(p:begin_transaction())
       assert.is_true(p:produce(topic, "k2", "v2"))
@@ -332,26 +348,32 @@ describe("transactions", function()
       p:close()
     end)
 
-    it("refuses them from the encoder and from the logger", function()
-      local results = {}
+    it("refuses every method from the encoder and from the logger", function()
+      local from_encoder, from_logger = {}, {}
       local p
+      local function try_all(into)
+        for _, method in ipairs(METHODS) do into[#into + 1] = { pcall(p[method], p, 0) } end
+      end
       p = ready({
         json = function()
-          results[#results + 1] = { pcall(p.commit_transaction, p, 0) }
+          try_all(from_encoder)
           return "{}"
         end,
         log_level = "debug", config = { debug = "eos" },
         logger = function()
-          if #results == 1 then results[2] = { pcall(p.abort_transaction, p, 0) } end
+          if #from_logger == 0 then try_all(from_logger) end
         end,
       })
       assert.is_true(p:begin_transaction())
       assert.is_true(p:produce(H.topic("busy"), "k", { a = 1 }))
-      assert.is_true(H.wait_until(function() return #results >= 2 end, 10, function() p:poll(0.1) end))
-      assert.is_false(results[1][1])
-      assert.matches("commit_transaction: " .. BUSY, results[1][2], 1, true)
-      assert.is_false(results[2][1])
-      assert.matches("abort_transaction: " .. BUSY, results[2][2], 1, true)
+      assert.is_true(H.wait_until(function() return #from_logger > 0 end, 10, function() p:poll(0.1) end))
+      for _, results in ipairs({ from_encoder, from_logger }) do
+        assert.equal(4, #results)
+        for i, r in ipairs(results) do
+          assert.is_false(r[1])
+          assert.matches(METHODS[i] .. ": " .. BUSY, r[2], 1, true)
+        end
+      end
       assert.is_true(p:commit_transaction(30))
       p:close()
     end)

@@ -80,10 +80,15 @@ static int remaining(int64_t deadline)
 }
 
 /* Serves reports until none is waiting or the deadline passes (a
- * callback's error raises); the messages left. */
+ * callback's error raises); the messages left. Raises if a finalizer
+ * closed the producer meanwhile. */
 static long settle(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    return prd_drain(L, p, remaining(deadline));
+    long left = prd_drain(L, p, remaining(deadline));
+
+    if (!p->rk)
+        luaL_error(L, "producer is closed");
+    return left;
 }
 
 /* The retriable _TIMED_OUT failure of commit or abort when reports are
