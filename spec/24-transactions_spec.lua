@@ -21,6 +21,14 @@ local function flags(e)
   return { name = e.name, retriable = e.retriable, txn_requires_abort = e.txn_requires_abort, fatal = e.fatal }
 end
 
+-- Asserts librdkafka's retriable timeout of a transactional call.
+local function assert_retriable_timeout(ok, msg, name, err)
+  assert.same({ nil, "Timed out waiting for operation to finish, retry call to resume", "_TIMED_OUT" },
+    { ok, msg, name })
+  assert.same({ name = "_TIMED_OUT", retriable = true, txn_requires_abort = false, fatal = false }, flags(err))
+  assert.equal(msg, tostring(err))
+end
+
 -- The failure tuple's first three values as a table, and the object.
 local function head(ok, msg, name, err)
   return { ok, msg, name }, err
@@ -61,11 +69,7 @@ describe("transactions", function()
       m:broker_set_rtt(-1, 2000)
       local ok, msg, name, err = p:init_transactions(0.3)
       m:broker_set_rtt(-1, 0)
-      assert.is_nil(ok)
-      assert.equal("Timed out waiting for operation to finish, retry call to resume", msg)
-      assert.equal("_TIMED_OUT", name)
-      assert.same({ name = "_TIMED_OUT", retriable = true, txn_requires_abort = false, fatal = false }, flags(err))
-      assert.equal(msg, tostring(err))
+      assert_retriable_timeout(ok, msg, name, err)
       assert.is_true(p:init_transactions(30))
       assert.is_true(p:begin_transaction())
       p:close()
@@ -191,10 +195,7 @@ describe("transactions", function()
       m:broker_set_rtt(-1, 2000)
       local ok, msg, name, err = p:commit_transaction(0.3)
       m:broker_set_rtt(-1, 0)
-      assert.is_nil(ok)
-      assert.equal("Timed out waiting for operation to finish, retry call to resume", msg)
-      assert.equal("_TIMED_OUT", name)
-      assert.same({ name = "_TIMED_OUT", retriable = true, txn_requires_abort = false, fatal = false }, flags(err))
+      assert_retriable_timeout(ok, msg, name, err)
       assert.is_true(p:commit_transaction(30))
       p:close()
     end)

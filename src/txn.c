@@ -108,6 +108,58 @@ static int timed_out(lua_State *L, const char *method, long left)
     return 4;
 }
 
+typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
+
+/* What every method does first: checks the producer and, when the method
+ * takes one, the timeout at 2 (the deadline); refuses to run from the
+ * producer's own callbacks; returns a fatal error as produce does. Then
+ * the method's own step. */
+static int txn_call(lua_State *L, const char *method, int takes_timeout, txn_step step)
+{
+    prd_producer *p = prd_check_producer(L);
+    int64_t deadline = prd_now_ms();
+
+    if (takes_timeout)
+        deadline += prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+    prd_check_not_busy(L, p, method);
+    if (is_fatal(p))
+        return prd_fail_fatal(L, p->rk);
+    return step(L, p, deadline);
+}
+
+static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    return txn_result(L, p, rd_kafka_init_transactions(p->rk, remaining(deadline)));
+}
+
+static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    (void)deadline;
+    return txn_result(L, p, rd_kafka_begin_transaction(p->rk));
+}
+
+static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    long left;
+
+    if (settles_first(p) && (left = settle(L, p, deadline)) > 0)
+        return timed_out(L, "commit_transaction", left);
+    return txn_result(L, p, rd_kafka_commit_transaction(p->rk, remaining(deadline)));
+}
+
+static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    long left;
+
+    if (settles_first(p)) {
+        if (prd_waiting(p) > 0)
+            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+        if ((left = settle(L, p, deadline)) > 0)
+            return timed_out(L, "abort_transaction", left);
+    }
+    return txn_result(L, p, rd_kafka_abort_transaction(p->rk, remaining(deadline)));
+}
+
 /***
  * Registers the producer's transactional.id with the transaction
  * coordinator and fences older producers of the same id (their open
@@ -123,13 +175,7 @@ static int timed_out(lua_State *L, const char *method, long left)
  */
 static int prd_txn_init(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
-    int timeout_ms = prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
-
-    prd_check_not_busy(L, p, "init_transactions");
-    if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
-    return txn_result(L, p, rd_kafka_init_transactions(p->rk, timeout_ms));
+    return txn_call(L, "init_transactions", 1, init_step);
 }
 
 /***
@@ -141,12 +187,7 @@ static int prd_txn_init(lua_State *L)
  */
 static int prd_txn_begin(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
-
-    prd_check_not_busy(L, p, "begin_transaction");
-    if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
-    return txn_result(L, p, rd_kafka_begin_transaction(p->rk));
+    return txn_call(L, "begin_transaction", 0, begin_step);
 }
 
 /***
@@ -163,16 +204,7 @@ static int prd_txn_begin(lua_State *L)
  */
 static int prd_txn_commit(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
-    int64_t deadline = prd_now_ms() + prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
-    long left;
-
-    prd_check_not_busy(L, p, "commit_transaction");
-    if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
-    if (settles_first(p) && (left = settle(L, p, deadline)) > 0)
-        return timed_out(L, "commit_transaction", left);
-    return txn_result(L, p, rd_kafka_commit_transaction(p->rk, remaining(deadline)));
+    return txn_call(L, "commit_transaction", 1, commit_step);
 }
 
 /***
@@ -188,20 +220,7 @@ static int prd_txn_commit(lua_State *L)
  */
 static int prd_txn_abort(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
-    int64_t deadline = prd_now_ms() + prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
-    long left;
-
-    prd_check_not_busy(L, p, "abort_transaction");
-    if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
-    if (settles_first(p)) {
-        if (prd_waiting(p) > 0)
-            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
-        if ((left = settle(L, p, deadline)) > 0)
-            return timed_out(L, "abort_transaction", left);
-    }
-    return txn_result(L, p, rd_kafka_abort_transaction(p->rk, remaining(deadline)));
+    return txn_call(L, "abort_transaction", 1, abort_step);
 }
 
 /*
