@@ -21,7 +21,6 @@
  * (prd_txn_close); librdkafka's destroy would leave it open.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "prd.h"
 
@@ -57,10 +56,9 @@ static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
     return 4;
 }
 
-/* Whether commit and abort have reports to settle first: not for a
- * producer without transactional.id, whose error librdkafka returns at
- * once. */
-static int settles_first(prd_producer *p)
+/* Whether the producer has a transactional.id: without one, commit and
+ * abort leave its messages alone (librdkafka returns _NOT_CONFIGURED). */
+static int is_transactional(prd_producer *p)
 {
     char id[8];
     size_t size = sizeof id;
@@ -142,7 +140,7 @@ static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
     long left;
 
-    if (settles_first(p) && (left = settle(L, p, deadline)) > 0)
+    if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
         return timed_out(L, "commit_transaction", left);
     return txn_result(L, p, rd_kafka_commit_transaction(p->rk, remaining(deadline)));
 }
@@ -151,7 +149,7 @@ static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
     long left;
 
-    if (settles_first(p)) {
+    if (is_transactional(p)) {
         if (prd_waiting(p) > 0)
             rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
         if ((left = settle(L, p, deadline)) > 0)
@@ -236,7 +234,7 @@ void prd_txn_close(prd_producer *p, int timeout_ms)
 {
     rd_kafka_error_t *error;
 
-    if (!settles_first(p) || is_fatal(p) || prd_waiting(p) > 0)
+    if (!is_transactional(p) || is_fatal(p) || prd_waiting(p) > 0)
         return;
     if (timeout_ms > CLOSE_ABORT_MS)
         timeout_ms = CLOSE_ABORT_MS;
