@@ -379,6 +379,56 @@ describe("transactions", function()
       p:close()
     end)
 
+    it("survives finalizers that close the producer while commit serves reports", function()
+      -- in a child interpreter, the collector at its busiest: finalizers
+      -- that close the producer run inside commit_transaction (inside=),
+      -- where close is refused; between commits they close it, and the
+      -- next call raises 'producer is closed'. Nothing crashes.
+      local out, ok = H.run_lua([[
+        local producers = require("producers")
+        local m = producers.mock_cluster(1)
+        local function on_collect(fn)
+          if newproxy then
+            local u = newproxy(true)
+            getmetatable(u).__gc = fn
+            return u
+          end
+          return setmetatable({}, { __gc = fn })
+        end
+        collectgarbage("setpause", 10)
+        local inside, hits, closed, committed = false, 0, 0, 0
+        for i = 1, 20 do
+          local p = producers.kafka.new{ bootstrap_servers = m:bootstraps(), logger = function() end,
+            on_delivery = function(err, r) local t = { r.key, r.value, err } end,
+            config = { ["transactional.id"] = "gc-" .. i } }
+          assert(p:init_transactions(10))
+          for round = 1, 20 do
+            if not pcall(p.begin_transaction, p) then break end
+            for j = 1, 50 do
+              if not pcall(p.produce, p, "t", "k" .. j, { n = j }) then break end
+              on_collect(function() if inside then hits = hits + 1 end; pcall(p.close, p, 0) end)
+            end
+            inside = true
+            local ok, res = pcall(p.commit_transaction, p, 10)
+            inside = false
+            if ok and res then committed = committed + 1 end
+            if not ok then
+              assert(tostring(res):find("producer is closed", 1, true), res)
+              closed = closed + 1
+              break
+            end
+            if p:is_closed() then break end
+          end
+          p:close(0)
+        end
+        collectgarbage("setpause", 200)
+        m:close()
+        print(("ok closed=%d inside=%d committed=%d"):format(closed, hits, committed))
+      ]])
+      assert.is_true(ok, out)
+      assert.matches("ok closed=20 inside=%d+ committed=%d+", out)
+    end)
+
     it("raises 'producer is closed' after close", function()
       local p = ready()
       p:close()

@@ -78,8 +78,9 @@ static int remaining(int64_t deadline)
 }
 
 /* Serves reports until none is waiting or the deadline passes (a
- * callback's error raises); the messages left. Raises if a finalizer
- * closed the producer meanwhile. */
+ * callback's error raises); the messages left. Raises if the producer
+ * was closed meanwhile: defensive, since close is refused while Lua runs
+ * from serving (a finalizer run in a callback included). */
 static long settle(lua_State *L, prd_producer *p, int64_t deadline)
 {
     long left = prd_drain(L, p, remaining(deadline));
