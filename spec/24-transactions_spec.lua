@@ -388,16 +388,10 @@ describe("transactions", function()
       -- aborted the process here in 30 of 40 runs (ASan build), an
       -- assertion in rd_kafka_txn_handle_AddPartitionsToTxn
       local out, ok = H.run_lua([[
+        package.path = "spec/?.lua;" .. package.path
+        local on_collect = require("support.finalizer")
         local producers = require("producers")
         local m = producers.mock_cluster(1)
-        local function on_collect(fn)
-          if newproxy then
-            local u = newproxy(true)
-            getmetatable(u).__gc = fn
-            return u
-          end
-          return setmetatable({}, { __gc = fn })
-        end
         collectgarbage("setpause", 10)
         local inside, hits, closed, committed = false, 0, 0, 0
         for i = 1, 20 do
