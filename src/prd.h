@@ -281,5 +281,11 @@ int prd_producer_new(lua_State *L);
 int prd_check_config(lua_State *L);
 void prd_mock_open(lua_State *L);
 int prd_test_fatal_error(lua_State *L);
+void prd_check_not_busy(lua_State *L, prd_producer *p, const char *method);
+long prd_drain(lua_State *L, prd_producer *p, int timeout_ms);
+
+/* txn.c: the transactional methods, registered with the producer's. */
+extern const luaL_Reg prd_txn_methods[];
+void prd_txn_close(prd_producer *p, int timeout_ms);
 
 #endif

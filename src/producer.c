@@ -69,7 +69,7 @@ static prd_producer *check_producer(lua_State *L)
     return p;
 }
 
-/* check_producer, for methods defined in other files (stats.c). */
+/* check_producer, for methods defined in other files (stats.c, txn.c). */
 prd_producer *prd_check_producer(lua_State *L)
 {
     return check_producer(L);
@@ -730,6 +730,17 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
     return prd_waiting(p);
 }
 
+/* For txn.c: check_not_busy, and drain raising a callback's error. */
+void prd_check_not_busy(lua_State *L, prd_producer *p, const char *method)
+{
+    check_not_busy(L, p, method);
+}
+
+long prd_drain(lua_State *L, prd_producer *p, int timeout_ms)
+{
+    return drain(L, p, timeout_ms, NULL);
+}
+
 /***
  * Waits until every queued message is delivered or has failed, serving
  * their reports; what waits for linger.ms is sent at once.
@@ -881,6 +892,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     if (run_lua && prd_log_held(L, p) != LUA_OK && kept++)
         lua_pop(L, 1);
 
+    prd_txn_close(p, timeout_ms);        /* aborts an open transaction */
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */
     free_topics(p);
     rd_kafka_queue_cb_event_enable(p->queue, NULL, NULL);   /* none runs after */
@@ -1080,6 +1092,7 @@ void prd_producer_open(lua_State *L, int json_idx)
     lua_pushvalue(L, json_idx);
     lua_pushcclosure(L, call_encoder, 1);
     luaL_setfuncs(L, methods, 2);
+    luaL_setfuncs(L, prd_txn_methods, 0);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_pushliteral(L, PRD_PRODUCER_T);

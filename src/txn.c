@@ -1,0 +1,259 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * txn.c: the transactional producer (exactly-once, issue #16):
+ * init_transactions, begin_transaction, commit_transaction and
+ * abort_transaction over librdkafka's transactional API, for producers
+ * made with config["transactional.id"]. Each returns true, or nil,
+ * message, name and an error object whose retriable, txn_requires_abort
+ * and fatal fields say what to do next (docs/transactions.md).
+ *
+ * Caveats: librdkafka's calls block the caller up to their timeout. Its
+ * commit and abort wait for every message of the transaction to be done,
+ * and with reports as events (as here) a message is done only once its
+ * report is served: so commit serves the reports first (running the
+ * callbacks, as flush does), and abort first purges what is not sent yet
+ * (those reports fail with _PURGE_QUEUE) and serves the reports, before
+ * calling librdkafka. A callback's error raises there, before anything is
+ * sent to the coordinator: the transaction is still open. close (and
+ * __gc) abort an open transaction once its reports are served
+ * (prd_txn_close); librdkafka's destroy would leave it open.
+ */
+#include <stdio.h>
+
+#include "prd.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
+#define CLOSE_ABORT_MIN_MS 1000   /* its floor, even for close(0): see
+                                     prd_txn_close */
+
+/* Checked before each call too: a fatal error raised outside the
+ * transactional code (librdkafka's test hook, the idempotent producer)
+ * leaves librdkafka's transaction state as it was. */
+static int is_fatal(prd_producer *p)
+{
+    return rd_kafka_fatal_error(p->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* true, or nil, message, name, error object for librdkafka's error
+ * (which is destroyed). A fatal error comes as produce returns it: nil,
+ * "fatal error: ...", "_FATAL", the object naming the cause. */
+static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
+{
+    if (!error) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (is_fatal(p)) {
+        rd_kafka_error_destroy(error);
+        return prd_fail_fatal(L, p->rk);
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, rd_kafka_error_string(error));
+    lua_pushstring(L, rd_kafka_error_name(error));
+    prd_push_rd_error(L, error, NULL);
+    rd_kafka_error_destroy(error);
+    return 4;
+}
+
+/* Whether the producer has a transactional.id: without one, commit and
+ * abort leave its messages alone (librdkafka returns _NOT_CONFIGURED). */
+static int is_transactional(prd_producer *p)
+{
+    char id[8];
+    size_t size = sizeof id;
+
+    /* an unset string property reads as "" (size 1); a longer id is
+     * RD_KAFKA_CONF_OK too, with size set to what it needs */
+    return rd_kafka_conf_get(rd_kafka_conf(p->rk), "transactional.id", id, &size) ==
+               RD_KAFKA_CONF_OK && size > 1;
+}
+
+/* Milliseconds to the deadline, 0 when past. */
+static int remaining(int64_t deadline)
+{
+    int64_t left = deadline - prd_now_ms();
+
+    return left > 0 ? (int)left : 0;
+}
+
+/* Serves reports until none is waiting or the deadline passes (a
+ * callback's error raises); the messages left. Raises if the producer
+ * was closed meanwhile: defensive, since close is refused while Lua runs
+ * from serving (a finalizer run in a callback included). */
+static long settle(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    long left = prd_drain(L, p, remaining(deadline));
+
+    if (!p->rk)
+        luaL_error(L, "producer is closed");
+    return left;
+}
+
+/* The retriable _TIMED_OUT failure of commit or abort when reports are
+ * still waiting at the deadline: the transaction is untouched, call the
+ * same method again. */
+static int timed_out(lua_State *L, const char *method, long left)
+{
+    char text[160];
+
+    snprintf(text, sizeof text,
+             "%s: timed out with %ld message(s) waiting for their delivery report",
+             method, left);
+    lua_pushnil(L);
+    lua_pushstring(L, text);
+    lua_pushliteral(L, "_TIMED_OUT");
+    prd_push_error(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text, PRD_E_RETRIABLE);
+    return 4;
+}
+
+typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
+
+/* What every method does first: checks the producer and, when the method
+ * takes one, the timeout at 2 (the deadline); refuses to run from the
+ * producer's own callbacks; returns a fatal error as produce does. Then
+ * the method's own step. */
+static int txn_call(lua_State *L, const char *method, int takes_timeout, txn_step step)
+{
+    prd_producer *p = prd_check_producer(L);
+    int64_t deadline = prd_now_ms();
+
+    if (takes_timeout)
+        deadline += prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+    prd_check_not_busy(L, p, method);
+    if (is_fatal(p))
+        return prd_fail_fatal(L, p->rk);
+    return step(L, p, deadline);
+}
+
+static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    return txn_result(L, p, rd_kafka_init_transactions(p->rk, remaining(deadline)));
+}
+
+static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    (void)deadline;
+    return txn_result(L, p, rd_kafka_begin_transaction(p->rk));
+}
+
+static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    long left;
+
+    if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
+        return timed_out(L, "commit_transaction", left);
+    return txn_result(L, p, rd_kafka_commit_transaction(p->rk, remaining(deadline)));
+}
+
+static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
+{
+    long left;
+
+    if (is_transactional(p)) {
+        if (prd_waiting(p) > 0)
+            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+        if ((left = settle(L, p, deadline)) > 0)
+            return timed_out(L, "abort_transaction", left);
+    }
+    return txn_result(L, p, rd_kafka_abort_transaction(p->rk, remaining(deadline)));
+}
+
+/***
+ * Registers the producer's transactional.id with the transaction
+ * coordinator and fences older producers of the same id (their open
+ * transaction is aborted). Once per producer, before the first
+ * begin_transaction; blocks up to timeout.
+ * @function init_transactions
+ * @number[opt=30] timeout seconds
+ * @treturn[1] true
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] string error name, e.g. "_NOT_CONFIGURED", "_TIMED_OUT"
+ * @treturn[2] table error object (retriable, txn_requires_abort, fatal)
+ */
+static int prd_txn_init(lua_State *L)
+{
+    return txn_call(L, "init_transactions", 1, init_step);
+}
+
+/***
+ * Starts a transaction: the messages produced until commit or abort
+ * belong to it. Does not block.
+ * @function begin_transaction
+ * @treturn[1] true
+ * @treturn[2] nil, message, name, error object (as init_transactions)
+ */
+static int prd_txn_begin(lua_State *L)
+{
+    return txn_call(L, "begin_transaction", 0, begin_step);
+}
+
+/***
+ * Serves the reports of every message produced (running callbacks, as
+ * flush does), then commits the transaction; blocks up to timeout in
+ * all. When it returns true every message of the transaction is
+ * committed and every callback of the transaction has run.
+ * @function commit_transaction
+ * @number[opt=30] timeout seconds
+ * @treturn[1] true
+ * @treturn[2] nil, message, name, error object (as init_transactions)
+ * @raise a callback's error, before the commit is sent: the transaction
+ *   is still open (commit again, or abort)
+ */
+static int prd_txn_commit(lua_State *L)
+{
+    return txn_call(L, "commit_transaction", 1, commit_step);
+}
+
+/***
+ * Aborts the transaction: what is not sent yet is purged (its reports
+ * fail with _PURGE_QUEUE), the reports of what was sent are served, then
+ * the coordinator aborts it: no message of the transaction is ever
+ * visible to a read_committed consumer. Blocks up to timeout in all.
+ * @function abort_transaction
+ * @number[opt=30] timeout seconds
+ * @treturn[1] true
+ * @treturn[2] nil, message, name, error object (as init_transactions)
+ * @raise a callback's error, before the abort is sent (abort again)
+ */
+static int prd_txn_abort(lua_State *L)
+{
+    return txn_call(L, "abort_transaction", 1, abort_step);
+}
+
+/*
+ * For close and __gc, once every report is served: aborts the open
+ * transaction, if any, waiting up to timeout_ms (from CLOSE_ABORT_MIN_MS
+ * to CLOSE_ABORT_MS), so that read_committed consumers of its partitions
+ * are not held until transaction.timeout.ms, as Kafka's Java producer
+ * does on close. It also keeps librdkafka from aborting the process:
+ * destroying a handle with an AddPartitionsToTxn request in flight trips
+ * an assertion in rd_kafka_txn_handle_AddPartitionsToTxn (txn_req_cnt >
+ * 0; seen with 2.0.2 in 30 of 40 runs of spec/24's finalizer case without
+ * this abort, once in 25 with an abort that did not wait). Without a
+ * transaction, or without transactional.id, librdkafka returns at once;
+ * any failure is left to the coordinator's timeout. Runs no Lua.
+ */
+void prd_txn_close(prd_producer *p, int timeout_ms)
+{
+    rd_kafka_error_t *error;
+
+    if (!is_transactional(p) || is_fatal(p) || prd_waiting(p) > 0)
+        return;
+    if (timeout_ms > CLOSE_ABORT_MS)
+        timeout_ms = CLOSE_ABORT_MS;
+    if (timeout_ms < CLOSE_ABORT_MIN_MS)
+        timeout_ms = CLOSE_ABORT_MIN_MS;
+    if ((error = rd_kafka_abort_transaction(p->rk, timeout_ms)))
+        rd_kafka_error_destroy(error);
+}
+
+const luaL_Reg prd_txn_methods[] = {
+    {"init_transactions", prd_txn_init},
+    {"begin_transaction", prd_txn_begin},
+    {"commit_transaction", prd_txn_commit},
+    {"abort_transaction", prd_txn_abort},
+    {NULL, NULL}};
