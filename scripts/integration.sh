@@ -4,7 +4,8 @@
 #      spec/integration/60-nginx_spec.lua under LuaJIT (nginx's lua module
 #      loads the LuaJIT build: $PRODUCERS_NGINX_BUILD_DIR, default build-luajit)
 #   2. a 3-node cluster:     spec/integration/50-failover_spec.lua
-#   3. a single-node Kafka 4.x: the read-back, SASL_SSL and OAUTHBEARER specs again
+#   3. a single-node Kafka 4.x: the read-back, SASL_SSL, transactions and
+#      OAUTHBEARER specs again
 #      (1 and 2 run Kafka 3.9: see scripts/kafka/README.md for why)
 # Prints busted's summary line for each run ("N successes / N failures /
 # N errors / N pending"), the broker logs when a run fails, and exits
@@ -143,7 +144,8 @@ if [[ $WHAT == all || $WHAT == kafka4 ]]; then
   export PRODUCERS_KAFKA_LINE=4
   if start_broker "a single-node Kafka 4.x broker"; then
     run_busted "Kafka 4.x" --tags=integration --exclude-tags=failover spec/integration/10-plaintext_spec.lua \
-      spec/integration/20-sasl_spec.lua spec/integration/80-oauthbearer_spec.lua
+      spec/integration/20-sasl_spec.lua spec/integration/70-transactions_spec.lua \
+      spec/integration/80-oauthbearer_spec.lua
   fi
   "$BROKER" stop >/dev/null 2>&1 || true
   unset PRODUCERS_KAFKA_LINE
