@@ -64,8 +64,8 @@ PRODUCERS_BUILD_DIR=$PWD/build PRODUCERS_LUA=lua5.4 ./scripts/integration.sh 2>&
 # config, produce, delivery, lifecycle, read-back, memory backend, memory
 # safety with valgrind, event_fd, reliability, event loops, statistics,
 # errors as values, transactions, OAUTHBEARER, purge and poll's bound),
-# then the
-# Kafka 4.x integration specs, where SCRAM works from librdkafka 2.6.1 on.
+# then the Kafka 4.x integration specs, where SCRAM works from librdkafka
+# 2.6.1 on.
 # Left to the first leg: packaging, JSON, nginx and benchmark specs
 # (librdkafka plays no part), and spec/16 and spec/17, whose leaderless
 # partitions crash 2.8's mock cluster (SIGSEGV in
