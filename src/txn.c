@@ -39,7 +39,7 @@ static int is_fatal(prd_producer *p)
 
 /* true, or nil, message, name, error object for librdkafka's error
  * (which is destroyed). A fatal error comes as produce returns it: nil,
- * "fatal error: ...", "_FATAL", the object naming the cause. */
+ * "Local: Fatal error", "_FATAL", the object naming the cause. */
 static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
 {
     if (!error) {
