@@ -63,9 +63,11 @@ PRODUCERS_BUILD_DIR=$PWD/build PRODUCERS_LUA=lua5.4 ./scripts/integration.sh 2>&
 # 2.0.2: the unit specs of the producer's life with librdkafka (module,
 # config, produce, delivery, lifecycle, read-back, memory backend, memory
 # safety with valgrind, event_fd, reliability, event loops, statistics,
-# errors as values, transactions, OAUTHBEARER, purge and poll's bound),
-# then the Kafka 4.x integration specs, where SCRAM works from librdkafka
-# 2.6.1 on.
+# errors as values, transactions, purge and poll's bound), then the Kafka
+# 4.x integration specs, where SCRAM works from librdkafka 2.6.1 on, with
+# OAUTHBEARER against the real broker (spec/25's unit cases take 50 s
+# under 2.8, whose destroy takes about a second a producer: left to the
+# first leg).
 # Left to the first leg: packaging, JSON, nginx and benchmark specs
 # (librdkafka plays no part), and spec/16 and spec/17, whose leaderless
 # partitions crash 2.8's mock cluster (SIGSEGV in
@@ -73,7 +75,7 @@ PRODUCERS_BUILD_DIR=$PWD/build PRODUCERS_LUA=lua5.4 ./scripts/integration.sh 2>&
 suites_expected=3
 if [ -n "$rdkafka28" ]; then
   t_leg=$(date +%s)
-  CTEST_ARGS=(-R '^(01|02|03|04|05|06|07|08|13|18|19|22|23|24|25|26)-')
+  CTEST_ARGS=(-R '^(01|02|03|04|05|06|07|08|13|18|19|22|23|24|26)-')
   run_suite build-rdkafka2.8 -DPRODUCERS_LUA=5.4 -DPRODUCERS_BENCH=OFF -DCMAKE_PREFIX_PATH="$rdkafka28"
   CTEST_ARGS=()
   suites_expected=4
