@@ -7,16 +7,7 @@ local cjson = require("cjson")
 local H = require("helpers")
 local has_luv, uv = pcall(require, "luv")
 
--- An object whose finalizer calls fn: a table with __gc on 5.2+, a
--- userdata from newproxy on 5.1 and LuaJIT.
-local function on_collect(fn)
-  if newproxy then
-    local u = newproxy(true)
-    getmetatable(u).__gc = function() fn() end
-    return u
-  end
-  return setmetatable({}, { __gc = function() fn() end })
-end
+local on_collect = require("support.finalizer")   -- an object whose finalizer calls fn
 
 -- Every ref in use (a freed slot holds the number of the next free one).
 local function all_refs()
@@ -74,14 +65,7 @@ describe("reliability", function()
       local out, ok = H.run_lua([[
         local producers = require("producers")
         local m = producers.mock_cluster(1)
-        local function on_collect(fn)
-          if newproxy then
-            local u = newproxy(true)
-            getmetatable(u).__gc = fn
-            return u
-          end
-          return setmetatable({}, { __gc = fn })
-        end
+        local on_collect = require("support.finalizer")
         collectgarbage("setpause", 10)
         local inside, hits, closed = false, 0, 0
         local function cb(err, r) end

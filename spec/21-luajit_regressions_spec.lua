@@ -19,14 +19,7 @@ describe("LuaJIT regressions", function()
       local m = producers.mock_cluster(1)
       local expected = require("cjson").new()
       expected.encode_keep_buffer(false)       -- a buffer of its own per call
-      local function on_collect(fn)
-        if newproxy then
-          local u = newproxy(true)
-          getmetatable(u).__gc = fn
-          return u
-        end
-        return setmetatable({}, { __gc = fn })
-      end
+      local on_collect = require("support.finalizer")
       -- a table of 512 numbers from one constructor: the collector checks
       -- its debt before that allocation, not after, so the next check is
       -- the one lua_pushlstring makes inside lua-cjson's encode
@@ -89,14 +82,7 @@ describe("LuaJIT regressions", function()
       local m = producers.mock_cluster(1)
       local expected = require("cjson").new()
       expected.encode_keep_buffer(false)
-      local function on_collect(fn)
-        if newproxy then
-          local u = newproxy(true)
-          getmetatable(u).__gc = fn
-          return u
-        end
-        return setmetatable({}, { __gc = fn })
-      end
+      local on_collect = require("support.finalizer")
       local numbers = {}
       for i = 1, 512 do numbers[i] = i end
       local make_pad = (loadstring or load)("return { " .. table.concat(numbers, ", ") .. " }")

@@ -155,7 +155,7 @@ function H.run_lua(code)
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local out, ok = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s %s")
+  local out, ok = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=%s %s %s")
     :format(shell_quote(build .. "/?.so;;"), lua, path))
   os.remove(path)
   return out, ok

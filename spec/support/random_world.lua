@@ -417,16 +417,7 @@ function World:react(record, where)
   end
 end
 
--- An object whose finalizer runs f (a table on 5.2+, a proxy on 5.1 and
--- LuaJIT, whose tables have no __gc).
-local function finalized(f)
-  if newproxy then
-    local proxy = newproxy(true)
-    getmetatable(proxy).__gc = f
-    return proxy
-  end
-  return setmetatable({}, { __gc = f })
-end
+local finalized = require("support.finalizer")   -- an object whose finalizer runs f
 
 --- Garbage whose finalizers re-enter the API wherever the collector
 -- happens to run them (inside produce, a callback, the encoder...).
