@@ -21,23 +21,28 @@ local SLOTS = 4               -- producers alive at once
 -- What a re-entry does, by where it runs (weights).
 local REACTIONS = {
   callback = { none = 80, produce = 10, poll = 4, flush = 2, close = 2, close_other = 1, reports = 1,
-               inspect = 1 },
+               inspect = 1, purge = 1 },
+  on_error = { none = 70, produce = 10, poll = 8, flush = 4, close = 4, purge = 2, inspect = 2 },
   logger = { none = 88, produce = 3, poll = 3, flush = 2, close = 3, inspect = 1 },
   encoder = { none = 80, produce = 6, poll = 4, flush = 3, close = 5, reports = 1, inspect = 1 },
-  finalizer = { none = 50, produce = 25, poll = 15, flush = 8, close = 1, reports = 4, inspect = 8 },
+  finalizer = { none = 50, produce = 25, poll = 15, flush = 8, close = 1, reports = 4, inspect = 8,
+                purge = 2 },
   index = { none = 40, produce = 20, poll = 15, close = 20, inspect = 5 },
 }
 -- How often a callback or logger raises after its work (an option
 -- table's __index and a finalizer never do; a json function's failure
 -- is its own, see World:encoder).
-local RAISE_CHANCE = { callback = 0.04, logger = 0.02 }
+local RAISE_CHANCE = { callback = 0.04, logger = 0.02, on_error = 0.04 }
 
 -- The driver's steps (weights).
 local STEPS = {
-  produce = 30, burst = 10, poll = 14, flush = 7, reports = 4, close = 3, drop = 1, collect = 3,
+  produce = 30, burst = 10, poll = 14, flush = 7, reports = 4, close = 3, drop = 1, collect = 3, purge = 1,
   litter = 8, gc_pace = 2, retriable_errors = 4, fatal_errors = 3, broker_down = 1,
   broker_up = 3, leader_move = 2, slow_broker = 1, inspect = 3,
 }
+
+-- purge's options: each purged message still gets its one report
+local PURGES = { { queued = true }, { in_flight = true }, { queued = true, in_flight = true }, {} }
 
 local RETRIABLE = { "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT",
                     "NOT_ENOUGH_REPLICAS" }
@@ -159,6 +164,12 @@ function World:producer_options(record)
     log_level = record.route == "log" and "debug" or rng:pick{ "debug", "info", "warn" },
     logger = self:logger(record, rng:chance(0.5)),
     on_delivery = self:producer_callback(record),
+    on_error = rng:chance(0.3) and function(err)    -- client errors, as error objects
+      if type(err) ~= "table" or type(err.name) ~= "string" or tostring(err) ~= err.message then
+        self.ledger:problem("errors", "on_error got %s", tostring(err))
+      end
+      self:react(record, "on_error")
+    end or nil,
   }
 end
 
@@ -395,6 +406,8 @@ function World:reenter(action, record, where)
     self:call(slot, "close", where, 0)
   elseif action == "reports" then
     self:take_reports(slot, where, self.chaos)
+  elseif action == "purge" then
+    self:call(slot, "purge", where, self.chaos:pick(PURGES))
   elseif action == "inspect" then
     self:inspect(slot, where)
   end
@@ -450,7 +463,12 @@ function Step.burst(self)
 end
 
 function Step.poll(self)
-  self:call(self.rng:int(1, SLOTS), "poll", "driver", self.rng:pick{ 0, 0.001, 0.01, 0.05 })
+  local max = self.rng:chance(0.3) and self.rng:int(1, 20) or nil   -- poll's bound on reports
+  self:call(self.rng:int(1, SLOTS), "poll", "driver", self.rng:pick{ 0, 0.001, 0.01, 0.05 }, max)
+end
+
+function Step.purge(self)
+  self:call(self.rng:int(1, SLOTS), "purge", "driver", self.rng:pick(PURGES))
 end
 
 function Step.flush(self)
