@@ -165,10 +165,23 @@ for i = 1, 3 do assert(p:produce("sandboxed", "k" .. i, { n = i })) end
 assert(p:flush(10))
 print("delivered " .. p:stats().delivered)
 p:close()
+local offsets = {}
+local cb = producers.kafka.new{ config = { ["test.mock.num.brokers"] = 1 },
+  on_delivery = function(err, r) offsets[#offsets + 1] = r.offset end }
+assert(cb:produce("sandboxed", "k", "v"))
+assert(cb:flush(10))
+cb:close()
+print("callback offsets " .. #offsets)
+local m = producers.memory.new{}
+assert(m:produce("sandboxed", "k", { n = 1 }))
+m:flush()
+print("memory " .. m.messages[1].value .. " at " .. type(m.messages[1].timestamp))
 ]])
         local out, ok = run(q(sandbox[name]) .. " " .. script)
         assert.is_true(ok, out)
         assert.matches("\ndelivered 3\n", out)
+        assert.matches("\ncallback offsets 1\n", out)
+        assert.matches('\nmemory {"n":1} at number\n', out, 1, true)
         assert.matches("hook info: librdkafka MOCK", out, 1, true)
         assert.falsy(out:find("attempt to index"), out)
       end)

@@ -5,6 +5,8 @@
  * module.c: luaopen_producers_core, the C half of the `producers` module.
  * The public module is lua/producers/init.lua on top of it.
  */
+#include <time.h>
+
 #include "prd.h"
 #include "producers.h"
 
@@ -37,6 +39,18 @@ static int prd_encode_value_fn(lua_State *L)
     return 1;
 }
 
+/* core.time_ms() --> the wall clock in milliseconds since the epoch, a
+ * message timestamp for backends written in Lua (os.time counts seconds,
+ * and a sandboxed host may have no os). */
+static int prd_time_ms(lua_State *L)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
 PRODUCERS_API int luaopen_producers_core(lua_State *L)
 {
     int json;
@@ -62,6 +76,8 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "test_fatal_error");
     prd_error_open(L);
     lua_setfield(L, -2, "error");
+    lua_pushcfunction(L, prd_time_ms);
+    lua_setfield(L, -2, "time_ms");
     lua_pushcfunction(L, prd_check_config);
     lua_setfield(L, -2, "check_config");
     lua_pushvalue(L, json);

@@ -25,10 +25,6 @@ local log = require("producers.log")
 
 local Memory = BaseProducer.extend("memory")
 
-local function now_ms()
-  return os.time() * 1000
-end
-
 function Memory.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -191,7 +187,7 @@ function Memory:produce(topic, key, value, opts)
   local message = {
     topic = topic, key = key, value = bytes, headers = rawget(opts, "headers"),
     partition = (partition == nil or partition == -1) and self:partition_for(key) or partition,
-    timestamp = timestamp ~= nil and timestamp ~= 0 and timestamp or now_ms(),
+    timestamp = timestamp ~= nil and timestamp ~= 0 and timestamp or core.time_ms(),
   }
   self.pending[#self.pending + 1] = {
     message = message,
