@@ -354,6 +354,7 @@ write_env() { # NODES
   cat >"$KDIR/env.sh.tmp" <<EOF
 # written by scripts/kafka/broker.sh start; one KEY=value a line, no quoting
 KAFKA_NODES=$n
+KAFKA_PORT_OFFSET=$PORT_OFFSET
 KAFKA_VERSION=$(kafka_version)
 KAFKA_BOOTSTRAP=$boot
 KAFKA_SASL_BOOTSTRAP=$sboot
@@ -368,7 +369,7 @@ KAFKA_LOG_DIR=$KDIR/logs
 KAFKA_DIR=$KDIR
 KAFKA_LIB_DIR=$LIB_DIR
 KAFKA_BROKER_SH=$SCRIPT_DIR/broker.sh
-export KAFKA_NODES KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_CA KAFKA_PLAIN_USER KAFKA_PLAIN_PASSWORD KAFKA_SCRAM_MECHANISM KAFKA_SCRAM_USER KAFKA_SCRAM_PASSWORD KAFKA_OAUTHBEARER KAFKA_LOG_DIR KAFKA_DIR KAFKA_LIB_DIR KAFKA_BROKER_SH
+export KAFKA_NODES KAFKA_PORT_OFFSET KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_CA KAFKA_PLAIN_USER KAFKA_PLAIN_PASSWORD KAFKA_SCRAM_MECHANISM KAFKA_SCRAM_USER KAFKA_SCRAM_PASSWORD KAFKA_OAUTHBEARER KAFKA_LOG_DIR KAFKA_DIR KAFKA_LIB_DIR KAFKA_BROKER_SH
 EOF
   mv "$KDIR/env.sh.tmp" "$KDIR/env.sh"
 }
@@ -616,6 +617,11 @@ usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 shift || true
+# the commands after start act on the cluster it started, at its ports
+if [[ $cmd != start && -z ${PRODUCERS_KAFKA_PORT_OFFSET:-} && -f $KDIR/env.sh ]]; then
+  PORT_OFFSET=$(sed -n 's/^KAFKA_PORT_OFFSET=//p' "$KDIR/env.sh")
+  PORT_OFFSET=${PORT_OFFSET:-0}
+fi
 case $cmd in
   start) cmd_start "$@" ;;
   stop) cmd_stop ;;
