@@ -14,7 +14,7 @@ local sh, q = H.sh, H.shell_quote
 local root, build = H.dirs("build-luajit")
 local read = H.read
 local N = require("support.nginx")
-local write, alive, children, free_port, count = N.write, N.alive, N.children, N.free_port, N.count
+local write, children, free_port, count = N.write, N.children, N.free_port, N.count
 
 local function count_lines(path)
   local n = 0
@@ -24,9 +24,6 @@ end
 
 local function pause() sh("sleep 0.05") end
 
--- Wall clock in seconds (os.time() counts whole seconds only).
-local function now() return tonumber((sh("date +%s.%N"))) end
-
 -- examples/nginx/nginx.conf with its ${...} filled in, and `replace`
 -- (exact text -> text, each found exactly once) applied.
 local function render(port, replace)
@@ -35,75 +32,18 @@ local function render(port, replace)
   text = text:gsub("%${([%w_]+)}", function(name)
     return assert(vars[name], "nginx.conf: unknown placeholder " .. name)
   end)
-  for from, to in pairs(replace or {}) do
-    local s, e = text:find(from, 1, true)
-    assert(s and not text:find(from, e + 1, true), "nginx.conf: expected once: " .. from)
-    text = text:sub(1, s - 1) .. to .. text:sub(e + 1)
-  end
+  for from, to in pairs(replace or {}) do text = N.replace_once(text, from, to) end
   return text
 end
 
--- Ends the master (and its workers) whatever state the test left it in.
-local function stop(n)
-  if not n then return end
-  if n.pid and alive(n.pid) then
-    local workers = children(n.pid)
-    sh("kill -TERM " .. n.pid)
-    if not H.wait_until(function() return not alive(n.pid) end, 5, pause) then
-      for _, w in ipairs(workers) do sh("kill -KILL " .. w) end
-      for _, w in ipairs(children(n.pid)) do sh("kill -KILL " .. w) end
-      sh("kill -KILL " .. n.pid)
-    end
-  end
-  sh("rm -rf " .. q(n.prefix))
-end
+local stop, quit = N.stop, N.quit
 
--- An nginx master (+ 2 workers) in a fresh prefix, answering on its port.
+-- An nginx master (+ 2 workers) running examples/nginx, answering on its port.
 local function start(bootstraps, replace)
-  local last
-  for _ = 1, 5 do
-    local prefix = (sh("mktemp -d /tmp/producers-nginx.XXXXXX")):match("[^\n]+")
-    local n = {
-      prefix = prefix, conf = prefix .. "/nginx.conf", port = free_port(),
-      url = nil, pid = nil,
-    }
-    n.url = ("http://127.0.0.1:%d"):format(n.port)
-    -- workers run as nobody when the master is root: let them in
-    local out, made = sh(("chmod 755 %s && mkdir %s/logs"):format(q(prefix), q(prefix)))
-    assert(made, out)
-    write(n.conf, render(n.port, replace))
-    function n.cmd(args)
-      return ("nginx -p %s/ -c %s -e logs/error.log %s"):format(q(n.prefix), q(n.conf), args or "")
-    end
-    function n.log() return read(prefix .. "/logs/error.log") or "" end
-    local _, ok = sh(("cd %s && KAFKA_BOOTSTRAP_SERVERS=%s %s </dev/null >logs/start.out 2>&1")
-      :format(q(prefix), q(bootstraps), n.cmd()))
-    last = (read(prefix .. "/logs/start.out") or "") .. n.log()
-    if ok then
-      n.pid = tonumber((read(prefix .. "/logs/nginx.pid") or ""):match("%d+"))
-      local answering = n.pid and H.wait_until(function()
-        local code = sh(("curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s/events"):format(n.url))
-        return code == "405"      -- GET: events.handle ran
-      end, 10, pause)
-      if answering then return n end
-      local log = n.log()
-      stop(n)                     -- the caller never sees n: stop it here
-      error((n.pid and "nginx does not answer:\n" or "nginx wrote no pid file:\n") .. log)
-    end
-    sh("rm -rf " .. q(prefix))
-    if not last:find("Address already in use", 1, true) then break end
-  end
-  error("nginx did not start:\n" .. last)
-end
-
--- nginx -s quit, then waits for the master to exit; returns the seconds taken.
-local function quit(n, timeout)
-  local started = now()
-  local out, ok = sh(n.cmd("-s quit"))
-  assert(ok, out)
-  local gone = H.wait_until(function() return not alive(n.pid) end, timeout, pause)
-  assert(gone, "nginx master still running after -s quit:\n" .. n.log())
-  return now() - started
+  return N.start(bootstraps, function(n) write(n.conf, render(n.port, replace)) end, function(n)
+    local code = sh(("curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s/events"):format(n.url))
+    return code == "405"      -- GET: events.handle ran
+  end)
 end
 
 -- A curl config: POST /events for seq = from..to (key "k<seq>").

@@ -189,38 +189,15 @@ local RESTY_EXAMPLE = [=[
                 ngx.say("send success, ok:", ok)
 ]=]
 
-local function replace_once(text, from, to)
-  local s, e = text:find(from, 1, true)
-  assert(s and not text:find(from, e + 1, true), "expected once: " .. from)
-  return text:sub(1, s - 1) .. to .. text:sub(e + 1)
-end
+local replace_once, stop = N.replace_once, N.stop
 
-local function stop(n)
-  if not n then return end
-  if n.pid and alive(n.pid) then
-    local workers = children(n.pid)
-    sh("kill -TERM " .. n.pid)
-    if not K.wait_for(function() return not alive(n.pid) end, 5) then
-      for _, w in ipairs(workers) do sh("kill -KILL " .. w) end
-      sh("kill -KILL " .. n.pid)
-    end
-  end
-  for _, pid in ipairs(n.background or {}) do sh("kill -TERM " .. pid .. " 2>/dev/null") end
-  sh("rm -rf " .. q(n.prefix))
-end
-
--- An nginx master with `workers` workers in a fresh prefix, answering.
+-- An nginx master with `workers` workers running CONF, answering.
 local function start(env, workers)
-  local last
-  for _ = 1, 5 do
-    local prefix = (sh("mktemp -d /tmp/producers-nginx-it.XXXXXX")):match("[^\n]+")
-    local n = { prefix = prefix, port = free_port(), background = {} }
-    n.url = ("http://127.0.0.1:%d"):format(n.port)
-    sh(("chmod 755 %s && mkdir %s/logs"):format(q(prefix), q(prefix)))
-    local vars = { WORKERS = tostring(workers), ROOT = root, BUILD = build, PREFIX = prefix,
+  return N.start(env.KAFKA_BOOTSTRAP, function(n)
+    local vars = { WORKERS = tostring(workers), ROOT = root, BUILD = build, PREFIX = n.prefix,
                    PORT = tostring(n.port), NOWHERE = "127.0.0.1:" .. free_port() }
-    write(prefix .. "/nginx.conf", (CONF:gsub("%${([%w_]+)}", function(k) return assert(vars[k], k) end)))
-    write(prefix .. "/opts.lua", ([[
+    write(n.conf, (CONF:gsub("%${([%w_]+)}", function(k) return assert(vars[k], k) end)))
+    write(n.prefix .. "/opts.lua", ([[
 return {
   bootstrap_servers = os.getenv("KAFKA_BOOTSTRAP_SERVERS"),
   shared_dict = "producers",
@@ -230,40 +207,17 @@ return {
     local example = replace_once(RESTY_EXAMPLE, 'require "resty.kafka.client"', 'require("producers.resty_kafka").client')
     example = replace_once(example, 'require "resty.kafka.producer"', 'require "producers.resty_kafka"')
     example = replace_once(example, "port = 9092", "port = " .. env.KAFKA_BOOTSTRAP:match(":(%d+)"))
-    write(prefix .. "/resty_example.lua", example)
-    function n.cmd(args)
-      return ("nginx -p %s/ -c %s/nginx.conf -e logs/error.log %s"):format(q(prefix), q(prefix), args or "")
-    end
-    function n.log() return read(prefix .. "/logs/error.log") or "" end
-    local out, ok = sh(("cd %s && KAFKA_BOOTSTRAP_SERVERS=%s %s </dev/null")
-      :format(q(prefix), q(env.KAFKA_BOOTSTRAP), n.cmd()))
-    last = out .. n.log()
-    if ok then
-      n.pid = tonumber((read(prefix .. "/logs/nginx.pid") or ""):match("%d+"))
-      local up = n.pid and K.wait_for(function()
-        return sh(("curl -s --max-time 2 %s/ping"):format(n.url)) == "pong\n"
-      end, 10)
-      if up then return n end
-      local log = n.log()
-      stop(n)
-      error("nginx does not answer:\n" .. log)
-    end
-    sh("rm -rf " .. q(prefix))
-    if not last:find("Address already in use", 1, true) then break end
-  end
-  error("nginx did not start:\n" .. last)
+    write(n.prefix .. "/resty_example.lua", example)
+  end, function(n)
+    return sh(("curl -s --max-time 2 %s/ping"):format(n.url)) == "pong\n"
+  end)
 end
 
 local function get(n, path)
   return (sh(("curl -s --max-time 20 '%s%s'"):format(n.url, path)))
 end
 
-local function quit(n, timeout)
-  local out, ok = sh(n.cmd("-s quit"))
-  assert(ok, out)
-  assert(K.wait_for(function() return not alive(n.pid) end, timeout),
-    "nginx master still running after -s quit:\n" .. n.log())
-end
+local quit = N.quit
 
 local describe_nginx = describe
 if sh("command -v nginx") == "" or not read(build .. "/producers/core.so") then

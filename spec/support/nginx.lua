@@ -1,5 +1,6 @@
 -- What the nginx specs (spec/12, spec/integration/60) share: files, the
--- processes of a running nginx, a free port, counting lines of a log.
+-- processes of a running nginx, a free port, starting, quitting and
+-- stopping nginx, counting lines of a log.
 local H = require("helpers")
 
 local N = {}
@@ -38,6 +39,87 @@ function N.free_port()
     if not listening[port] then return port end
   end
   error("no free port")
+end
+
+local q = H.shell_quote
+
+-- Waits up to timeout seconds for cond(), trying every 50 ms.
+local function wait(cond, timeout)
+  return H.wait_until(cond, timeout, function() H.sh("sleep 0.05") end)
+end
+
+--- Wall clock in seconds (os.time() counts whole seconds only).
+function N.now() return tonumber((H.sh("date +%s.%N"))) end
+
+--- text with from (found exactly once) replaced by to.
+function N.replace_once(text, from, to)
+  local s, e = text:find(from, 1, true)
+  assert(s and not text:find(from, e + 1, true), "expected once: " .. from)
+  return text:sub(1, s - 1) .. to .. text:sub(e + 1)
+end
+
+--- Ends the master and its workers whatever state a test left them in,
+-- then the processes in n.background; removes the prefix.
+function N.stop(n)
+  if not n then return end
+  if n.pid and N.alive(n.pid) then
+    local workers = N.children(n.pid)
+    H.sh("kill -TERM " .. n.pid)
+    if not wait(function() return not N.alive(n.pid) end, 5) then
+      for _, w in ipairs(workers) do H.sh("kill -KILL " .. w) end
+      for _, w in ipairs(N.children(n.pid)) do H.sh("kill -KILL " .. w) end
+      H.sh("kill -KILL " .. n.pid)
+    end
+  end
+  for _, pid in ipairs(n.background or {}) do H.sh("kill -TERM " .. pid .. " 2>/dev/null") end
+  H.sh("rm -rf " .. q(n.prefix))
+end
+
+--- An nginx master in a fresh prefix on a free port (retried when the
+-- port is taken meanwhile), KAFKA_BOOTSTRAP_SERVERS=bootstraps in its
+-- environment: setup(n) writes n.conf (and what else it needs) for
+-- n.port; ready(n) is true once it answers (waited for up to 10 s).
+-- n: prefix, conf, port, url, pid, cmd(args), log(), background (pids
+-- that stop ends too).
+function N.start(bootstraps, setup, ready)
+  local last
+  for _ = 1, 5 do
+    local prefix = (H.sh("mktemp -d /tmp/producers-nginx.XXXXXX")):match("[^\n]+")
+    local n = { prefix = prefix, conf = prefix .. "/nginx.conf", port = N.free_port(), background = {} }
+    n.url = ("http://127.0.0.1:%d"):format(n.port)
+    -- workers run as nobody when the master is root: let them in
+    local out, made = H.sh(("chmod 755 %s && mkdir %s/logs"):format(q(prefix), q(prefix)))
+    assert(made, out)
+    setup(n)
+    function n.cmd(args)
+      return ("nginx -p %s/ -c %s -e logs/error.log %s"):format(q(prefix), q(n.conf), args or "")
+    end
+    function n.log() return H.read(prefix .. "/logs/error.log") or "" end
+    local _, ok = H.sh(("cd %s && KAFKA_BOOTSTRAP_SERVERS=%s %s </dev/null >logs/start.out 2>&1")
+      :format(q(prefix), q(bootstraps), n.cmd()))
+    last = (H.read(prefix .. "/logs/start.out") or "") .. n.log()
+    if ok then
+      n.pid = tonumber((H.read(prefix .. "/logs/nginx.pid") or ""):match("%d+"))
+      if n.pid and wait(function() return ready(n) end, 10) then return n end
+      local log = n.log()
+      N.stop(n)                   -- the caller never sees n: stop it here
+      error((n.pid and "nginx does not answer:\n" or "nginx wrote no pid file:\n") .. log)
+    end
+    H.sh("rm -rf " .. q(prefix))
+    if not last:find("Address already in use", 1, true) then break end
+  end
+  error("nginx did not start:\n" .. last)
+end
+
+--- nginx -s quit, then waits for the master to exit; returns the
+-- seconds taken.
+function N.quit(n, timeout)
+  local started = N.now()
+  local out, ok = H.sh(n.cmd("-s quit"))
+  assert(ok, out)
+  assert(wait(function() return not N.alive(n.pid) end, timeout),
+    "nginx master still running after -s quit:\n" .. n.log())
+  return N.now() - started
 end
 
 -- How many times plain occurs in text.
