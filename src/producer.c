@@ -157,8 +157,9 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  * @tparam table opts logger (function(level, message)), log_level
  *   (1 debug .. 4 error), on_delivery (callable), gc_flush_timeout (s),
  *   json ("lua-cjson" to encode with lua-cjson, else the builtin encoder),
- *   on_stats (callable: the decoded statistics)
- *   on_oauthbearer_token (callable: OAUTHBEARER tokens, oauth.c)
+ *   on_error (callable: client-level errors as error objects), on_stats
+ *   (callable: the decoded statistics, stats.c), on_oauthbearer_token
+ *   (callable: OAUTHBEARER tokens, oauth.c)
  * @treturn userdata producer
  */
 int prd_producer_new(lua_State *L)
