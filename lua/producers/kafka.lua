@@ -152,13 +152,15 @@ end
 -- @tparam table opts bootstrap_servers, username, password,
 --   sasl_mechanism, on_oauthbearer_token (function(config) returning
 --   token, lifetime_ms, principal [, extensions]: docs/oauthbearer.md),
---   config, on_delivery, logger, log_level,
+--   config, on_delivery, on_error (function(err): client-level errors
+--   as error objects, docs/errors.md), logger, log_level,
 --   gc_flush_timeout, json ("builtin", the default, "lua-cjson", or a
 --   function(table) returning the value's bytes), on_stats
 --   (function(stats): librdkafka's statistics, decoded; needs
 --   config["statistics.interval.ms"], docs/statistics.md)
--- @treturn userdata the producer (methods: produce, poll, flush, close,
---   queue_length, is_closed)
+-- @treturn userdata the producer (methods: produce, poll, flush, purge,
+--   close, queue_length, is_closed, stats, metrics, event_fd, reports and
+--   the transaction methods)
 function Kafka.new(opts)
   check_options(opts)
   check_ranges(opts)
