@@ -202,6 +202,22 @@ describe("transactions", function()
       p:close()
     end)
 
+    it("returns a retriable _TIMED_OUT while every broker is down; called again once they are back, it commits", function()
+      local reports = 0
+      local p = ready({ on_delivery = function() reports = reports + 1 end })
+      assert.is_true(p:begin_transaction())
+      local topic = H.topic("down")
+      assert.is_true(p:produce(topic, "k", "v"))
+      assert.is_true(H.wait_until(function() return reports == 1 end, 10, function() p:poll(0.1) end))
+      for id = 1, 3 do m:broker_down(id) end
+      local ok, msg, name, err = p:commit_transaction(0.5)
+      for id = 1, 3 do m:broker_up(id) end
+      assert_retriable_timeout(ok, msg, name, err)
+      assert.is_true(p:commit_transaction(30))
+      assert.equal(1, reports)
+      p:close()
+    end)
+
     it("returns a retriable _TIMED_OUT when reports are still waiting at its timeout; called again, it commits", function()
       local reports = 0
       local p = ready({ on_delivery = function() reports = reports + 1 end })
