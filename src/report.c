@@ -392,6 +392,14 @@ static int serve_reports(lua_State *L)
     return 0;
 }
 
+/* Makes ev, a batch of reports, the one being served: a new batch is
+ * where the latency window may turn (stats.c), one clock read a batch. */
+static void hold_batch(prd_producer *p, rd_kafka_event_t *ev)
+{
+    p->pending = ev;
+    prd_latency_tick(&p->latency, prd_now_ms());
+}
+
 /* Serves p->pending in one protected call, with the traceback handler at
  * *handler (pushed at the top when 0). Returns LUA_OK, or an error status
  * with the error on top of the stack. */
@@ -587,7 +595,6 @@ static int log_stale(lua_State *L, prd_producer *p)
     return prd_log_held(L, p);
 }
 
-
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int max, int *handler)
 {
@@ -607,8 +614,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
                     return status;
                 continue;
             }
-            p->pending = ev;
-            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
+            hold_batch(p, ev);
         }
         if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
             return status;
@@ -656,8 +662,7 @@ static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int 
                     return NULL;
                 continue;
             }
-            p->pending = ev;
-            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
+            hold_batch(p, ev);
         }
         if ((m = rd_kafka_event_message_next(p->pending)))
             return m;
@@ -788,8 +793,7 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
                 rd_kafka_event_destroy(ev);
                 continue;
             }
-            p->pending = ev;
-            prd_latency_tick(&p->latency, prd_now_ms());  /* a new batch */
+            hold_batch(p, ev);
         }
         while ((m = rd_kafka_event_message_next(p->pending))) {
             count_report(p, m);

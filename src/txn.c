@@ -102,11 +102,7 @@ static int timed_out(lua_State *L, const char *method, long left)
     snprintf(text, sizeof text,
              "%s: timed out with %ld message(s) waiting for their delivery report",
              method, left);
-    lua_pushnil(L);
-    lua_pushstring(L, text);
-    lua_pushliteral(L, "_TIMED_OUT");
-    prd_push_error(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text, PRD_E_RETRIABLE);
-    return 4;
+    return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
 }
 
 typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
