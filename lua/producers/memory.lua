@@ -169,6 +169,13 @@ function Memory:failure(message)
   return name
 end
 
+-- produce's refusal of a message, as the Kafka backend's: nil, message,
+-- name, error object.
+local function refusal(name)
+  local err = core.error(name)
+  return nil, err.message, name, err
+end
+
 function Memory:produce(topic, key, value, opts)
   check_open(self)
   local partition, timestamp
@@ -177,12 +184,11 @@ function Memory:produce(topic, key, value, opts)
   local ready = #self.pending       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
-    return nil, "Local: Queue full", "_QUEUE_FULL", core.error("_QUEUE_FULL")
+    return refusal("_QUEUE_FULL")
   end
   if partition and partition >= self.partitions then
     self:serve(ready)
-    return nil, core.error_string("_UNKNOWN_PARTITION"), "_UNKNOWN_PARTITION",
-      core.error("_UNKNOWN_PARTITION")
+    return refusal("_UNKNOWN_PARTITION")
   end
   local message = {
     topic = topic, key = key, value = bytes, headers = rawget(opts, "headers"),
