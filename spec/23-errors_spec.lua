@@ -64,6 +64,24 @@ describe("error objects", function()
       assert.is_true(p:flush(10))
       p:close()
     end)
+
+    it("says a message over message.max.bytes is refused locally, naming the limit", function()
+      local p = H.producer(m, { serve_on_produce = false })      -- librdkafka's default limit
+      local ok, message, name, e = p:produce(H.topic("big"), "k", string.rep("x", 1200000 - 1))
+      local text = "message of 1200000 bytes exceeds message.max.bytes (1000000); refused locally"
+      assert.same({ nil, text, "MSG_SIZE_TOO_LARGE" }, { ok, message, name })
+      assert.is_true(is_error_object(e))
+      assert.same({ text, "MSG_SIZE_TOO_LARGE", 10, false }, { e.message, e.name, e.code, e.retriable })
+      p:close()
+      -- a configured limit; just under it, the record's overhead tips it over
+      p = H.producer(m, { serve_on_produce = false, config = { ["message.max.bytes"] = 10000 } })
+      local function three(a, b, c) return { a, b, c } end
+      assert.same({ nil, "message of 20000 bytes exceeds message.max.bytes (10000); refused locally",
+                    "MSG_SIZE_TOO_LARGE" }, three(p:produce("t", nil, string.rep("x", 20000))))
+      assert.same({ nil, "message of 9999 bytes exceeds message.max.bytes (10000) with its record overhead; "
+                    .. "refused locally", "MSG_SIZE_TOO_LARGE" }, three(p:produce("t", nil, string.rep("x", 9999))))
+      p:close()
+    end)
   end)
 
   describe("flush", function()

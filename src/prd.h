@@ -182,6 +182,7 @@ typedef struct prd_producer {
     int held_level;
     int64_t held_at;             /* when it was held (prd_now_ms) */
     int serve_on_produce;        /* produce serves reports (default) */
+    int max_msg_bytes;           /* message.max.bytes, read at creation */
     int generation;              /* prd_fork_generation when made */
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */

@@ -140,6 +140,15 @@ static int opt_callback_ref(lua_State *L, int idx, const char *field,
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* The integer property name of conf, or -1. */
+static int conf_int(rd_kafka_conf_t *conf, const char *name)
+{
+    char value[32];
+    size_t size = sizeof value;
+
+    return rd_kafka_conf_get(conf, name, value, &size) == RD_KAFKA_CONF_OK ? atoi(value) : -1;
+}
+
 static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
 {
     char value[8];
@@ -208,6 +217,7 @@ int prd_producer_new(lua_State *L)
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1, &p->secrets);
+    p->max_msg_bytes = conf_int(conf, "message.max.bytes");
     /* librdkafka would free a delivered message without a report, and
      * with it the state its opaque holds: every report comes, and those
      * of delivered messages stop in C */
@@ -593,6 +603,24 @@ static rd_kafka_resp_err_t send_message(prd_producer *p, const message *m, int m
                              RD_KAFKA_V_END);
 }
 
+/*
+ * produce's refusal of a message over message.max.bytes: librdkafka says
+ * "Broker: Message size too large", though no broker saw it. The name
+ * stays MSG_SIZE_TOO_LARGE; the message says it is local and names the
+ * limit (the record's overhead counts too, so a message a little under
+ * the limit can be refused).
+ */
+static int fail_too_large(lua_State *L, prd_producer *p, const message *m)
+{
+    char text[PRD_TEXT_MAX];
+    size_t size = m->key_len + m->value_len;
+
+    snprintf(text, sizeof text, "message of %zu bytes exceeds message.max.bytes (%d)%s; refused locally",
+             size, p->max_msg_bytes,
+             size <= (size_t)p->max_msg_bytes ? " with its record overhead" : "");
+    return prd_fail_text(L, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, text);
+}
+
 /***
  * Queues a message, then serves the reports that are ready (not when
  * called from a callback of the same producer: the outer call serves).
@@ -637,6 +665,8 @@ static int prd_producer_produce(lua_State *L)
             rd_kafka_headers_destroy(hdrs);
         prd_opaque_release(L, opaque);
         /* serves nothing: the refusal stands */
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            return fail_too_large(L, p, &m);
         return err == RD_KAFKA_RESP_ERR__FATAL ? prd_fail_fatal(L, p->rk) : prd_fail(L, err);
     }
     p->outstanding++;
