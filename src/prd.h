@@ -177,10 +177,6 @@ typedef struct prd_producer {
     rd_kafka_resp_err_t last_error;     /* of the last error event, until a
                                            delivery succeeds */
     char last_error_text[256];
-    char held_log[PRD_TEXT_MAX];        /* a "FAIL" line waiting for its error
-                                           event: 1, then the text; or "" */
-    int held_level;
-    int64_t held_at;             /* when it was held (prd_now_ms) */
     int serve_on_produce;        /* produce serves reports (default) */
     int max_msg_bytes;           /* message.max.bytes, read at creation */
     int generation;              /* prd_fork_generation when made */
@@ -225,7 +221,6 @@ void prd_wake_if_waiting(prd_producer *p);
 void prd_clear_wake(prd_producer *p);
 long prd_waiting(prd_producer *p);
 int prd_take_reports(lua_State *L, prd_producer *p, int max);
-int prd_log_held(lua_State *L, prd_producer *p);
 void prd_report_open(lua_State *L);
 int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...);
 void prd_push_function(lua_State *L, const void *key, lua_CFunction f);

@@ -920,8 +920,6 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
                  p->name, lost);
         prd_log_host(L, "warn", line);  /* the host's C hook, or stderr */
     }
-    if (run_lua && prd_log_held(L, p) != LUA_OK && kept++)
-        lua_pop(L, 1);
 
     prd_txn_close(p, timeout_ms);        /* aborts an open transaction */
     prd_drain_silently(p, L, 0);         /* releases refs of any report left */

@@ -424,49 +424,27 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int 
 }
 
 /*
- * librdkafka logs a broker's failure as a "FAIL" line, then raises the
- * same text as an error event: the line is held until the next event,
- * and dropped when that event is its error, so each error is logged once.
- * A line whose error has not come within HOLD_MS is logged as it is.
+ * A log line for the logger. librdkafka reports a broker's failure (a
+ * refused connection, a disconnect) twice: a "FAIL" line, then an error
+ * event with the same text, one after the other in the queue
+ * (rd_kafka_broker_set_error, 2.0 to 2.8). The error event is the one
+ * kept (it has the error's name and goes to on_error): the FAIL line is
+ * dropped, unless at debug level (debug=broker), where no event follows.
+ * Matching the two instead fails when brokers fail together and their
+ * lines interleave.
  */
-#define HOLD_MS 500
-
-/* Logs the held line, if any (also at close: no event will follow). */
-int prd_log_held(lua_State *L, prd_producer *p)
-{
-    if (!p->held_log[0])
-        return LUA_OK;
-    p->held_log[0] = '\0';
-    return prd_logf(L, p, p->held_level, "librdkafka FAIL: %s", p->held_log + 1);
-}
-
-/* Whether the held line ends with text: the error event it announced. */
-static int held_is(const prd_producer *p, const char *text)
-{
-    size_t held = p->held_log[0] ? strlen(p->held_log + 1) : 0, len = strlen(text);
-
-    return held >= len && strcmp(p->held_log + 1 + held - len, text) == 0;
-}
-
 static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
-    int level, status;
+    int level;
 
     rd_kafka_event_log(ev, &fac, &str, &level);
     /* syslog levels; librdkafka's LOG_ERR lines repeat what error
      * events and failed reports say, so they log as warnings */
     level = level <= 2 ? PRD_ERROR : level <= 4 ? PRD_WARN
           : level <= 6 ? PRD_INFO : PRD_DEBUG;
-    if ((status = prd_log_held(L, p)) != LUA_OK)
-        return status;
-    if (strcmp(fac, "FAIL") == 0) {
-        p->held_log[0] = 1;         /* marks it held; the text follows */
-        snprintf(p->held_log + 1, sizeof p->held_log - 1, "%s", str);
-        p->held_level = level;
-        p->held_at = prd_now_ms();
+    if (strcmp(fac, "FAIL") == 0 && level != PRD_DEBUG)
         return LUA_OK;
-    }
     return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
 }
 
@@ -516,18 +494,13 @@ int prd_report_error(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
                     text, rd_kafka_err2name(err));
 }
 
-/* An error event: prd_report_error, once (see log_held). */
+/* An error event: prd_report_error (its FAIL line is dropped: serve_log). */
 static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 {
     char text[PRD_TEXT_MAX];
-    int status;
 
     if (prd_oauth_echo(p, ev))
         return LUA_OK;
-    if (held_is(p, rd_kafka_event_error_string(ev)))
-        p->held_log[0] = '\0';
-    else if ((status = prd_log_held(L, p)) != LUA_OK)
-        return status;
     snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
     return prd_report_error(L, p, rd_kafka_event_error(ev), text,
                             rd_kafka_event_error_is_fatal(ev));
@@ -586,15 +559,6 @@ void prd_wake_if_waiting(prd_producer *p)
         prd_queue_event(p->rk, p);
 }
 
-/* The queue is empty: a held line whose error event has not come in
- * HOLD_MS is logged. */
-static int log_stale(lua_State *L, prd_producer *p)
-{
-    if (!p->held_log[0] || prd_now_ms() - p->held_at < HOLD_MS)
-        return LUA_OK;
-    return prd_log_held(L, p);
-}
-
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int max, int *handler)
 {
@@ -605,7 +569,7 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
         if (!p->pending) {
             ev = rd_kafka_queue_poll(p->queue, timeout_ms);
             if (!ev)
-                return log_stale(L, p);
+                return LUA_OK;
             timeout_ms = 0;
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
                 status = serve_other(L, p, ev);
@@ -651,10 +615,8 @@ static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int 
 
     for (;;) {
         if (!p->pending) {
-            if (!(ev = rd_kafka_queue_poll(p->queue, 0))) {
-                *status = log_stale(L, p);
+            if (!(ev = rd_kafka_queue_poll(p->queue, 0)))
                 return NULL;
-            }
             if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
                 *status = serve_other(L, p, ev);
                 rd_kafka_event_destroy(ev);
@@ -783,7 +745,6 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
     const rd_kafka_message_t *m;
     rd_kafka_event_t *ev;
 
-    p->held_log[0] = '\0';
     for (;;) {
         if (!p->pending) {
             if (!(ev = rd_kafka_queue_poll(p->queue, timeout_ms)))

@@ -1,0 +1,84 @@
+-- What a fault trial with real nginx and a 3-node cluster found (issue
+-- #20), pinned without nginx: one log line per broker failure, and a
+-- report that says when a failed message may have been written
+-- (possibly_persisted). spec/20 (stubbed ngx) and spec/12 (real nginx)
+-- pin producers.ngx's side.
+local producers = require("producers")
+local H = require("helpers")
+local system = require("system")
+
+-- A logger that keeps its lines.
+local function lines()
+  local got = {}
+  local function logger(level, line) got[#got + 1] = level .. " " .. line end
+  local function count(text)
+    local n = 0
+    for _, l in ipairs(got) do if l:find(text, 1, true) then n = n + 1 end end
+    return n
+  end
+  return logger, count, got
+end
+
+-- Polls p for seconds.
+local function serve_for(p, seconds)
+  local deadline = system.gettime() + seconds
+  while system.gettime() < deadline do p:poll(0.05) end
+end
+
+describe("a broker failure is logged once", function()
+  it("one line per refused connection, however the brokers' lines interleave", function()
+    -- three addresses nothing listens on: three broker threads fail at
+    -- once, each with a FAIL log line and an error event of the same text
+    local ports = {}
+    for i = 1, 3 do ports[i] = "127.0.0.1:" .. (require("support.nginx").free_port()) end
+    local logger, count, got = lines()
+    local p = producers.kafka.new{ bootstrap_servers = table.concat(ports, ","), logger = logger,
+                                   config = { ["reconnect.backoff.ms"] = 5000, ["reconnect.backoff.max.ms"] = 5000 } }
+    assert.is_true(H.wait_until(function()
+      p:poll(0.05)
+      for _, port in ipairs(ports) do if count(port) == 0 then return false end end
+      return true
+    end, 10), table.concat(got, "\n"))
+    serve_for(p, 0.8)           -- a second line would have come by now
+    p:close(0)
+    for _, port in ipairs(ports) do
+      assert.equal(1, count(port .. "/bootstrap: Connect to"), ("%s:\n%s"):format(port, table.concat(got, "\n")))
+    end
+    assert.equal(0, count("librdkafka FAIL"), table.concat(got, "\n"))
+  end)
+
+  it("one line per broker when the mock cluster's brokers go down", function()
+    local m = producers.mock_cluster(3)
+    local topic = H.topic("down")
+    m:create_topic(topic, 3, 1)
+    local logger, count, got = lines()
+    local p = H.producer(m, { logger = logger, config = { ["reconnect.backoff.ms"] = 5000,
+                                                         ["reconnect.backoff.max.ms"] = 5000 } })
+    for i = 1, 3 do assert.is_true(p:produce(topic, nil, "v", { partition = i - 1 })) end
+    assert.is_true(p:flush(10))
+    m:broker_down(-1)
+    -- the brokers' ids in the lines that say they disconnected
+    local function lines_per_broker()
+      local per, brokers = {}, 0
+      for _, l in ipairs(got) do
+        local id = l:find("Disconnected", 1, true) and l:match(":%d+/(%d+): ")
+        if id then
+          if not per[id] then brokers = brokers + 1 end
+          per[id] = (per[id] or 0) + 1
+        end
+      end
+      return per, brokers
+    end
+    assert.is_true(H.wait_until(function()
+      p:poll(0.05)
+      return select(2, lines_per_broker()) >= 2
+    end, 10), table.concat(got, "\n"))
+    serve_for(p, 0.8)
+    p:close(0)
+    m:close()
+    for id, n in pairs(lines_per_broker()) do
+      assert.equal(1, n, ("broker %s:\n%s"):format(id, table.concat(got, "\n")))
+    end
+    assert.equal(0, count("librdkafka FAIL"), table.concat(got, "\n"))
+  end)
+end)
