@@ -179,6 +179,40 @@ describe("producers.ngx (stubbed ngx)", function()
     end)
   end)
 
+  describe("misuse", function()
+    -- the error names this file and the line of the call, not ngx.lua's
+    local function raised_at(fn)
+      local line = debug.getinfo(2, "l").currentline
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      assert.is_nil(err:find("ngx.lua", 1, true), err)
+      return err, line
+    end
+
+    it("raises at the caller's line in produce and send (a number key, a function value)", function()
+      local inst = kafka.init{ config = MOCK }
+      S.phase = "log"
+      local err, line = raised_at(function() kafka.produce("t", 42, "v") end)
+      assert.equal(("spec/20-ngx_module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
+      err, line = raised_at(function() inst:produce("t", "k", function() end) end)
+      assert.equal(("spec/20-ngx_module_spec.lua:%d: value: expected table, string or nil, got function")
+        :format(line), err)
+      err, line = raised_at(function() kafka.produce("t", "k", "v", { on_delivery = 1 }) end)
+      assert.equal(("spec/20-ngx_module_spec.lua:%d: producers.ngx: on_delivery must be a function, got number")
+        :format(line), err)
+      S.phase = "content"
+      err, line = raised_at(function() kafka.send("t", 7, "v") end)
+      assert.equal(("spec/20-ngx_module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
+      err, line = raised_at(function() inst:send("t", "k", "v", { timeout = -1 }) end)
+      assert.equal(("spec/20-ngx_module_spec.lua:%d: opts.timeout: expected a number of seconds > 0, got -1")
+        :format(line), err)
+      -- the producer goes on
+      S.phase = "log"
+      assert.is_true(kafka.produce("t", "k", "v"))
+      assert.is_true(S.until_(function() return kafka.counters().delivered == 1 end))
+    end)
+  end)
+
   describe("send", function()
     it("cannot wait where the phase does not yield", function()
       kafka.init{ config = MOCK }

@@ -76,6 +76,40 @@ local function traceback(e)
   return debug.traceback(tostring(e), 2)
 end
 
+-- ------------------------------------------------------------ misuse
+
+-- This file and resty_kafka.lua beside it: a misuse error names the
+-- first function up the stack that is in neither, the caller's line.
+local SOURCE = debug.getinfo(1, "S")
+local OURS = { [SOURCE.source] = true, [SOURCE.source:gsub("ngx%.lua$", "resty_kafka.lua")] = true }
+-- the position the C core's errors carry: luaL_where of its caller, here
+local OUR_WHERE = "^" .. SOURCE.short_src:gsub("%p", "%%%0") .. ":%d+: "
+
+--- "file:line: " of the caller: the first Lua function up the stack
+-- outside this module (a pcall, a C function, is passed over); "" if
+-- none has a line.
+local function caller_where()
+  for level = 3, 50 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.what ~= "C" and not OURS[info.source] then
+      return info.currentline > 0 and ("%s:%d: "):format(info.short_src, info.currentline) or ""
+    end
+  end
+  return ""
+end
+
+--- Raises message at the caller's line (misuse: a bad argument).
+local function misuse(message)
+  error(caller_where() .. message, 0)
+end
+
+-- Re-raises e, an error the core raised at our line, at the caller's.
+local function rethrow(e)
+  if type(e) ~= "string" then error(e, 0) end
+  misuse((e:gsub(OUR_WHERE, "", 1)))
+end
+
 -- -------------------------------------------------------------- options
 
 -- opts split into the nginx settings (defaults filled in) and the
@@ -202,7 +236,7 @@ local callbacks = setmetatable({}, { __mode = "kv" })
 function M.callback(fn)
   if getmetatable(fn) == Callback then return fn end
   if not log.is_callable(fn) then
-    error("producers.ngx: on_delivery must be a function, got " .. type(fn), 2)
+    misuse("producers.ngx: on_delivery must be a function, got " .. type(fn))
   end
   local cb = callbacks[fn]
   if not cb then
@@ -437,6 +471,8 @@ end
 -- @treturn[2] string message
 -- @treturn[2] string error name (e.g. "_QUEUE_FULL")
 -- @treturn[2] table error object (producers.Error)
+-- @raise on misuse (a number key, a function value, ...), naming the
+--   caller's file and line, not this module's
 function Instance:produce(topic, key, value, opts)
   if self.closed then
     return nil, "producer is closed", "_DESTROY", producers.error("_DESTROY", "producer is closed")
@@ -453,7 +489,9 @@ function Instance:produce(topic, key, value, opts)
       end
     end
   end
-  local ok, err, code, err_object = self.producer:produce(topic, key, value, opts)
+  -- misuse (a number key, a function value) raises at the caller's line
+  local called, ok, err, code, err_object = pcall(self.producer.produce, self.producer, topic, key, value, opts)
+  if not called then rethrow(ok) end
   if ok then
     self.produced = self.produced + 1
     if not self.draining and not self.drain_scheduled and ngx.worker.exiting() then
@@ -480,13 +518,13 @@ function Instance:send(topic, key, value, opts)
   local popts = {}
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("opts: expected table or nil, got " .. type(opts), 2)
+      misuse("opts: expected table or nil, got " .. type(opts))
     end
     for k, v in pairs(opts) do popts[k] = v end
     if opts.timeout ~= nil then
       timeout = opts.timeout
       if type(timeout) ~= "number" or not (timeout > 0) then
-        error("opts.timeout: expected a number of seconds > 0, got " .. tostring(timeout), 2)
+        misuse("opts.timeout: expected a number of seconds > 0, got " .. tostring(timeout))
       end
     end
     popts.timeout = nil
