@@ -82,3 +82,51 @@ describe("a broker failure is logged once", function()
     assert.equal(0, count("librdkafka FAIL"), table.concat(got, "\n"))
   end)
 end)
+
+describe("report.possibly_persisted", function()
+  -- every report of p's messages until each has one
+  local function reports_of(p, n)
+    local got = {}
+    assert.is_true(H.wait_until(function()
+      for _, r in ipairs(p:reports()) do got[#got + 1] = r end
+      return #got >= n
+    end, 20, function() system.sleep(0.02) end))
+    return got
+  end
+
+  it("is true for a message that timed out in flight (the broker may have written it)", function()
+    local m = producers.mock_cluster(1)
+    local topic = H.topic("slow")
+    m:create_topic(topic, 1, 1)
+    local p = H.producer(m, { logger = function() end, serve_on_produce = false,
+                              config = { ["message.timeout.ms"] = 1000, ["linger.ms"] = 0 } })
+    assert.is_true(p:produce(topic, "k", "warm"))
+    assert.is_nil(reports_of(p, 1)[1].err)
+    m:broker_set_rtt(1, 3000)               -- answers after the message timed out
+    assert.is_true(p:produce(topic, "k", "late"))
+    local r = reports_of(p, 1)[1]
+    assert.equal("_MSG_TIMED_OUT", r.error)
+    assert.is_true(r.possibly_persisted)
+    p:close(0)
+    m:close()
+  end)
+
+  it("is false for a message that never left the queue, absent on success", function()
+    local p = producers.kafka.new{ bootstrap_servers = "127.0.0.1:" .. require("support.nginx").free_port(),
+                                   logger = function() end, serve_on_produce = false,
+                                   config = { ["message.timeout.ms"] = 300 } }
+    assert.is_true(p:produce("t", "k", "never sent"))
+    local r = reports_of(p, 1)[1]
+    assert.equal("_MSG_TIMED_OUT", r.error)
+    assert.is_false(r.possibly_persisted)
+    p:close(0)
+    local m = producers.mock_cluster(1)
+    p = H.producer(m, { serve_on_produce = false })
+    assert.is_true(p:produce(H.topic("ok"), "k", "v"))
+    r = reports_of(p, 1)[1]
+    assert.is_nil(r.err)
+    assert.is_nil(r.possibly_persisted)
+    p:close()
+    m:close()
+  end)
+end)

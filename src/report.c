@@ -225,7 +225,7 @@ static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t 
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
     int cause = has_cause(p, m);
 
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 11);
     lua_pushstring(L, rd_kafka_topic_name(m->rkt));
     lua_setfield(L, -2, "topic");
     lua_pushinteger(L, m->partition);
@@ -245,6 +245,10 @@ static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t 
         lua_setfield(L, -2, "error");
         push_error_object(L, p, m);
         lua_setfield(L, -2, "error_object");
+        /* failed, yet maybe written: timed out or purged in flight, a
+         * lost connection (librdkafka's message status) */
+        lua_pushboolean(L, rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED);
+        lua_setfield(L, -2, "possibly_persisted");
     }
     if (cause) {
         lua_pushstring(L, rd_kafka_err2name(p->last_error));
