@@ -15,6 +15,18 @@ local function stub()
     return self.values[key]
   end
   function dict:get(key) return self.values[key] end
+  function dict:set(key, v) self.values[key] = v return true end
+  function dict:add(key, v)
+    if self.values[key] ~= nil then return false, "exists" end
+    self.values[key] = v
+    return true
+  end
+  function dict:delete(key) self.values[key] = nil end
+  function dict:get_keys()
+    local keys = {}
+    for k in pairs(self.values) do keys[#keys + 1] = k end
+    return keys
+  end
   _G.ngx = {
     ERR = 4, WARN = 5, INFO = 7, DEBUG = 8,
     log = function(level, ...)
@@ -165,7 +177,7 @@ describe("producers.ngx (stubbed ngx)", function()
       assert.equal("timer", phase)
       assert.same({ { offset = 0, value = "v" } }, calls)
       assert.is_true(S.until_(function() return kafka.counters().delivered == 1 end))
-      assert.same({ delivered = 1, failed = 0, purged = 0, queued = 0 }, kafka.counters())
+      assert.same({ delivered = 1, failed = 0, purged = 0, queued = 0, unreported = 0 }, kafka.counters())
     end)
 
     it("logs a raising callback once, with context, and goes on", function()
@@ -265,9 +277,57 @@ describe("producers.ngx (stubbed ngx)", function()
         .. "2 purged (not delivered); 2 were waiting at exit"))
       assert.is_nil(S.find("closed with"))
       assert.is_nil(S.find("delivery failed"))     -- purged: in the summary only
-      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0 }, kafka.counters())
+      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 0 }, kafka.counters())
       assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
         { kafka.produce("t", "k", "v") })
+    end)
+
+    it("a worker killed with messages queued: the next worker to start moves them to unreported, once", function()
+      local nowhere = { bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, shared_dict = "producers",
+                        logger = function() end, config = { ["message.timeout.ms"] = 60000 } }
+      -- worker 100: 3 queued
+      local old = kafka.init(nowhere)
+      S.phase = "log"
+      for i = 1, 3 do assert.is_true(kafka.produce("t", "k" .. i, "v")) end
+      assert.is_true(S.until_(function() return kafka.counters().queued == 3 end))
+      -- worker 101 starts beside it (100 alive), queues 2
+      S.timers = {}
+      S.pid, S.phase = 101, "init_worker"
+      package.loaded["producers.ngx"] = nil
+      kafka = require("producers.ngx")
+      kafka.alive = function() return true end
+      local leaving = kafka.init(nowhere)
+      S.phase = "log"
+      for i = 1, 2 do assert.is_true(kafka.produce("t", "k" .. i, "v")) end
+      assert.is_true(S.until_(function() return kafka.counters().queued == 5 end))
+      assert.is_truthy(S.dict.values["default:held:100:1"])
+      assert.is_nil(S.find("died without closing"))
+      -- 100 is killed (its timer stops, no exit), 101 is leaving (a
+      -- reload), 102 starts: it folds 100's, not 101's
+      S.timers = {}
+      S.pid, S.phase = 102, "init_worker"
+      package.loaded["producers.ngx"] = nil
+      kafka = require("producers.ngx")
+      kafka.alive = function(pid) return pid ~= 100 end
+      kafka.init(nowhere)
+      assert.equal(1, S.count("producers: worker 100 died without closing producer 'default' with 3 message(s) "
+        .. "unreported (counted in 'unreported', no longer in 'queued')"))
+      assert.same({ delivered = 0, failed = 0, purged = 0, queued = 2, unreported = 3 }, kafka.counters())
+      assert.is_nil(S.dict.values["default:held:100:1"])
+      assert.is_nil(S.find("worker 101 died"))
+      -- 103 starts too: nothing left to fold
+      S.pid = 103
+      package.loaded["producers.ngx"] = nil
+      kafka = require("producers.ngx")
+      kafka.alive = function(pid) return pid ~= 100 end
+      kafka.init(nowhere)
+      assert.equal(1, S.count("died without closing"))
+      -- 101 closes as it should: it held 2, purged; its key goes
+      S.phase = "exit_worker"
+      leaving:close()
+      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 3 }, kafka.counters())
+      assert.is_nil(S.dict.values["default:held:101:1"])
+      old.producer:close(0)
     end)
 
     it("a leaving worker keeps serving from the premature timer until the queue is empty", function()

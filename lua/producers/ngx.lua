@@ -255,7 +255,30 @@ local instances = {}        -- fingerprint -> instance, this worker's
 local order = {}            -- instances in creation order
 local default               -- init's instance
 
-local COUNTERS = { "delivered", "failed", "purged", "queued" }
+local COUNTERS = { "delivered", "failed", "purged", "queued", "unreported" }
+local PUSHED = { "delivered", "failed", "purged", "queued" }   -- what a worker adds
+
+-- kill(pid, 0) through LuaJIT's ffi (nginx's runtime), else /proc
+local ffi_kill
+do
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    pcall(ffi.cdef, "int kill(int pid, int sig);")
+    ffi_kill = function(pid)
+      if ffi.C.kill(pid, 0) == 0 then return true end
+      return ffi.errno() ~= 3      -- ESRCH: no such process (EPERM: someone else's, alive)
+    end
+  end
+end
+
+--- Whether process pid exists (a dead worker's keys are folded, below).
+-- Unknown (no ffi, no /proc) counts as alive: nothing is folded.
+function M.alive(pid)
+  if ffi_kill then return ffi_kill(pid) end
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if f then f:close() return true end
+  return io.open("/proc/self/stat") == nil
+end
 
 -- Purged messages: the producer closed before they were sent (or before
 -- the broker answered).
@@ -286,6 +309,10 @@ local function new_instance(settings, kafka, key)
   kafka.on_delivery = function(err, report) self:take_late(nil, err, report) end
   kafka.serve_on_produce = false
   self.producer = producers.kafka.new(kafka)
+  if self.dict then
+    self.held_key = ("%s:held:%d:%d"):format(self.name, self.pid, #order + 1)
+    self:fold_dead()
+  end
   local ok, err = ngx.timer.every(settings.poll_interval, Instance.tick, self)
   if not ok then
     self.producer:close(0)
@@ -376,15 +403,51 @@ function Instance:push_counters()
   delta.delivered = (served - pushed.produced + pushed.queued)
     - delta.failed - delta.purged
   local prefix = self.name .. ":"
-  for _, name in ipairs(COUNTERS) do
+  for _, name in ipairs(PUSHED) do
     local d = delta[name]
     if d ~= 0 then
       local _, err = dict:incr(prefix .. name, d, 0)
       if err then ngx_log(WARN, "producers: counters: ", err) end
     end
   end
+  if delta.queued ~= 0 then
+    -- what this worker holds in 'queued': folded into 'unreported' by
+    -- another worker if this one dies without closing (fold_dead)
+    local _, err = dict:set(self.held_key, queued)
+    if err then ngx_log(WARN, "producers: counters: ", err) end
+  end
   pushed.produced, pushed.failed, pushed.purged, pushed.queued =
     self.produced, self.failed, self.purged, queued
+end
+
+-- A worker that died without closing (kill -9, a crash) leaves its
+-- messages in 'queued' for good: its key "<name>:held:<pid>:<n>" says how
+-- many. A starting worker moves them to 'unreported' (their reports will
+-- never come: some may have been delivered) and logs one line. One
+-- worker folds each pid (the claim); a live pid (an old worker still
+-- leaving after a reload) is left alone.
+function Instance:fold_dead()
+  local dict, name = self.dict, self.name
+  local prefix = name .. ":held:"
+  local mine = {}           -- this worker's live instances' keys (a reused pid's are not)
+  for _, inst in ipairs(order) do
+    if inst.pid == self.pid and not inst.closed then mine[inst.held_key or ""] = true end
+  end
+  for _, key in ipairs(dict:get_keys(0)) do
+    local pid = key:sub(1, #prefix) == prefix and tonumber(key:sub(#prefix + 1):match("^(%d+):%d+$"))
+    if pid and not mine[key] and (pid == self.pid or not M.alive(pid))
+        and dict:add(key .. ":folding", true, 10) then
+      local held = dict:get(key) or 0
+      dict:delete(key)
+      if held ~= 0 then
+        dict:incr(name .. ":queued", -held, 0)
+        dict:incr(name .. ":unreported", held, 0)
+      end
+      ngx_log(held > 0 and ERR or WARN, "producers: worker ", pid, " died without closing producer '", name,
+              "' with ", held, " message(s) unreported (counted in 'unreported', no longer in 'queued')")
+      dict:delete(key .. ":folding")
+    end
+  end
 end
 
 -- Runs the queued callbacks one at a time, in report order. One light
@@ -545,14 +608,15 @@ function Instance:send(topic, key, value, opts)
   return report
 end
 
---- This producer's counters: delivered, failed, purged, queued (all of
--- nginx's workers with shared_dict; else this worker's).
+--- This producer's counters: delivered, failed, purged, queued,
+-- unreported (all of nginx's workers with shared_dict; else this
+-- worker's, unreported 0).
 function Instance:counters()
   if self.dict then return M.counters(self.name, self.dict) end
   local queued = self.closed and 0 or self.producer:queue_length()
   return {
     delivered = self.produced - queued - self.failed - self.purged,
-    failed = self.failed, purged = self.purged, queued = queued,
+    failed = self.failed, purged = self.purged, queued = queued, unreported = 0,
   }
 end
 
@@ -585,6 +649,7 @@ function Instance:close()
     end
   end
   self:push_counters()
+  if self.dict then self.dict:delete(self.held_key) end    -- closed: holds nothing
   ngx.update_time()
   local delivered = self.produced - self.failed - self.purged
   ngx_log(self.purged > 0 and ERR or INFO, "producers: producer '", self.name, "' closed in worker ",
@@ -677,7 +742,8 @@ function M.send(topic, key, value, opts)
 end
 
 --- The counters of the producers named name (default "default") in every
--- worker: { delivered, failed, purged, queued }. Needs init's
+-- worker: { delivered, failed, purged, queued, unreported } (unreported:
+-- held by workers that died without closing, see fold_dead). Needs init's
 -- shared_dict; without it, this worker's producer's counters.
 function M.counters(name, dict)
   name = name or "default"
