@@ -117,7 +117,7 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
       metrics = cjson.decode((sh(("curl -s %s/metrics"):format(n.url))))
       return metrics.delivered == 101 and metrics.queued == 0
     end, 10, pause), cjson.encode(metrics))
-    assert.same({ delivered = 101, failed = 0, purged = 0, queued = 0 }, metrics)
+    assert.same({ delivered = 101, failed = 0, purged = 0, queued = 0, unreported = 0 }, metrics)
 
     -- phase 2: 200 requests, 10 at a time, each body uploaded at 20 kB/s
     -- (~0.1 s per request, so some are in flight at the reload)
@@ -245,6 +245,53 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
     assert.equal(accepted, purged, log)
     assert.equal(0, count(log, "closed with "), log)      -- the core's own line is folded into ours
     assert.is_nil(log:find("exited on signal", 1, true), log)
+  end)
+
+  it("counts what a worker killed with -9 held as unreported, and its replacement says so once", function()
+    local nowhere = "127.0.0.1:" .. free_port()      -- nothing is delivered: messages stay queued
+    n = start(nowhere, {
+      ['require("producers.ngx").init(require("events").options())'] =
+        'require("producers.ngx").init(require("events").options{ close_timeout = 1.5 })',
+    })
+    local dir = n.prefix
+    write(dir .. "/body.json", "{}")
+    requests(dir .. "/q.cfg", n, "nowhere", 1, 30)
+    local out, ok = sh(CURL:format(4, "", dir .. "/body.json", dir .. "/q.cfg") .. " 2>/dev/null")
+    assert.is_true(ok, out)
+    local got = {}
+    assert.equal(30, responses(out, got), out)
+    for seq = 1, 30 do assert.equal("202", got[seq].code) end
+    local metrics
+    local function read_metrics()
+      metrics = cjson.decode((sh(("curl -s %s/metrics"):format(n.url))))
+      return metrics
+    end
+    assert.is_true(H.wait_until(function() return read_metrics().queued == 30 end, 10, pause), cjson.encode(metrics))
+
+    -- the worker that took the most requests is killed
+    local per = {}
+    for pid in (read(dir .. "/logs/access.log") or ""):gmatch("/events%?[^\n]- 202 .- pid=(%d+)") do
+      per[pid] = (per[pid] or 0) + 1
+    end
+    local victim, held = nil, 0
+    for pid, k in pairs(per) do if k > held then victim, held = pid, k end end
+    assert.is_not_nil(victim, read(dir .. "/logs/access.log"))
+    local before = children(n.pid)
+    sh("kill -KILL " .. victim)
+    local line = "producers: worker " .. victim .. " died without closing producer 'default' with " .. held
+      .. " message(s) unreported (counted in 'unreported', no longer in 'queued')"
+    assert.is_true(H.wait_until(function() return count(n.log(), line) == 1 end, 10, pause), n.log())
+    assert.equal(#before, #children(n.pid))                         -- replaced
+    assert.same({ delivered = 0, failed = 0, purged = 0, queued = 30 - held, unreported = held }, read_metrics())
+
+    quit(n, 20)
+    local log = n.log()
+    assert.equal(1, count(log, "died without closing"), log)
+    local purged = 0
+    for k in log:gmatch("producers: producer 'default' closed in worker %d+: 0 delivered, 0 failed, (%d+) purged") do
+      purged = purged + tonumber(k)
+    end
+    assert.equal(30 - held, purged, log)                            -- with the unreported: all 30
   end)
 
   -- ngx_lua runs no Lua under `nginx -t` (it skips init_by_lua there), so

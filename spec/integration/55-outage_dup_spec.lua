@@ -14,14 +14,16 @@
 -- 4 s, outage 9 s) to keep the run near a minute.
 --
 -- PRODUCERS_OUTAGE=freeze stops the brokers (SIGSTOP, connections stay
--- open: requests time out in flight) instead of killing them (SIGKILL).
+-- open: requests time out in flight) instead of killing them (SIGKILL);
+-- PRODUCERS_OUTAGE_TIMEOUT_MS and PRODUCERS_OUTAGE_SECONDS scale it.
 local producers = require("producers")
 local K = require("integration.kafka_helpers")
 
 local RATE = 1000                     -- messages per second
 local PARTITIONS = 6
-local TIMEOUT_MS = 4000               -- message.timeout.ms
-local BEFORE, OUTAGE, AFTER = 3, 9, 3 -- s: streaming before, during, after the outage
+local TIMEOUT_MS = tonumber(os.getenv("PRODUCERS_OUTAGE_TIMEOUT_MS")) or 4000   -- message.timeout.ms
+local OUTAGE = tonumber(os.getenv("PRODUCERS_OUTAGE_SECONDS")) or 9
+local BEFORE, AFTER = 3, 3            -- s: streaming before and after the outage
 local MODE = os.getenv("PRODUCERS_OUTAGE") or "kill"
 
 local function pid_of(i)
