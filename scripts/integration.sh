@@ -135,7 +135,8 @@ fi
 
 if [[ $WHAT == all || $WHAT == failover ]]; then
   if start_broker "a 3-node cluster" --nodes 3; then
-    run_busted "3 nodes" --tags=integration --exclude-tags=none spec/integration/50-failover_spec.lua
+    run_busted "3 nodes" --tags=integration --exclude-tags=none spec/integration/50-failover_spec.lua \
+      spec/integration/55-outage_dup_spec.lua
   fi
   stop_broker
 fi
