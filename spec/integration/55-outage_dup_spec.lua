@@ -6,12 +6,12 @@
 -- were reported _MSG_TIMED_OUT on the broker). docs/reliability.md,
 -- "Duplicates after an outage", explains the numbers this prints.
 --
--- Pinned: every message reported delivered is on the broker; a message
--- reported failed with possibly_persisted = false is not; every failed
--- message found on the broker was reported possibly_persisted = true; no
--- message that was never reported failed is written more than once
--- unless ... (see below). The outage is scaled down (message.timeout.ms
--- 4 s, outage 9 s) to keep the run near a minute.
+-- Pinned: one report per accepted message; every message reported
+-- delivered is on the broker; every message reported failed yet found on
+-- the broker was reported possibly_persisted = true (so a failed report
+-- with possibly_persisted = false is not on the broker). Copies are
+-- counted and printed. The outage is scaled down (message.timeout.ms 4 s,
+-- outage 9 s) to keep the run under a minute.
 --
 -- PRODUCERS_OUTAGE=freeze stops the brokers (SIGSTOP, connections stay
 -- open: requests time out in flight) instead of killing them (SIGKILL);
