@@ -250,14 +250,18 @@ describe("the builtin encoder", function()
       every_path({ [0] = "a", ["-0"] = "b", ["-0.0"] = "c" }, nil, '{"-0":"b","-0.0":"c","0":"a"}')
       every_path({ [1.5] = "a", ["1.50"] = "b", ["1.5\0"] = "c" }, nil, '{"1.5":"a","1.5\\u0000":"c","1.50":"b"}')
       every_path({ [100] = "a", ["1e2"] = "b" }, nil, '{"100":"a","1e2":"b"}')
-      every_path({ [2 ^ 53 + 2] = "a", ["9007199254740994.0"] = "b" }, nil,
-        '{"9007199254740994":"a","9007199254740994.0":"b"}')
+      if math.type then                       -- 2^53 + 2 is the integer key 9007199254740994
+        every_path({ [2 ^ 53 + 2] = "a", ["9007199254740994.0"] = "b" }, nil,
+          '{"9007199254740994":"a","9007199254740994.0":"b"}')
+      else                                    -- LuaJIT: a float, written as one
+        every_path({ [2 ^ 53 + 2] = "a", ["9007199254740994.0"] = "b" }, dup("9007199254740994.0"))
+      end
     end)
 
     it("are each read once by Python in 3000 generated tables mixing number and string keys", function()
       local seed = 4242
       local function rand(n)
-        seed = (seed * 1103515245 + 12345) % 2147483648
+        seed = seed * 16807 % 2147483647        -- exact in doubles: the same on every Lua
         return seed % n + 1
       end
       local NUMBERS = { 1, 2, 3, -1, 0, 10, 1.5, -0.25, 0.1 + 0.2, 1e300, 2 ^ 53, 2 ^ 63, 1e-7, 123.456, 1e16 }
