@@ -24,8 +24,11 @@
  * infinities are refused; a table nested deeper than 1000 levels (a cycle,
  * for instance) is refused; a metatable's __index, __pairs and __len are
  * not consulted (OpenResty's cjson calls __len); an integer key above
- * INT_MAX makes its table an object; strings are written as their bytes,
- * so bytes that are not UTF-8 stay so. Floats that need more than a few
+ * INT_MAX makes its table an object; a number key and a string key
+ * written as the same member name ({[1] = "a", ["1"] = "b"}) are refused;
+ * strings are written as their bytes, so bytes that are not UTF-8 stay
+ * so; out of memory raises a Lua error (the buffer is malloc's, not the
+ * Lua state's allocator's). Floats that need more than a few
  * decimals rely on the C library's printf and strtod rounding correctly,
  * as glibc's and musl's do.
  */
@@ -37,6 +40,12 @@
 #include <string.h>
 
 #include "prd.h"
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))  /* a rare path kept out of a hot loop */
+#else
+#define NOINLINE
+#endif
 
 #define MAX_DEPTH 1000
 #define SPARSE_RATIO 2
@@ -226,15 +235,28 @@ static void fail(lua_State *L, int idx, const char *reason)
     luaL_error(L, CANNOT_ENCODE "Cannot serialise %s: %s", luaL_typename(L, idx), reason);
 }
 
-/* An integer, every digit, written two at a time. */
+#define INT_TEXT 24             /* room for an integer: 20 digits and '-' */
+
+/* An integer, every digit: four digits a division, written two at a
+ * time backwards into digits, ending at its middle, then copied INT_TEXT
+ * bytes at once (a copy of a known size, made inline; what follows the
+ * number is overwritten by what comes next or lies past the text). */
 static void put_integer(prd_buf *b, long long v)
 {
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    char digits[24], *end = digits + sizeof digits, *p = end;
+    char digits[2 * INT_TEXT], *end = digits + INT_TEXT, *p = end;
 
-    while (u >= 100) {
+    while (u >= 10000) {                    /* four digits a division */
+        unsigned r = (unsigned)(u % 10000);
+
+        u /= 10000;
+        p -= 4;
+        memcpy(p, pairs + (r / 100) * 2, 2);
+        memcpy(p + 2, pairs + (r % 100) * 2, 2);
+    }
+    if (u >= 100) {
         p -= 2;
         memcpy(p, pairs + (u % 100) * 2, 2);
         u /= 100;
@@ -247,7 +269,9 @@ static void put_integer(prd_buf *b, long long v)
     }
     if (v < 0)
         *--p = '-';
-    put(b, p, (size_t)(end - p));
+    reserve(b, INT_TEXT);
+    memcpy(b->data + b->len, p, INT_TEXT);
+    b->len += (size_t)(end - p);
 }
 
 #define EXACT_LIMIT 9007199254740992.0  /* 2^53: integral floats up to it
@@ -551,20 +575,21 @@ static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_
 }
 
 /* The key at the top but one, as an object's key, and the colon: 1 for
- * a number key (written as a string), else 0. Strings are looked up in
- * the remembered keys by their identity, and only strings: a light
- * userdata holding a remembered string's address is no string. */
+ * a number key (written as a string), else 0. A string seen before is
+ * found by its identity (lua_topointer, NULL for numbers); a light
+ * userdata holding that string's address has the same identity, so the
+ * remembered keys are looked up only for keys that are no userdata
+ * (lua_touserdata is NULL for strings): a light userdata is refused below
+ * as other key types are. */
 static int put_key(prd_buf *b, lua_State *L)
 {
-    const void *id;
+    const void *id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
     key *k;
     size_t start;
 
-    switch (lua_type(L, -2)) {
-    case LUA_TSTRING:
-        id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
+    if (id && !lua_touserdata(L, -2)) {
         k = key_slot(b, id);
-        if (id && k->id == id) {            /* remembered: this very string */
+        if (k->id == id) {                  /* remembered: this very string */
             if (k->points < KEY_POINTS)
                 k->points++;
             reserve(b, KEY_TEXT);
@@ -572,10 +597,13 @@ static int put_key(prd_buf *b, lua_State *L)
             b->len += k->len;
             return 0;
         }
+    }
+    switch (lua_type(L, -2)) {
+    case LUA_TSTRING:
         start = b->len;
         put_lua_string(b, L, -2);
         put_char(b, ':');
-        remember_key(b, L, k, id, start);
+        remember_key(b, L, key_slot(b, id), id, start);
         return 0;
     case LUA_TNUMBER:
         put_char(b, '"');
@@ -636,7 +664,7 @@ static int number_key_named(prd_buf *b, lua_State *L, int t, const char *s, size
  * (Lua's strings are unique keys); here only the strings that may be a
  * number's text (a digit or '-' first) are read.
  */
-static void check_names(prd_buf *b, lua_State *L, int t)
+static NOINLINE void check_names(prd_buf *b, lua_State *L, int t)
 {
     luaL_checkstack(L, 4, CANNOT_ENCODE "no room on the stack");
     lua_pushnil(L);
