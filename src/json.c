@@ -24,8 +24,11 @@
  * infinities are refused; a table nested deeper than 1000 levels (a cycle,
  * for instance) is refused; a metatable's __index, __pairs and __len are
  * not consulted (OpenResty's cjson calls __len); an integer key above
- * INT_MAX makes its table an object; strings are written as their bytes,
- * so bytes that are not UTF-8 stay so. Floats that need more than a few
+ * INT_MAX makes its table an object; a number key and a string key
+ * written as the same member name ({[1] = "a", ["1"] = "b"}) are refused;
+ * strings are written as their bytes, so bytes that are not UTF-8 stay
+ * so; out of memory raises a Lua error (the buffer is malloc's, not the
+ * Lua state's allocator's). Floats that need more than a few
  * decimals rely on the C library's printf and strtod rounding correctly,
  * as glibc's and musl's do.
  */
@@ -37,6 +40,12 @@
 #include <string.h>
 
 #include "prd.h"
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))  /* a rare path kept out of a hot loop */
+#else
+#define NOINLINE
+#endif
 
 #define MAX_DEPTH 1000
 #define SPARSE_RATIO 2
@@ -50,6 +59,9 @@ static const char *const escapes[256] = {
     "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
     [0x22] = "\\\"", [0x2f] = "\\/", [0x5c] = "\\\\", [0x7f] = "\\u007f",
 };
+
+/* Errors say what lua-cjson says, after the same prefix as its errors. */
+#define CANNOT_ENCODE "value: cannot encode table as JSON: "
 
 /* ---- the buffer ---------------------------------------------------- */
 
@@ -78,22 +90,68 @@ typedef struct key {
 struct prd_buf {
     char *data;
     size_t len, cap;
+    lua_State *L;               /* the thread encoding, for errors */
     int keys_ref;               /* registry: the remembered strings, or
                                    LUA_NOREF when none can be */
     key keys[KEYS];
 };
 
+/*
+ * The buffer grows by doubling from BUF_MIN and is kept from message to
+ * message; after a value that used a quarter of it or less, a buffer
+ * above BUF_SHRINK_ABOVE is given back and replaced by one of
+ * BUF_SHRINK_TO (or the next power of two that holds the value): one
+ * large value does not keep its memory for the life of the state, and
+ * the ordinary small ones never reach the test.
+ */
+#define BUF_MIN 256
+#define BUF_SHRINK_ABOVE ((size_t)1 << 20)
+#define BUF_SHRINK_TO ((size_t)64 << 10)
+
+/* No memory for a buffer of cap bytes: the buffer is given back whole
+ * and the encoding raises (produce encodes before anything is handed to
+ * librdkafka or held for the message, so nothing is left half made). */
+static void out_of_memory(prd_buf *b, size_t cap)
+{
+    char why[80];
+
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    snprintf(why, sizeof why, "not enough memory (a buffer of %.0f bytes)", (double)cap);
+    luaL_error(b->L, CANNOT_ENCODE "%s", why);
+}
+
 static void grow(prd_buf *b, size_t more)
 {
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : BUF_MIN;
     char *data;
 
-    while (cap - b->len < more)
+    while (cap - b->len < more) {
+        if (cap > SIZE_MAX / 2)
+            out_of_memory(b, SIZE_MAX);
         cap *= 2;
-    if (!(data = realloc(b->data, cap))) {
-        fprintf(stderr, "producers: out of memory encoding JSON\n");
-        abort();
     }
+    if (!(data = realloc(b->data, cap)))
+        out_of_memory(b, cap);
+    b->data = data;
+    b->cap = cap;
+}
+
+/* After an encoding: a large buffer that the value used a quarter of or
+ * less is replaced by a small one holding the value. Left as it is when
+ * no memory can be had for the small one. */
+static void shrink(prd_buf *b)
+{
+    size_t cap = BUF_SHRINK_TO;
+    char *data;
+
+    while (cap < b->len)
+        cap *= 2;
+    if (!(data = malloc(cap)))
+        return;
+    memcpy(data, b->data, b->len);
+    free(b->data);
     b->data = data;
     b->cap = cap;
 }
@@ -172,23 +230,33 @@ static inline void put_lua_string(prd_buf *b, lua_State *L, int idx)
     put_string(b, s, len);
 }
 
-/* Errors say what lua-cjson says, after the same prefix as its errors. */
-#define CANNOT_ENCODE "value: cannot encode table as JSON: "
-
 static void fail(lua_State *L, int idx, const char *reason)
 {
     luaL_error(L, CANNOT_ENCODE "Cannot serialise %s: %s", luaL_typename(L, idx), reason);
 }
 
-/* An integer, every digit, written two at a time. */
+#define INT_TEXT 24             /* room for an integer: 20 digits and '-' */
+
+/* An integer, every digit: four digits a division, written two at a
+ * time backwards into digits, ending at its middle, then copied INT_TEXT
+ * bytes at once (a copy of a known size, made inline; what follows the
+ * number is overwritten by what comes next or lies past the text). */
 static void put_integer(prd_buf *b, long long v)
 {
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    char digits[24], *end = digits + sizeof digits, *p = end;
+    char digits[2 * INT_TEXT], *end = digits + INT_TEXT, *p = end;
 
-    while (u >= 100) {
+    while (u >= 10000) {                    /* four digits a division */
+        unsigned r = (unsigned)(u % 10000);
+
+        u /= 10000;
+        p -= 4;
+        memcpy(p, pairs + (r / 100) * 2, 2);
+        memcpy(p + 2, pairs + (r % 100) * 2, 2);
+    }
+    if (u >= 100) {
         p -= 2;
         memcpy(p, pairs + (u % 100) * 2, 2);
         u /= 100;
@@ -201,7 +269,9 @@ static void put_integer(prd_buf *b, long long v)
     }
     if (v < 0)
         *--p = '-';
-    put(b, p, (size_t)(end - p));
+    reserve(b, INT_TEXT);
+    memcpy(b->data + b->len, p, INT_TEXT);
+    b->len += (size_t)(end - p);
 }
 
 #define EXACT_LIMIT 9007199254740992.0  /* 2^53: integral floats up to it
@@ -504,37 +574,112 @@ static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_
     memcpy(k->text, b->data + start, len);
 }
 
-/* The key at the top but one, as an object's key, and the colon. */
-static void put_key(prd_buf *b, lua_State *L)
+/* The key at the top but one, as an object's key, and the colon: 1 for
+ * a number key (written as a string), else 0. A string seen before is
+ * found by its identity (lua_topointer, NULL for numbers); a light
+ * userdata holding that string's address has the same identity, so the
+ * remembered keys are looked up only for keys that are no userdata
+ * (lua_touserdata is NULL for strings): a light userdata is refused below
+ * as other key types are. */
+static int put_key(prd_buf *b, lua_State *L)
 {
-    /* the key's identity, where strings have one; NULL for numbers */
     const void *id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
-    key *k = key_slot(b, id);
+    key *k;
     size_t start;
 
-    if (id && k->id == id) {                /* remembered: this very string */
-        if (k->points < KEY_POINTS)
-            k->points++;
-        reserve(b, KEY_TEXT);
-        memcpy(b->data + b->len, k->text, KEY_TEXT);
-        b->len += k->len;
-        return;
+    if (id && !lua_touserdata(L, -2)) {
+        k = key_slot(b, id);
+        if (k->id == id) {                  /* remembered: this very string */
+            if (k->points < KEY_POINTS)
+                k->points++;
+            reserve(b, KEY_TEXT);
+            memcpy(b->data + b->len, k->text, KEY_TEXT);
+            b->len += k->len;
+            return 0;
+        }
     }
     switch (lua_type(L, -2)) {
     case LUA_TSTRING:
         start = b->len;
         put_lua_string(b, L, -2);
         put_char(b, ':');
-        remember_key(b, L, k, id, start);
-        break;
+        remember_key(b, L, key_slot(b, id), id, start);
+        return 0;
     case LUA_TNUMBER:
         put_char(b, '"');
         if (!put_number(b, L, -2))
             fail(L, -2, "must not be NaN or Inf");
         put(b, "\":", 2);
-        break;
+        return 1;
     default:
         fail(L, -2, "table key must be a number or string");
+        return 0;
+    }
+}
+
+/*
+ * Whether the string key s (len bytes) of the table at t is the name a
+ * number key of that table is written as ({[1] = "a", ["1"] = "b"}): the
+ * number s reads as, in the form Lua keeps it as a key (an integral float
+ * as an integer on 5.3+; 0 for -0.0), is a key of t written as exactly s.
+ * The buffer's free end is used to write it.
+ */
+static int number_key_named(prd_buf *b, lua_State *L, int t, const char *s, size_t len)
+{
+    size_t at = b->len;
+    int same;
+
+#if LUA_VERSION_NUM >= 503
+    lua_Integer i;
+    int exact;
+
+    if (!lua_stringtonumber(L, s))
+        return 0;
+    if (!lua_isinteger(L, -1) && (i = lua_tointegerx(L, -1, &exact), exact)) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, i);
+    }
+#else
+    int isnum;
+    lua_Number n = lua_tonumberx(L, -1, &isnum);
+
+    if (!isnum)
+        return 0;
+    lua_pushnumber(L, n == 0 ? 0 : n);
+#endif
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);                       /* number, t[number] */
+    same = !lua_isnil(L, -1) && put_number(b, L, -2) &&
+           b->len - at == len && memcmp(b->data + at, s, len) == 0;
+    b->len = at;
+    lua_pop(L, 2);
+    return same;
+}
+
+/*
+ * Refuses the table at t, written as an object with at least one number
+ * key, when one of its string keys is the name a number key is written
+ * as: JSON readers keep one of two equal names, so a value would be lost
+ * silently. Tables whose keys are all strings are never walked again
+ * (Lua's strings are unique keys); here only the strings that may be a
+ * number's text (a digit or '-' first) are read.
+ */
+static NOINLINE void check_names(prd_buf *b, lua_State *L, int t)
+{
+    luaL_checkstack(L, 4, CANNOT_ENCODE "no room on the stack");
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t len;
+        const char *s;
+
+        lua_pop(L, 1);                      /* table, key */
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        s = lua_tolstring(L, -1, &len);
+        if (len > 0 && ((s[0] >= '0' && s[0] <= '9') || s[0] == '-') &&
+            number_key_named(b, L, t, s, len))
+            luaL_error(L, CANNOT_ENCODE "Cannot serialise table: duplicate key \"%s\" "
+                       "(a number key and a string key)", s);
     }
 }
 
@@ -546,15 +691,19 @@ static void put_key(prd_buf *b, lua_State *L)
  */
 static void put_object(prd_buf *b, lua_State *L, int t, int depth)
 {
+    int numbers = 0;                        /* number keys written */
+
     put_char(b, '{');
     for (;;) {                              /* table, key, value */
-        put_key(b, L);
+        numbers |= put_key(b, L);
         put_value(b, L, lua_type(L, -1), depth);
         lua_pop(L, 1);
         if (!lua_next(L, t))
             break;
         put_char(b, ',');
     }
+    if (numbers)
+        check_names(b, L, t);
     put_char(b, '}');
 }
 
@@ -851,7 +1000,10 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
         return lua_tolstring(L, -1, len);
     }
     b->len = 0;
+    b->L = L;
     put_table(b, L, idx, 0);
+    if (b->cap > BUF_SHRINK_ABOVE && b->len <= b->cap / 4)
+        shrink(b);
     *len = b->len;
     return b->data ? b->data : "";
 }
