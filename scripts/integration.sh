@@ -146,7 +146,7 @@ if [[ $WHAT == all || $WHAT == kafka4 ]]; then
   if start_broker "a single-node Kafka 4.x broker"; then
     run_busted "Kafka 4.x" --tags=integration --exclude-tags=failover spec/integration/10-plaintext_spec.lua \
       spec/integration/20-sasl_spec.lua spec/integration/70-transactions_spec.lua \
-      spec/integration/80-oauthbearer_spec.lua
+      spec/integration/75-txn_abort_spec.lua spec/integration/80-oauthbearer_spec.lua
   fi
   "$BROKER" stop >/dev/null 2>&1 || true
   unset PRODUCERS_KAFKA_LINE

@@ -6,6 +6,7 @@
 -- real broker (spec/integration/70-transactions_spec.lua).
 local producers = require("producers")
 local core = require("producers.core")
+local system = require("system")      -- lua-system (a dependency of busted): monotime
 local H = require("helpers")
 
 local BUSY = "not allowed from a delivery callback, logger or encoder of the same producer"
@@ -301,20 +302,152 @@ describe("transactions", function()
   end)
 
   describe("abort_transaction", function()
-    it("purges what is not sent: each report comes once with _PURGE_QUEUE", function()
+    -- Seconds since t0 on a monotonic clock.
+    local function since(t0) return system.monotime() - t0 end
+
+    it("waits for the transaction's first delivery before it purges: what lingers is sent, delivered, then aborted", function()
+      -- issue #25: a delivered message proves that the coordinator has
+      -- the transaction (librdkafka sends one only once its partition is
+      -- registered); aborting before, right after a commit, failed with a
+      -- fatal INVALID_TXN_STATE on a real broker (spec/integration/75)
       local reports = {}
-      local p = ready({ config = { ["linger.ms"] = 5000 } })
+      local p = ready({ config = { ["linger.ms"] = 5000 },
+        on_delivery = function(err, r) reports[#reports + 1] = r.error_object and r.error_object.name or "delivered" end })
+      local topic = H.topic("first")
+      assert.is_true(m:create_topic(topic, 1))
       assert.is_true(p:begin_transaction())
-      for i = 1, 5 do
-        assert.is_true(p:produce(H.topic("purge"), "k", "v", {
-          on_delivery = function(err, r) reports[#reports + 1] = { i, err, r.error_object and r.error_object.name } end }))
-      end
+      assert.is_true(p:produce(topic, "c", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.is_true(p:begin_transaction())
+      for i = 1, 5 do assert.is_true(p:produce(topic, "k" .. i, "v")) end
+      local t0 = system.monotime()
       assert.is_true(p:abort_transaction(30))
-      assert.equal(5, #reports)
-      for i, r in ipairs(reports) do
-        assert.same({ i, "Local: Purged in queue", "_PURGE_QUEUE" }, r)
-      end
+      assert.is_true(since(t0) < 2, since(t0))     -- not linger.ms
+      assert.same({ "delivered", "delivered", "delivered", "delivered", "delivered", "delivered" }, reports)
       assert.equal(0, p:queue_length())
+      p:close()
+    end)
+
+    it("purges what callbacks produce while it waits, skipping their sequence numbers: the next transaction to the partition commits", function()
+      -- the purge is librdkafka's abort's own (PURGE_F_ABORT_TXN): a plain
+      -- purge left a gap in the partition's sequence numbers, and the
+      -- next transaction's produce failed with OUT_OF_ORDER_SEQUENCE_NUMBER
+      -- (the mock checks sequences), its commit with an abortable error
+      local reports, p = {}, nil
+      p = ready({ config = { ["linger.ms"] = 1000 }, on_delivery = function(err, r)
+        reports[#reports + 1] = { r.key, r.error_object and r.error_object.name or "delivered" }
+        if r.key == "first" then
+          for i = 1, 3 do assert(p:produce(r.topic, "follow" .. i, "v", { partition = 0 })) end
+        end
+      end })
+      local topic = H.topic("skip")
+      assert.is_true(m:create_topic(topic, 1))
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "c", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "first", "v"))
+      assert.is_true(p:abort_transaction(30))
+      -- the purged come in librdkafka's order (its queues')
+      local purged = { reports[3], reports[4], reports[5] }
+      table.sort(purged, function(a, b) return a[1] < b[1] end)
+      assert.same({ { "c", "delivered" }, { "first", "delivered" } }, { reports[1], reports[2] })
+      assert.same({ { "follow1", "_PURGE_QUEUE" }, { "follow2", "_PURGE_QUEUE" }, { "follow3", "_PURGE_QUEUE" } },
+        purged)
+      assert.equal(5, #reports)
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "next", "v"))
+      assert.same({ true }, { p:commit_transaction(30) })
+      assert.same({ "next", "delivered" }, reports[6])
+      p:close()
+    end)
+
+    it("returns a retriable _TIMED_OUT at its timeout when no delivery comes, purging nothing; called again, it aborts", function()
+      local reports = {}
+      local p = ready({ on_delivery = function(err) reports[#reports + 1] = err or "ok" end })
+      assert.is_true(p:begin_transaction())
+      m:broker_set_rtt(-1, 2000)
+      assert.is_true(p:produce(H.topic("slow"), "k", "v"))
+      local t0 = system.monotime()
+      local ok, msg, name, err = p:abort_transaction(0.3)
+      local waited = since(t0)
+      m:broker_set_rtt(-1, 0)
+      assert.same({ nil, "abort_transaction: timed out with 1 message(s) waiting for their delivery report",
+                    "_TIMED_OUT" }, { ok, msg, name })
+      assert.same({ name = "_TIMED_OUT", retriable = true, txn_requires_abort = false, fatal = false }, flags(err))
+      assert.is_true(waited >= 0.29 and waited < 1.5, waited)
+      assert.same({}, reports)                  -- not purged: the transaction is untouched
+      assert.equal(1, p:queue_length())
+      assert.is_true(p:abort_transaction(30))
+      assert.same({ "ok" }, reports)            -- delivered, then aborted
+      assert.is_true(p:begin_transaction())
+      p:close()
+    end)
+
+    it("costs no wait when the transaction produced nothing, or when its messages were delivered, right after a commit", function()
+      local p = ready()
+      local topic = H.topic("nothing")
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "c", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.is_true(p:begin_transaction())
+      local t0 = system.monotime()
+      assert.is_true(p:abort_transaction(30))   -- nothing produced
+      local empty = since(t0)
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "c2", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "a", "v"))
+      assert.is_true(p:flush(10))
+      t0 = system.monotime()
+      assert.is_true(p:abort_transaction(30))   -- delivered before the abort
+      local flushed = since(t0)
+      -- the grace after a commit (0.2 s) did not apply to either
+      assert.is_true(empty < 0.15, empty)
+      assert.is_true(flushed < 0.15, flushed)
+      p:close()
+    end)
+
+    it("with every message purged, waits out the registration's grace after a commit, not later", function()
+      -- nothing delivered proves that the coordinator has the transaction:
+      -- right after a commit abort starts 0.2 s after it; long after a
+      -- commit, at once
+      local p = ready({ config = { ["linger.ms"] = 5000 } })
+      local topic = H.topic("grace")
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "c", "v"))
+      assert.is_true(p:commit_transaction(30))
+      local committed = system.monotime()
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "a", "v"))
+      assert.is_true(p:purge())
+      assert.is_true(p:abort_transaction(30))
+      local right_after = since(committed)
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "a2", "v"))
+      assert.is_true(p:purge())
+      local t0 = system.monotime()
+      assert.is_true(p:abort_transaction(30))   -- 0.2 s after the commit already
+      local later = since(t0)
+      assert.is_true(right_after >= 0.19 and right_after < 1.5, right_after)   -- ms clocks
+      assert.is_true(later < 0.15, later)
+      -- and within abort's timeout: abort(0.05) right after a commit
+      -- returns a retriable _TIMED_OUT, librdkafka's abort not called
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "c3", "v"))
+      assert.is_true(p:commit_transaction(30))
+      assert.is_true(p:begin_transaction())
+      assert.is_true(p:produce(topic, "a3", "v"))
+      assert.is_true(p:purge())
+      t0 = system.monotime()
+      local ok, msg, name, err = p:abort_transaction(0.05)
+      local bounded = since(t0)
+      assert.same({ nil, "abort_transaction: timed out in the wait after the last commit "
+                    .. "(no message of the transaction was delivered)", "_TIMED_OUT" }, { ok, msg, name })
+      assert.is_true(err.retriable)
+      assert.is_true(bounded >= 0.04 and bounded < 0.15, bounded)
+      assert.is_true(p:abort_transaction(30))
       assert.is_true(p:begin_transaction())
       p:close()
     end)

@@ -19,8 +19,26 @@
  * sent to the coordinator: the transaction is still open. close (and
  * __gc) abort an open transaction once its reports are served
  * (prd_txn_close); librdkafka's destroy would leave it open.
+ *
+ * Abort right after produce (issue #25, librdkafka issue #4849; 2.0.2
+ * and 2.8.0 alike, the code is the same and unchanged upstream):
+ * librdkafka sends EndTxn once a partition's AddPartitionsToTxn has been
+ * *sent*, and its abort drops the registrations still waiting for a
+ * retry. Right after a commit the coordinator answers
+ * CONCURRENT_TRANSACTIONS until it has written the commit's markers, so
+ * an abort then sent EndTxn for a transaction the coordinator never had:
+ * INVALID_TXN_STATE, a fatal error. So abort first waits, within its
+ * timeout, for a report of the transaction that says delivered (a message
+ * is sent only once its partition is registered: proof that the
+ * coordinator has the transaction), then purges; a transaction whose
+ * messages all failed (purged by purge()) has no such proof, and its
+ * abort waits until REGISTER_GRACE_MS after the last commit instead
+ * (await_grace). Abort also purges as librdkafka's own abort does
+ * (PURGE_F_ABORT_TXN): a plain purge left a gap in each partition's
+ * sequence numbers that failed the next transaction.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "prd.h"
 
@@ -28,6 +46,27 @@
 #define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
 #define CLOSE_ABORT_MIN_MS 1000   /* its floor, even for close(0): see
                                      prd_txn_close */
+#define WAIT_SLICE_MS 10          /* abort serves reports in slices of this
+                                     while it waits for the first delivery */
+#ifndef REGISTER_GRACE_MS          /* a build may set it: 0 and 20 failed,
+                                     50 to 200 passed (docs/transactions.md) */
+#define REGISTER_GRACE_MS 200     /* without a delivery, abort starts no
+                                     sooner than this after the last commit
+                                     (await_grace) */
+#endif
+
+/*
+ * librdkafka's internal purge flag RD_KAFKA_PURGE_F_ABORT_TXN
+ * (rdkafka_int.h: 0x100 from 1.4, when transactions came, to 2.8 and
+ * master; within RD_KAFKA_PURGE_F_MASK, 0x107, so rd_kafka_purge takes
+ * it), which its own abort purges with: each partition's idempotence base
+ * then skips the purged messages. A plain purge leaves their sequence
+ * numbers as a gap, and the next transaction's first ProduceRequest to
+ * the partition fails with OUT_OF_ORDER_SEQUENCE_NUMBER ("skipped
+ * sequence numbers": its commit returns an abortable error). A library
+ * that refuses the flag gets the plain purge.
+ */
+#define PURGE_F_ABORT_TXN 0x100
 
 /* Checked before each call too: a fatal error raised outside the
  * transactional code (librdkafka's test hook, the idempotent producer)
@@ -92,6 +131,118 @@ static long settle(lua_State *L, prd_producer *p, int64_t deadline)
     return left;
 }
 
+/*
+ * What abort needs to know of the transaction and of the last commit,
+ * kept per producer in a registry table with weak keys (the producer's
+ * userdata, at 1 in every method).
+ */
+typedef struct txn_marks {
+    long delivered;              /* p->delivered when the transaction began */
+    long done;                   /* p->delivered + p->failures then */
+    int64_t committed_at;        /* prd_now_ms() when a commit last returned
+                                    true; 0 before the first */
+} txn_marks;
+
+static const char marks_key = 0;
+
+/* The marks of the producer at 1, made (zeroed) on first use. */
+static txn_marks *marks(lua_State *L)
+{
+    txn_marks *m;
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &marks_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &marks_key);
+    }
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+        m = lua_touserdata(L, -1);
+    } else {
+        lua_pop(L, 1);
+        m = lua_newuserdata(L, sizeof *m);
+        memset(m, 0, sizeof *m);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);               /* the table keeps it while the producer lives */
+    return m;
+}
+
+/*
+ * Before abort purges (a purged message is never delivered): serves
+ * reports until a message of the transaction has been delivered, no
+ * report is waiting, or the deadline passes. Returns the messages still
+ * waiting when none was delivered, else 0. What lingers is sent at once
+ * (as flush does), so the wait is about one produce round trip; it stops
+ * at the first batch of reports with one delivered, so what callbacks
+ * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
+ * settle.
+ */
+static long await_delivery(lua_State *L, prd_producer *p, const txn_marks *m,
+                           int64_t deadline)
+{
+    while (prd_waiting(p) > 0 && p->delivered == m->delivered) {
+        int ms = remaining(deadline), served = 0;
+
+        rd_kafka_flush(p->rk, ms > 0 ? 1 : 0);      /* linger.ms off for a moment */
+        if (prd_serve(L, p, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served) != LUA_OK)
+            lua_error(L);
+        if (!p->rk)
+            luaL_error(L, "producer is closed");
+        if (ms == 0)
+            break;
+    }
+    return p->delivered == m->delivered ? prd_waiting(p) : 0;
+}
+
+/*
+ * When no message of the transaction was delivered (it produced some,
+ * and all failed: purged, or refused), nothing proves that the
+ * coordinator registered its partitions: right after a commit their
+ * registration may be waiting for its retry (every 20 ms while the
+ * coordinator answers CONCURRENT_TRANSACTIONS). Waits, serving what
+ * comes, until REGISTER_GRACE_MS after the last commit; 0 if the deadline
+ * came first (librdkafka's abort, which drops the registrations, is not
+ * called then).
+ */
+static int await_grace(lua_State *L, prd_producer *p, const txn_marks *m,
+                       int64_t deadline)
+{
+    int64_t until = m->committed_at + REGISTER_GRACE_MS;
+
+    if (!m->committed_at || p->delivered != m->delivered ||
+        p->delivered + p->failures == m->done)
+        return 1;
+    while (prd_now_ms() < until) {
+        int served = 0, ms = remaining(deadline);
+
+        if (ms == 0)
+            return 0;
+        if (ms > until - prd_now_ms())
+            ms = (int)(until - prd_now_ms());
+        if (prd_serve(L, p, ms, &served) != LUA_OK)
+            lua_error(L);
+        if (!p->rk)
+            luaL_error(L, "producer is closed");
+    }
+    return 1;
+}
+
+/* What is not sent yet, as librdkafka's abort purges it. */
+static void purge_unsent(prd_producer *p)
+{
+    if (rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | PURGE_F_ABORT_TXN) ==
+        RD_KAFKA_RESP_ERR__INVALID_ARG)
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+}
+
 /* The retriable _TIMED_OUT failure of commit or abort when reports are
  * still waiting at the deadline: the transaction is untouched, call the
  * same method again. */
@@ -131,28 +282,55 @@ static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
 
 static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
+    txn_marks *m = marks(L);
+    rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
+
     (void)deadline;
-    return txn_result(L, p, rd_kafka_begin_transaction(p->rk));
+    if (!error) {
+        m->delivered = p->delivered;
+        m->done = p->delivered + p->failures;
+    }
+    return txn_result(L, p, error);
 }
 
 static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
+    txn_marks *m = marks(L);
+    rd_kafka_error_t *error;
     long left;
 
     if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
         return timed_out(L, "commit_transaction", left);
-    return txn_result(L, p, rd_kafka_commit_transaction(p->rk, remaining(deadline)));
+    if (!(error = rd_kafka_commit_transaction(p->rk, remaining(deadline))))
+        m->committed_at = prd_now_ms();
+    return txn_result(L, p, error);
 }
 
+/*
+ * Waits for proof that the coordinator has the transaction (its first
+ * delivered message; else the grace after the last commit), purges what
+ * is not sent, serves every report, then aborts: see the head comment.
+ * A timeout before librdkafka's abort is called returns a retriable
+ * _TIMED_OUT and leaves the transaction open (purged or not): the next
+ * call resumes.
+ */
 static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
     long left;
 
     if (is_transactional(p)) {
+        txn_marks *m = marks(L);
+
+        if ((left = await_delivery(L, p, m, deadline)) > 0)
+            return timed_out(L, "abort_transaction", left);
         if (prd_waiting(p) > 0)
-            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+            purge_unsent(p);
         if ((left = settle(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
+        if (!await_grace(L, p, m, deadline))
+            return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
+                                 "abort_transaction: timed out in the wait after the last "
+                                 "commit (no message of the transaction was delivered)");
     }
     return txn_result(L, p, rd_kafka_abort_transaction(p->rk, remaining(deadline)));
 }
@@ -205,10 +383,14 @@ static int prd_txn_commit(lua_State *L)
 }
 
 /***
- * Aborts the transaction: what is not sent yet is purged (its reports
- * fail with _PURGE_QUEUE), the reports of what was sent are served, then
- * the coordinator aborts it: no message of the transaction is ever
- * visible to a read_committed consumer. Blocks up to timeout in all.
+ * Aborts the transaction: first waits for a message of the transaction
+ * to be delivered (proof that the coordinator has the transaction;
+ * serving reports, running callbacks), then what is not sent yet is
+ * purged (its reports fail with _PURGE_QUEUE), the reports of what was
+ * sent are served, then the coordinator aborts it: no message of the
+ * transaction is ever visible to a read_committed consumer. Blocks up to
+ * timeout in all; a timeout before the coordinator is asked returns a
+ * retriable _TIMED_OUT with the transaction still open: call again.
  * @function abort_transaction
  * @number[opt=30] timeout seconds
  * @treturn[1] true
@@ -232,6 +414,12 @@ static int prd_txn_abort(lua_State *L)
  * this abort, once in 25 with an abort that did not wait). Without a
  * transaction, or without transactional.id, librdkafka returns at once;
  * any failure is left to the coordinator's timeout. Runs no Lua.
+ * Issue #25 here: close waits for the reports first, so a delivered one
+ * has proved the registration before this abort; close(0) purges at once
+ * and has no proof, and right after a commit its abort can fail with
+ * INVALID_TXN_STATE (2.0.2: 4 of 20 closes), unseen and harmless: no
+ * partition was registered, so the coordinator holds nothing open (there
+ * is no Lua state here for abort_step's grace).
  */
 void prd_txn_close(prd_producer *p, int timeout_ms)
 {
