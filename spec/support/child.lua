@@ -171,12 +171,16 @@ end
 
 --- Writes data to its input (the FIFO), through a second opening that
 -- also reads: never blocks, never raises SIGPIPE, should it have ended.
+-- Then waits until it has read them (its rchar grew by as much).
 function Child:write(data)
   local path = self.dir .. "/data"
   local f = assert(io.open(path, "wb"))
   f:write(data)
   f:close()
+  local before = self:bytes_read()
   assert(os.execute(("cat %s 1<> %s"):format(q(path), q(self.dir .. "/in"))))
+  assert(self:wait_for(function() return self:bytes_read() >= before + #data or self:exited() end, 20),
+    "the child did not read its input: " .. self:output())
 end
 
 function Child:close_stdin()
