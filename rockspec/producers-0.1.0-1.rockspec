@@ -7,7 +7,8 @@
 -- or the librdkafka chosen is passed again, so a build.luarocks/ left by
 -- another run cannot keep the old ones. RDKAFKA_DIR=... (or RDKAFKA_INCDIR
 -- and RDKAFKA_LIBDIR) picks another librdkafka; the module is linked
--- with a run path to it.
+-- with a run path to it. CMake's install puts producers-cat in the rock's
+-- bin/, which luarocks wraps into the tree's bin/ for this Lua.
 rockspec_format = "3.0"
 package = "producers"
 version = "0.1.0-1"
@@ -48,5 +49,6 @@ build = {
     PRODUCERS_EMBEDDING = "OFF",
     PRODUCERS_TESTS = "OFF",
     PRODUCERS_BENCH = "OFF",
+    PRODUCERS_INSTALL_CAT = "ON",  -- bin/producers-cat (docs/producers-cat.md)
   },
 }

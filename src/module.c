@@ -83,6 +83,8 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_pushvalue(L, json);
     lua_pushcclosure(L, prd_encode_value_fn, 1);
     lua_setfield(L, -2, "encode_value");
+    prd_signal_open(L);
+    lua_setfield(L, -2, "signals");
     lua_pushcfunction(L, prd_json_decode_fn);
     lua_setfield(L, -2, "json_decode");            /* internal: for the specs */
     return 1;

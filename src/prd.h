@@ -131,6 +131,27 @@ static inline void prd_latency_record(prd_latency *l, int64_t us)
         l->max_us = us;
 }
 
+/* signal.c: what a waiting call compares with to see that it was
+ * interrupted: the interpreter's hook (lua.c's Ctrl-C sets one) and the
+ * count of trapped signals caught. */
+typedef struct prd_watch {
+    lua_State *main;             /* the main thread (Lua 5.2+; else NULL): in
+                                    PUC Lua hooks are per thread, and lua.c
+                                    sets its hook on the main one */
+    lua_Hook hook, main_hook;
+    int mask, count, main_mask;
+    long caught;
+} prd_watch;
+
+#define PRD_INTR_HOOK (-1)       /* prd_watch_check: the hook changed */
+#define PRD_WATCH_SLICE_MS 100   /* waits are checked at least this often */
+
+void prd_watch_start(lua_State *L, prd_watch *w);
+void prd_watch_hook(lua_State *L, prd_watch *w);
+int prd_watch_check(lua_State *L, const prd_watch *w);
+int prd_interrupted_fail(lua_State *L, int why, long left);
+void prd_signal_open(lua_State *L);
+
 /* The longest text (a log line, an error) handed to Lua, with its NUL. */
 #define PRD_TEXT_MAX 1024
 
@@ -191,6 +212,13 @@ typedef struct prd_producer {
     uint64_t failed_bytes;       /* failed */
     struct prd_brokers *brokers; /* of the last statistics, or NULL */
     prd_latency latency;         /* of the reports served */
+    /* interrupts (signal.c) */
+    prd_watch watch;             /* what the waiting call started with */
+    int watching;                /* a flush or close holds watch: serving
+                                    does not take it anew */
+    int interrupted;             /* the last wait was cut short: 0, a
+                                    trapped signal's number or
+                                    PRD_INTR_HOOK; __gc then waits no more */
 } prd_producer;
 
 enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };

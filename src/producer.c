@@ -750,14 +750,22 @@ static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
     int64_t deadline = prd_now_ms() + timeout_ms;
     int served = 0, slice = 0;
 
+    /* an interrupt (signal.c) ends the wait: p->interrupted says which */
+    prd_watch_start(L, &p->watch);
+    p->watching = 1;
+    p->interrupted = 0;
     do {                /* serves what waits already, even at timeout 0 */
         if (prd_serve(L, p, slice, &served) != LUA_OK) {
-            if (!kept)
+            if (!kept) {
+                p->watching = 0;
                 lua_error(L);
+            }
             if ((*kept)++)
                 lua_pop(L, 1);
         }
-    } while ((slice = next_slice(p, deadline)));
+    } while (!(p->interrupted = prd_watch_check(L, &p->watch)) &&
+             (slice = next_slice(p, deadline)));
+    p->watching = 0;
     return prd_waiting(p);
 }
 
@@ -796,6 +804,8 @@ static int prd_producer_flush(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
+    if (p->interrupted)
+        return prd_interrupted_fail(L, p->interrupted, left);
     lua_pushnil(L);
     lua_pushliteral(L, "timed out");
     lua_pushinteger(L, left);
@@ -973,8 +983,9 @@ static int prd_producer_gc(lua_State *L)
 {
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
 
-    if (p->rk) {   /* lua_close's producers share one deadline (log.c) */
-        teardown(L, p, prd_gc_wait_ms(L, p->gc_flush_ms), 0);
+    if (p->rk) {   /* lua_close's producers share one deadline (log.c);
+                      one whose last wait was interrupted waits no more */
+        teardown(L, p, p->interrupted ? 0 : prd_gc_wait_ms(L, p->gc_flush_ms), 0);
         prd_gc_done(L);
     }
     release(L, p);                    /* set even when rd_kafka_new failed */

@@ -35,8 +35,27 @@ static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"
 #define gc_is_running(L) lua_gc(L, LUA_GCISRUNNING, 0)
 #endif
 
+/* Whether msg is the interpreter's Ctrl-C, "interrupted!" (lua.c's and
+ * luajit's), bare or after a position ("script.lua:12: "): the
+ * interpreter prints its own traceback for it. */
+static int is_interrupt(const char *msg)
+{
+    size_t len = strlen(msg), i;
+
+    if (len < 12 || strcmp(msg + len - 12, "interrupted!") != 0)
+        return 0;
+    if (len == 12)
+        return 1;
+    if (len < 16 || msg[len - 13] != ' ' || msg[len - 14] != ':')
+        return 0;
+    for (i = len - 15; i > 0 && msg[i] >= '0' && msg[i] <= '9'; i--)
+        ;
+    return i < len - 15 && msg[i] == ':';       /* ":<line>: interrupted!" */
+}
+
 /*
- * Message handler for protected calls: appends a traceback to strings.
+ * Message handler for protected calls: appends a traceback to strings
+ * (but the interpreter's Ctrl-C: one traceback, the interpreter's).
  * The collector waits while it allocates: a finalizer run from here would
  * run inside the error handler, where an error it raises is taken for an
  * error in the handler.
@@ -48,7 +67,7 @@ static int traceback(lua_State *L)
 
     if (running)
         lua_gc(L, LUA_GCSTOP, 0);
-    if ((msg = lua_tostring(L, 1)))
+    if ((msg = lua_tostring(L, 1)) && !is_interrupt(msg))
         luaL_traceback(L, L, msg, 1);
     if (running)
         lua_gc(L, LUA_GCRESTART, 0);
@@ -563,6 +582,33 @@ void prd_wake_if_waiting(prd_producer *p)
         prd_queue_event(p->rk, p);
 }
 
+/* Whether the waiting call was interrupted (signal.c): recorded in
+ * p->interrupted. */
+static int interrupted(lua_State *L, prd_producer *p)
+{
+    return (p->interrupted = prd_watch_check(L, &p->watch)) != 0;
+}
+
+/* The next event, waiting up to timeout_ms in slices between which an
+ * interrupt ends the wait; NULL at the timeout or when interrupted. */
+static rd_kafka_event_t *wait_event(lua_State *L, prd_producer *p, int timeout_ms)
+{
+    int64_t deadline = prd_now_ms() + timeout_ms;
+    rd_kafka_event_t *ev;
+    int slice;
+
+    for (;;) {
+        slice = timeout_ms < PRD_WATCH_SLICE_MS ? timeout_ms : PRD_WATCH_SLICE_MS;
+        if ((ev = rd_kafka_queue_poll(p->queue, slice)) || slice == timeout_ms)
+            return ev;
+        if (interrupted(L, p) || (timeout_ms = (int)(deadline - prd_now_ms())) <= 0)
+            return NULL;
+    }
+}
+
+/* Serves events until max reports are served or the queue is empty.
+ * Before each, an interrupt stops it: no Lua runs once the interpreter's
+ * hook is set, so that it fires in the caller, at once. */
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int max, int *handler)
 {
@@ -570,8 +616,10 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
     int status;
 
     while (*served < max) {
+        if (interrupted(L, p))
+            return LUA_OK;
         if (!p->pending) {
-            ev = rd_kafka_queue_poll(p->queue, timeout_ms);
+            ev = wait_event(L, p, timeout_ms);
             if (!ev)
                 return LUA_OK;
             timeout_ms = 0;
@@ -580,12 +628,14 @@ static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *serv
                 rd_kafka_event_destroy(ev);
                 if (status != LUA_OK)
                     return status;
+                prd_watch_hook(L, &p->watch);   /* Lua ran: hooks it set are its own */
                 continue;
             }
             hold_batch(p, ev);
         }
         if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
             return status;
+        prd_watch_hook(L, &p->watch);
     }
     return LUA_OK;
 }
@@ -721,15 +771,21 @@ int prd_serve_max(lua_State *L, prd_producer *p, int timeout_ms, int *served, in
      * reports a batch holds. */
     if (p->busy)
         return LUA_OK;
+    if (!p->watching)
+        p->interrupted = 0;
     /* Not waiting and nothing arrived since the queue was last emptied:
      * done, without taking the queue's lock (produce calls this each time). */
     if (timeout_ms == 0 && !p->pending && !atomic_load(&p->ready))
         return LUA_OK;
+    /* a call of its own: interrupts count from now (flush and close
+     * hold theirs, taken when they started) */
+    if (!p->watching)
+        prd_watch_start(L, &p->watch);
     /* first: what arrives after this sets them again */
     atomic_store(&p->ready, 0);
     prd_clear_wake(p);
     status = serve(L, p, timeout_ms, served, max);
-    if (status != LUA_OK || *served >= max)
+    if (status != LUA_OK || *served >= max || p->interrupted)
         prd_wake_if_waiting(p);         /* what is left stays ready */
     return status;
 }

@@ -25,6 +25,9 @@ local M = {
   --- an error object, as the Kafka backend returns them:
   -- error(name [, message [, {retriable=, fatal=, txn_requires_abort=}]])
   error = core.error,
+  --- opt-in signal traps for plain Lua programs: signals.trap{"INT", "TERM"},
+  -- signals.caught(), signals.restore() (docs/signals.md)
+  signals = core.signals,
 }
 
 local backends = { kafka = M.kafka, memory = M.memory }
