@@ -9,24 +9,7 @@ local unpack = table.unpack or unpack
 -- A fresh stub and fresh modules for each test.
 local function stub()
   local S = { phase = "init_worker", pid = 100, exiting = false, timers = {}, zero = {}, lines = {}, t = 0 }
-  local dict = { values = {} }
-  function dict:incr(key, d, init)
-    self.values[key] = (self.values[key] or init) + d
-    return self.values[key]
-  end
-  function dict:get(key) return self.values[key] end
-  function dict:set(key, v) self.values[key] = v return true end
-  function dict:add(key, v)
-    if self.values[key] ~= nil then return false, "exists" end
-    self.values[key] = v
-    return true
-  end
-  function dict:delete(key) self.values[key] = nil end
-  function dict:get_keys()
-    local keys = {}
-    for k in pairs(self.values) do keys[#keys + 1] = k end
-    return keys
-  end
+  local dict = require("support.shared_dict").new()
   _G.ngx = {
     ERR = 4, WARN = 5, INFO = 7, DEBUG = 8,
     log = function(level, ...)

@@ -73,9 +73,7 @@ end
 -- producers.ngx around a stub ngx (spec/20 has the full one): its produce
 -- is the Kafka backend's, after its own checks.
 local function ngx_stub()
-  local dict = { values = {} }
-  function dict:incr(key, d, init) self.values[key] = (self.values[key] or init) + d; return self.values[key] end
-  function dict:get(key) return self.values[key] end
+  local dict = require("support.shared_dict").new()
   local S = { phase = "init_worker", timers = {} }
   _G.ngx = {
     ERR = 4, WARN = 5, INFO = 7, DEBUG = 8, log = function() end,
