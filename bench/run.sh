@@ -10,6 +10,8 @@
 #   (d) Python confluent_kafka + json.dumps, if importable (bench/python_producer.py)
 #   then the delivery latency of (b) at a fixed rate    (bench/lua_producer.lua latency)
 #   and the cost of large values on the producing thread (bench/large_values.lua)
+#   and float-heavy tables, the builtin encoder against lua-cjson, under Lua 5.4
+#   and LuaJIT (bench/floats.lua)
 # and writes the table to bench/results.md.
 #
 # Builds what is missing, starts a librdkafka mock cluster in its own process
@@ -32,6 +34,12 @@
 #   -L MEGABYTES    large values: strings of 100 B to 256 KiB, MEGABYTES of
 #                   each size, to a mock cluster inside the Lua process,
 #                   compression off (-X does not apply); 0 skips it (default 400)
+#   -F COUNT        float-heavy tables: COUNT messages a run of each shape and
+#                   encoder, ROUNDS rounds, Lua 5.4 and LuaJIT; 0 skips it
+#                   (default: COUNT / 50, a float-heavy message being some 20
+#                   ordinary ones' work)
+#   -f              the float-heavy section alone (default results file
+#                   bench/results-floats.md)
 #   -o FILE         results file                       (default bench/results.md)
 #   -X NAME=VALUE   a librdkafka property for every client, over the library's
 #                   defaults (repeatable; e.g. -X compression.level=3)
@@ -54,6 +62,8 @@ RESULTS=bench/results.md
 ROUNDS=3
 MEM_COUNT=5000000
 LARGE_MB=400
+FLOAT_COUNT=""
+FLOATS_ONLY=0
 BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
 LIB_BUILD=${LIB_BUILD_DIR:-build}
 JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
@@ -62,7 +72,8 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 EXTRA=()      # -X NAME=VALUE, for every client
 
-while getopts "n:b:t:B:p:r:l:R:M:L:o:X:h" opt; do
+RESULTS_SET=0
+while getopts "n:b:t:B:p:r:l:R:M:L:F:fo:X:h" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     b) BOOTSTRAP=$OPTARG ;;
@@ -74,7 +85,9 @@ while getopts "n:b:t:B:p:r:l:R:M:L:o:X:h" opt; do
     R) ROUNDS=$OPTARG ;;
     M) MEM_COUNT=$OPTARG ;;
     L) LARGE_MB=$OPTARG ;;
-    o) RESULTS=$OPTARG ;;
+    F) FLOAT_COUNT=$OPTARG ;;
+    f) FLOATS_ONLY=1 ;;
+    o) RESULTS=$OPTARG; RESULTS_SET=1 ;;
     X) [[ $OPTARG == ?*=* ]] || { echo "run.sh: -X expects NAME=VALUE" >&2; exit 2; }
        EXTRA+=("$OPTARG") ;;
     h) usage; exit 0 ;;
@@ -83,6 +96,12 @@ while getopts "n:b:t:B:p:r:l:R:M:L:o:X:h" opt; do
 done
 
 say() { printf '==> %s\n' "$*" >&2; }
+
+FLOAT_COUNT=${FLOAT_COUNT:-$(( COUNT / 50 ))}
+if [[ $FLOATS_ONLY == 1 ]]; then
+  [[ $RESULTS_SET == 1 ]] || RESULTS=bench/results-floats.md
+  [[ $FLOAT_COUNT -gt 0 ]] || { echo "run.sh: -f with -F 0 runs nothing" >&2; exit 2; }
+fi
 
 WORK=$(mktemp -d /tmp/prd-bench.XXXXXX)
 source bench/mock_cluster.sh
@@ -184,7 +203,7 @@ run() {
 
 # Rounds interleave the runs, so that a burst of other work on the machine
 # hits one round rather than all runs of one client.
-for round in $(seq "$ROUNDS"); do
+for round in $( [[ $FLOATS_ONLY == 1 ]] || seq "$ROUNDS"); do
   say "round $round of $ROUNDS"
   run "a.$round" "$RAW" "${RAW_X[@]}" -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
   if [[ $HAVE_LIB == 1 ]]; then
@@ -205,7 +224,7 @@ done
 # local queue and then with a small one.
 SMALL_QUEUE=10000
 RSS_AT=$(( COUNT < MEM_COUNT ? COUNT : MEM_COUNT ))   # where each run reads its first peak
-if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
+if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 && $FLOATS_ONLY == 0 ]]; then
   for round in $(seq "$ROUNDS"); do
     run "m.$round" "${LUA_ENV[@]}" BENCH_RSS_AT="$RSS_AT" \
       lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
@@ -216,15 +235,28 @@ if [[ $HAVE_LIB == 1 && $MEM_COUNT -gt 0 ]]; then
       lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$MEM_COUNT" "$TOPIC"
   done
 fi
-if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 ]]; then
+if [[ $HAVE_LIB == 1 && $LAT_COUNT -gt 0 && $FLOATS_ONLY == 0 ]]; then
   run lat "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua latency "$BOOTSTRAP" "$LAT_COUNT" "$TOPIC" "$RATE"
 fi
 # Large values: a table of its own (not a RESULT line).
-if [[ $HAVE_LIB == 1 && $LARGE_MB -gt 0 ]]; then
+if [[ $HAVE_LIB == 1 && $LARGE_MB -gt 0 && $FLOATS_ONLY == 0 ]]; then
   say "large values: bench/large_values.lua $LARGE_MB"
   "${LUA_ENV[@]}" lua5.4 bench/large_values.lua "$LARGE_MB" >"$WORK/large.out" ||
     { say "large values exited with status $?"; : >"$WORK/large.out"; }
   cat "$WORK/large.out" >&2
+fi
+# Float-heavy tables: the builtin encoder and lua-cjson side by side, each
+# VM in one process (its rounds interleave shapes and encoders), against
+# the same broker.
+if [[ $HAVE_LIB == 1 && $FLOAT_COUNT -gt 0 ]]; then
+  say "float-heavy tables: bench/floats.lua $FLOAT_COUNT messages a run, $ROUNDS rounds"
+  "${LUA_ENV[@]}" lua5.4 bench/floats.lua "$BOOTSTRAP" "$FLOAT_COUNT" "$ROUNDS" "$TOPIC" \
+    >"$WORK/floats.out" || { say "floats.lua (Lua 5.4) exited with status $?"; : >"$WORK/floats.out"; }
+  if [[ $HAVE_JIT == 1 ]]; then
+    "${JIT_ENV[@]}" luajit bench/floats.lua "$BOOTSTRAP" "$FLOAT_COUNT" "$ROUNDS" "$TOPIC" \
+      >"$WORK/floats-jit.out" || { say "floats.lua (LuaJIT) exited with status $?"; : >"$WORK/floats-jit.out"; }
+  fi
+  cat "$WORK/floats.out" "$WORK/floats-jit.out" 2>/dev/null >&2
 fi
 
 # -------------------------------------------------------------- results ----
@@ -333,6 +365,35 @@ rss_rows() {
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
 
+# The float-heavy section: floats.lua's tables, then builtin against lua-cjson.
+floats_section() {
+  [[ -s $WORK/floats.out || -s $WORK/floats-jit.out ]] || return 0
+  echo "Float-heavy tables (bench/floats.lua): the builtin encoder (shortest round-trip digits)"
+  echo "against lua-cjson (json = \"lua-cjson\", %.14g), side by side: each VM runs every shape with"
+  echo "each encoder in turn, $ROUNDS rounds, $(thousands "$FLOAT_COUNT") messages a run, to the broker above with the"
+  echo "library's defaults (gzip level 6). Shapes: doubles100, an array of 100 random doubles of 15"
+  echo "to 17 digits; nested2k, a ~2 KB document of 78 computed floats in 14 objects; prices100, 100"
+  echo "decimals like 19.99. Encode: core.encode_value alone, the main thread's CPU a table and a"
+  echo "float. Produce: p:produce of the table, msg/s delivered, and CPU µs a message of the main"
+  echo "thread (script, encoding, produce) and of the others (librdkafka's: gzip, mostly). Medians"
+  echo "of the rounds."
+  echo
+  local f
+  for f in "$WORK/floats.out" "$WORK/floats-jit.out"; do
+    [[ -s $f ]] || continue
+    grep '^|' "$f"
+    echo
+  done
+  echo "Builtin against lua-cjson (> 1: the builtin is faster; medians):"
+  echo
+  echo "| shape | VM | encoding alone | produce msg/s | produce, main thread CPU |"
+  echo "| --- | --- | --- | --- | --- |"
+  cat "$WORK/floats.out" "$WORK/floats-jit.out" 2>/dev/null | sed -n 's/^RESULT //p' |
+    awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+           gsub("_", " ", v["vm"]);
+           printf "| %s | %s | %s | %s | %s |\n", v["shape"], v["vm"], v["encode"], v["rate"], v["main_cpu"] }'
+}
+
 {
   echo "# producers benchmark results"
   echo
@@ -344,6 +405,11 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
        "$([[ $HAVE_JIT == 1 ]] && luajit -v 2>&1 | awk '{ print "and", $1, $2; exit }')"
   [[ -n $PYTHON_BIN ]] && echo "- Python: $("$PYTHON_BIN" -c 'import sys, confluent_kafka as c; print(sys.version.split()[0], "confluent_kafka", c.version()[0], "on librdkafka", c.libversion()[0])')"
   echo "- broker: $BROKER_DESC"
+  if [[ $FLOATS_ONLY == 1 ]]; then
+    echo "- the float-heavy section alone (bench/run.sh -f); over the library's defaults (-X): ${BENCH_CONFIG:-none}"
+    echo
+    floats_section
+  else    # the whole benchmark (not indented: the same lines as before -f)
   echo "- workload: $(thousands "$COUNT") messages per run, keys user-0..user-999, value" \
        "{event, user_id, ts, tags[3], ok} as JSON (89 bytes; 100 with json.dumps' spaces);" \
        "gzip, linger.ms=10, batch.num.messages=10000, acks=all, enable.idempotence=true (the library's defaults)"
@@ -418,6 +484,11 @@ rdkafka_version=$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)
     echo
     cat "$WORK/large.out"
   fi
+  if [[ -s $WORK/floats.out || -s $WORK/floats-jit.out ]]; then
+    echo
+    floats_section
+  fi
+  fi      # the whole benchmark
 } >"$WORK/results.md"
 
 mkdir -p "$(dirname "$RESULTS")"

@@ -28,9 +28,8 @@
  * written as the same member name ({[1] = "a", ["1"] = "b"}) are refused;
  * strings are written as their bytes, so bytes that are not UTF-8 stay
  * so; out of memory raises a Lua error (the buffer is malloc's, not the
- * Lua state's allocator's). Floats that need more than a few
- * decimals rely on the C library's printf and strtod rounding correctly,
- * as glibc's and musl's do.
+ * Lua state's allocator's). Floats are written from their shortest
+ * digits (json_double.c), with no printf and no strtod.
  */
 #include <limits.h>
 #include <math.h>
@@ -39,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_double.h"
 #include "prd.h"
 
 #if defined(__GNUC__)
@@ -277,134 +277,16 @@ static void put_integer(prd_buf *b, long long v)
 #define EXACT_LIMIT 9007199254740992.0  /* 2^53: integral floats up to it
                                            are written as integers */
 
-/* Whether the decimal DIGITS x 10^(exp10 - n + 1) reads back as x. No
- * decimal point, so no locale's. */
-static int reads_back(const char *digits, int n, int exp10, double x)
-{
-    char text[40];
-
-    snprintf(text, sizeof text, "%.*se%d", n, digits, exp10 - n + 1);
-    return strtod(text, NULL) == x;
-}
-
-/*
- * The shortest decimal that reads back as x (finite, > 0): its digits
- * (no trailing zeros) into digits, their count returned, and the power of
- * ten of the first in *exp10. Of the decimals that short, the nearest to
- * x, as Python's repr. printf's "%.*e" rounds correctly (glibc), so the
- * nearest decimal of p digits is tried for p = 15, 16, 17 (a normal double
- * that some decimal of p <= 15 digits reads back as is that decimal: 15
- * digits are finer than a double's precision); subnormals, with fewer bits,
- * from p = 1. The locale's decimal point is skipped in printf's output and
- * never used: strtod reads the digits back as "DIGITSe-N".
- */
-static int shortest(double x, char *digits, int *exp10)
-{
-    char text[40];
-    int p = x < 2.2250738585072014e-308 ? 1 : 15;
-
-    for (;; p++) {
-        int n = 0, e = 0, neg = 0;
-        const char *s;
-
-        snprintf(text, sizeof text, "%.*e", p - 1, x);
-        for (s = text; *s && *s != 'e'; s++)
-            if (*s >= '0' && *s <= '9')
-                digits[n++] = *s;
-        if (*s == 'e') {                    /* e+NN or e-NN */
-            neg = s[1] == '-';
-            for (s += 2; *s >= '0' && *s <= '9'; s++)
-                e = e * 10 + (*s - '0');
-        }
-        *exp10 = neg ? -e : e;
-        while (n > 1 && digits[n - 1] == '0')
-            n--;
-        if (p >= 17 || reads_back(digits, n, *exp10, x))
-            return n;
-        /* At a power of two the doubles below are twice as near as those
-         * above: when the nearest decimal of 16 digits is below, out of
-         * reach, the next one up may read back as x. */
-        if (p == 16 && frexp(x, &e) == 0.5) {
-            while (n < 16)
-                digits[n++] = '0';
-            while (n > 0 && digits[n - 1] == '9')
-                n--;
-            if (n == 0) {
-                digits[n++] = '1';
-                ++*exp10;
-            } else {
-                digits[n - 1]++;
-            }
-            if (reads_back(digits, n, *exp10, x))
-                return n;
-        }
-    }
-}
-
-/* Digits of u, written backwards ending at end: their start. */
-static char *digits_before(char *end, unsigned long long u)
-{
-    do {
-        *--end = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    return end;
-}
-
-/*
- * x (positive, not integral) written at o with few decimals, when that
- * reads back: the end of the text, else NULL. Most floats people write
- * (prices, times, measures) have a few decimals, found here with no
- * printf. For d = 1, 2, ... decimals, m = x * 10^d rounded; m / 10^d,
- * a division of exact numbers, is the double strtod reads for "m e-d".
- * Only while the decimals of d digits are more than 8 units of x's last
- * place apart: then at most one of them reads back as x, the nearest,
- * which m is unless x lies near halfway between two (and neither reads
- * back); the first d that reads back is then the shortest form, as the
- * slow way would find it. Past that, NULL: the slow way decides.
- */
-static char *put_decimals(char *o, double x)
-{
-    static const double tens[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
-                                    1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16 };
-    uint64_t bits;
-    double next, ulp;
-    int d;
-
-    if (!(x >= 1e-4 && x < 1e15))
-        return NULL;
-    memcpy(&bits, &x, sizeof x);
-    bits++;
-    memcpy(&next, &bits, sizeof next);
-    ulp = next - x;
-    for (d = 1; d <= 16 && ulp * tens[d] < 0.125; d++) {
-        double m = floor(x * tens[d] + 0.5);
-
-        if (m < EXACT_LIMIT && m / tens[d] == x) {
-            unsigned long long u = (unsigned long long)m, unit = (unsigned long long)tens[d];
-            char text[24], *end = text + sizeof text, *p;
-            int i;
-
-            p = digits_before(end, u / unit);
-            memcpy(o, p, (size_t)(end - p));
-            o += end - p;
-            *o++ = '.';
-            p = digits_before(end, u % unit);
-            for (i = (int)(end - p); i < d; i++)
-                *o++ = '0';
-            memcpy(o, p, (size_t)(end - p));
-            return o + (end - p);
-        }
-    }
-    return NULL;
-}
-
 /* A finite float that put_number does not write as an integer, as
- * Python's repr writes it (a point or an exponent always shows). */
+ * Python's repr writes it (a point or an exponent always shows): the
+ * shortest digits that read back as x, of those the nearest
+ * (json_double.c), laid out without printf. The copies have fixed sizes
+ * (no call): digits has room for them past the n written, and only what
+ * is laid out is put. */
 static void put_float(prd_buf *b, double x)
 {
-    char digits[24], out[40], *o = out, *digits_end;
-    int n, exp10, i;
+    char digits[JSON_DOUBLE_DIGITS + 16], out[48], *o = out;
+    int n, exp10;
 
     if (signbit(x)) {
         *o++ = '-';
@@ -414,36 +296,38 @@ static void put_float(prd_buf *b, double x)
         put(b, "-0.0", 4);
         return;
     }
-    if ((digits_end = put_decimals(o, x)) != NULL) {
-        put(b, out, (size_t)(digits_end - out));
-        return;
-    }
-    n = shortest(x, digits, &exp10);
+    n = json_double_digits(x, digits, &exp10);
     if (exp10 < -4 || exp10 >= 16) {        /* 1e-05, 1.5e+300 */
-        *o++ = digits[0];
-        if (n > 1) {
-            *o++ = '.';
-            memcpy(o, digits + 1, (size_t)n - 1);
-            o += n - 1;
+        int e = exp10 < 0 ? -exp10 : exp10;
+
+        o[0] = digits[0];
+        o[1] = '.';
+        memcpy(o + 2, digits + 1, 16);
+        o += n > 1 ? n + 1 : 1;
+        *o++ = 'e';
+        *o++ = exp10 < 0 ? '-' : '+';
+        if (e >= 100) {
+            *o++ = (char)('0' + e / 100);
+            e %= 100;
         }
-        o += snprintf(o, 8, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+        *o++ = (char)('0' + e / 10);
+        *o++ = (char)('0' + e % 10);
     } else if (exp10 < 0) {                 /* 0.001 */
-        *o++ = '0';
-        *o++ = '.';
-        for (i = -1; i > exp10; i--)
-            *o++ = '0';
-        memcpy(o, digits, (size_t)n);
+        memcpy(o, "0.0000", 6);
+        o += 1 - exp10;
+        memcpy(o, digits, 17);
         o += n;
-    } else {                                /* 12.5, 9007199254740994.0 */
-        for (i = 0; i <= exp10; i++)
-            *o++ = i < n ? digits[i] : '0';
+    } else if (n > exp10 + 1) {             /* 12.5 */
+        memcpy(o, digits, 16);
+        o[exp10 + 1] = '.';
+        memcpy(o + exp10 + 2, digits + exp10 + 1, 16);
+        o += n + 1;
+    } else {                                /* 9007199254740994.0 */
+        memcpy(o, digits, 16);
+        memcpy(o + n, "0000000000000000", 16);
+        o += exp10 + 1;
         *o++ = '.';
-        if (n > exp10 + 1) {
-            memcpy(o, digits + exp10 + 1, (size_t)(n - exp10 - 1));
-            o += n - exp10 - 1;
-        } else {
-            *o++ = '0';
-        }
+        *o++ = '0';
     }
     put(b, out, (size_t)(o - out));
 }
