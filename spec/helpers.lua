@@ -4,14 +4,29 @@ local producers = require("producers")
 
 local H = {}
 
---- Calls step until cond() holds or timeout seconds pass.
+local monotime = require("system").monotime     -- seconds, sub-second, monotonic
+
+--- Calls step until cond() holds or timeout seconds (default 10, a
+-- fraction allowed) pass on a monotonic clock: a 1 s bound is 1 s, not
+-- the 0-2 s of os.time(). Returns whether cond() held.
 function H.wait_until(cond, timeout, step)
-  local deadline = os.time() + (timeout or 10)
+  local deadline = monotime() + (timeout or 10)
   repeat
     if cond() then return true end
     if step then step() end
-  until os.time() > deadline
+  until monotime() >= deadline
   return cond() and true or false
+end
+
+--- Whether descriptor fd is readable now (one non-blocking turn of a luv
+-- loop; nothing is read). Needs luv.
+function H.readable(fd)
+  local uv = require("luv")
+  local poller, got = uv.new_poll(fd), false
+  poller:start("r", function() got = true end)
+  uv.run("nowait")
+  poller:stop(); poller:close(); uv.run("nowait")
+  return got
 end
 
 --- A logger that records lines: log.lines = { {level, message}, ... }.
