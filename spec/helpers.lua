@@ -161,17 +161,18 @@ function H.dirs(default)
 end
 
 --- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
--- with the module on its paths. Returns its output (stdout and stderr)
--- and whether it exited with status 0.
-function H.run_lua(code)
+-- with the module on its paths, killed after timeout seconds if given.
+-- Returns its output (stdout and stderr) and whether it exited with
+-- status 0.
+function H.run_lua(code, timeout)
   local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
   local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local out, ok = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=%s %s %s")
-    :format(shell_quote(build .. "/?.so;;"), lua, path))
+  local out, ok = H.sh(("%sLUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=%s %s %s")
+    :format(timeout and ("timeout %d env "):format(timeout) or "", shell_quote(build .. "/?.so;;"), lua, path))
   os.remove(path)
   return out, ok
 end
