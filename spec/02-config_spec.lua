@@ -159,4 +159,42 @@ describe("producers.kafka.new", function()
     assert.is_true(#log.lines > 20)
     assert.not_matches("hunter2", log.text())
   end)
+
+  it("hides a password wherever it shows up in a log line, not only where librdkafka redacts", function()
+    -- the password is also the topic's name (and part of another one):
+    -- librdkafka's lines and our own ("delivery failed: <topic> ...")
+    -- quote topics as they are, so only the producer's redaction hides it
+    local H = require("helpers")
+    local log = H.recorder()
+    local pw = "hunter2-pw-topic"
+    local p = kafka.new({ bootstrap_servers = "127.0.0.1:1", username = "alice", password = pw,
+                          log_level = "debug", logger = log.fn,
+                          config = { debug = "topic,msg", ["message.timeout.ms"] = 300 } })
+    assert.is_true(p:produce(pw, "k", "v"))
+    assert.is_true(p:produce("x-" .. pw:sub(1, 8) .. "-y", "k", "v"))
+    assert.is_true(p:flush(5))
+    p:close(0)
+    assert.truthy(log.find("^delivery failed: %*%*%* %[", "error"), log.text())
+    assert.truthy(log.find("^delivery failed: x%-%*%*%*%-y %[", "error"), log.text())
+    assert.truthy(log.find("^librdkafka [%w_]+: .*%*%*%*"), "librdkafka's own lines name the topic")
+    assert.not_matches("hunter2", log.text())
+  end)
+
+  it("hides a password wherever it shows up in a client error and in a report's cause", function()
+    -- a password that is also the broker's address: librdkafka's
+    -- connection errors quote it ("sasl_ssl://127.0.0.1:1/bootstrap: ...")
+    local errors, causes = {}, {}
+    local p = kafka.new({ bootstrap_servers = "127.0.0.1:1", username = "alice", password = "127.0.0.1:1",
+                          logger = function() end,
+                          on_error = function(err) errors[#errors + 1] = tostring(err) end,
+                          on_delivery = function(err, r) causes[#causes + 1] = tostring(err) .. " " .. tostring(r.cause) end,
+                          config = { ["message.timeout.ms"] = 300 } })
+    assert.is_true(p:produce("t", "k", "v"))
+    assert.is_true(p:flush(5))
+    p:close(0)
+    assert.equal(1, #causes)
+    local text = table.concat(errors, "\n") .. "\n" .. table.concat(causes, "\n")
+    assert.matches("sasl_ssl://***/bootstrap: Connect to ipv4#*** failed", text, 1, true)
+    assert.is_nil(text:find("127.0.0.1", 1, true), text)
+  end)
 end)

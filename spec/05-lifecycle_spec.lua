@@ -23,7 +23,8 @@ describe("flush", function()
 
   it("refuses a negative timeout", function()
     local p = stuck()
-    assert.has_error(function() p:flush(-1) end)
+    assert.has_error(function() p:flush(-1) end,
+      "bad argument #1 to 'flush' (timeout must be a number of seconds >= 0)")
     p:close(0)
   end)
 end)

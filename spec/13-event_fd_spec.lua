@@ -39,6 +39,28 @@ describe("event_fd #eventloop", function()
     assert.is_true(wakeups >= 1)
     assert.is_true(wakeups <= n, "woken " .. wakeups .. " times")
     assert.equal(0, p:queue_length())
+    -- one more report, served by a poll that waits: it arrives while the
+    -- queue is empty, so the descriptor is readable with nothing to serve
+    assert.is_true(p:produce("evfd", "last", "v"))
+    assert.equal(1, p:poll(5))
+    assert.equal(n + 1, delivered)
+    -- nothing waits now: the loop goes idle. At most one more wake-up
+    -- (a report that arrived while a poll served, as this one did),
+    -- whose poll finds nothing; then none, turn after turn (a busy loop
+    -- wakes on every turn)
+    local idle, found = 0, 0
+    poller = uv.new_poll(p:event_fd())
+    poller:start("r", function()
+      idle = idle + 1
+      found = found + p:poll(0)
+    end)
+    for _ = 1, 20 do uv.run("nowait") end
+    local first = idle
+    for _ = 1, 20 do uv.run("nowait") end
+    poller:stop(); poller:close(); uv.run("nowait")
+    assert.is_true(first <= 1, "woken " .. first .. " times with nothing to serve")
+    assert.equal(first, idle, "woken again after an empty poll")
+    assert.equal(0, found)
     p:close()
   end)
 

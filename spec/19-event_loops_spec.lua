@@ -92,11 +92,31 @@ describe("reports", function()
     p:close()
   end)
 
-  it("refuses a max out of range", function()
+  it("refuses a max out of range, naming the range; accepts both ends", function()
     local p = H.producer(m)
-    assert.has_error(function() p:reports(0) end)
-    assert.has_error(function() p:reports(1.5) end)
+    local MSG = "bad argument #1 to 'reports' (max must be an integer from 1 to 2147483647)"
+    for _, bad in ipairs({ 0, -1, 1.5, 2147483648, 2 ^ 53, "10", true }) do
+      assert.has_error(function() p:reports(bad) end, MSG)
+    end
+    assert.same({}, p:reports(1))
+    assert.same({}, p:reports(2147483647))
     p:close()
+  end)
+
+  it("takes at most 1000 reports by default", function()
+    -- purge hands librdkafka's reports over before it returns: all 1500
+    -- wait at once, none served (serve_on_produce = false)
+    local p = producers.kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end,
+                                   serve_on_produce = false }
+    for i = 1, 1500 do assert.is_true(p:produce("t", "k" .. i, "v")) end
+    assert.is_true(p:purge())
+    local first = p:reports()
+    assert.equal(1000, #first)
+    assert.equal("_PURGE_QUEUE", first[1].error)
+    assert.equal(500, #p:reports())
+    assert.same({}, p:reports())
+    assert.equal(0, p:queue_length())
+    p:close(0)
   end)
 end)
 

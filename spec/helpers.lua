@@ -4,14 +4,29 @@ local producers = require("producers")
 
 local H = {}
 
---- Calls step until cond() holds or timeout seconds pass.
+local monotime = require("system").monotime     -- seconds, sub-second, monotonic
+
+--- Calls step until cond() holds or timeout seconds (default 10, a
+-- fraction allowed) pass on a monotonic clock: a 1 s bound is 1 s, not
+-- the 0-2 s of os.time(). Returns whether cond() held.
 function H.wait_until(cond, timeout, step)
-  local deadline = os.time() + (timeout or 10)
+  local deadline = monotime() + (timeout or 10)
   repeat
     if cond() then return true end
     if step then step() end
-  until os.time() > deadline
+  until monotime() >= deadline
   return cond() and true or false
+end
+
+--- Whether descriptor fd is readable now (one non-blocking turn of a luv
+-- loop; nothing is read). Needs luv.
+function H.readable(fd)
+  local uv = require("luv")
+  local poller, got = uv.new_poll(fd), false
+  poller:start("r", function() got = true end)
+  uv.run("nowait")
+  poller:stop(); poller:close(); uv.run("nowait")
+  return got
 end
 
 --- A logger that records lines: log.lines = { {level, message}, ... }.
@@ -146,17 +161,18 @@ function H.dirs(default)
 end
 
 --- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
--- with the module on its paths. Returns its output (stdout and stderr)
--- and whether it exited with status 0.
-function H.run_lua(code)
+-- with the module on its paths, killed after timeout seconds if given.
+-- Returns its output (stdout and stderr) and whether it exited with
+-- status 0.
+function H.run_lua(code, timeout)
   local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
   local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local out, ok = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=%s %s %s")
-    :format(shell_quote(build .. "/?.so;;"), lua, path))
+  local out, ok = H.sh(("%sLUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=%s %s %s")
+    :format(timeout and ("timeout %d env "):format(timeout) or "", shell_quote(build .. "/?.so;;"), lua, path))
   os.remove(path)
   return out, ok
 end

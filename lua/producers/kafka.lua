@@ -191,6 +191,7 @@ function Kafka.check(opts)
     check_ranges(opts)
     check_json(opts.json, 1)
     log.level(opts.log_level)
+    log.wrap(opts.logger)
     core.check_config(Kafka.config(opts))
   end)
   if ok then return true end
