@@ -3,23 +3,26 @@
 # every spec, and ends with "N passed, N failed" counting test cases (and
 # builds), the failed spec files and cases listed just before that line.
 #
-# What runs where (docs/testing.md tells more):
-#   builds, one after another (each uses every core): build-luajit,
-#     librdkafka 2.8.0 (built once into ~/.cache/producers by
-#     scripts/librdkafka.sh), build (Lua 5.4), build-sanitize (5.4 under
-#     ASan/UBSan), build-rdkafka2.8 (5.4 on librdkafka 2.8.0), and Lua 5.1,
-#     5.2, 5.3 (build only);
-#   the integration lane, in the background from the moment build and
-#     build-luajit exist (it mostly waits on brokers): scripts/integration.sh
-#     on librdkafka 2.0.2 (a Kafka 3.9 node: the integration specs and
-#     nginx under LuaJIT; a 3-node cluster: failover; a Kafka 4.x node),
-#     then its Kafka 4.x run again on librdkafka 2.8.0;
-#   the unit legs, one after another beside it, each spec file one CTest
-#     test, $PRODUCERS_TEST_JOBS (default 4) at a time (they mostly wait on
-#     timeouts of the mock cluster; each makes its own temporary folders,
-#     ports and brokers): every spec under Lua 5.4, LuaJIT and 5.4 under
-#     ASan/UBSan (valgrind in the first two), then the specs of the
-#     producer's life with librdkafka on librdkafka 2.8.0 (see the leg).
+# What runs where (docs/testing.md tells more), on 2 cores:
+#   1. build-luajit, then build (Lua 5.4): one after the other, each with
+#      every core.
+#   2. Then three lanes side by side:
+#      - the integration lane (background; it mostly waits on brokers):
+#        scripts/integration.sh on librdkafka 2.0.2 (a Kafka 3.9 node: the
+#        integration specs, then nginx under LuaJIT; a 3-node cluster:
+#        failover; a Kafka 4.x node), then its Kafka 4.x run again on
+#        librdkafka 2.8.0;
+#      - the builds lane (background, niced): build-sanitize (5.4 under
+#        ASan/UBSan), build-rdkafka2.8 (5.4 on librdkafka 2.8.0, which
+#        scripts/librdkafka.sh builds once into ~/.cache/producers, in the
+#        foreground before the lane starts), Lua 5.1, 5.2, 5.3 (build only);
+#      - the unit legs (foreground), one after another, each spec file one
+#        CTest test, $PRODUCERS_TEST_JOBS (default 4) at a time (they
+#        mostly wait on the mock cluster's timeouts; each makes its own
+#        temporary folders, ports and mock cluster): every spec under Lua
+#        5.4 and LuaJIT (valgrind in both), under 5.4 with ASan/UBSan once
+#        its build is there, then the specs of the producer's life with
+#        librdkafka on 2.8.0 (see that leg).
 # Each leg writes its own log, printed whole when the leg ends (a CTest
 # leg's lines grouped by spec file), so legs that run side by side do not
 # mix their lines; "== started: LEG" marks when each began.
@@ -29,10 +32,11 @@ cd "$(dirname "$0")/.."
 
 JOBS=${PRODUCERS_TEST_JOBS:-4}
 logs=$(mktemp -d)
-lane_pid=
+lane_pids=()     # the background lanes (bg)
 on_exit() {
-  local rc=$?
-  if [ -n "$lane_pid" ]; then kill -TERM -- "-$lane_pid" 2>/dev/null || true; wait "$lane_pid" 2>/dev/null || true; fi
+  local rc=$? pid
+  for pid in "${lane_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${lane_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$logs"
   exit "$rc"
 }
@@ -40,8 +44,6 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 t_start=$(date +%s)
-build_failures=0
-failed_steps=()  # builds that failed, named in the closing list
 legs=()          # the legs in the order their logs are summed up
 
 # say TEXT: one line to the terminal, never inside a leg's printed log
@@ -93,26 +95,34 @@ ctest_leg() {
   return "$rc"
 }
 
-# step_failed WHAT: a build or a check outside any spec failed: counted
+# put FILE TEXT: FILE holds TEXT, whole, once it exists (lanes wait for it)
+put() { echo "$2" >"$1.tmp" && mv "$1.tmp" "$1"; }
+# await FILE: waits for put's FILE, prints what it holds
+await() { while [ ! -e "$1" ]; do sleep 1; done; cat "$1"; }
+
+# step_failed WHAT: a build or a check outside any spec failed (from any
+# lane): named in the closing list, counted in the last line
 step_failed() {
   say "$1: FAILED"
-  failed_steps+=("$1")
-  build_failures=$((build_failures + 1))
+  (flock 9; echo "$1" >>"$logs/.failed-steps") 9>"$logs/.print"
 }
 
-# build BUILD_DIR [cmake options...]: a leg; a failed build is counted;
-# a good one is remembered in built_BUILD_DIR (dashes and dots as _)
+# build BUILD_DIR [cmake options...]: a leg; its verdict in
+# $logs/built.BUILD_DIR (ok or failed), a failure counted
 build() {
   local dir=$1
   shift
-  if leg "build $dir" env BUILD_DIR="$dir" ./scripts/build.sh -DPRODUCERS_WERROR=ON "$@"; then
-    printf -v "built_${dir//[-.]/_}" 1
+  if leg "build $dir" env BUILD_DIR="$dir" $BUILD_NICE ./scripts/build.sh -DPRODUCERS_WERROR=ON "$@"; then
+    put "$logs/built.$dir" ok
     return 0
   fi
   step_failed "build $dir"
+  put "$logs/built.$dir" failed
   return 1
 }
-built() { local v="built_${1//[-.]/_}"; [ "${!v:-0}" = 1 ]; }
+# built BUILD_DIR: waits for the build's verdict; true when it built
+built() { [ "$(await "$logs/built.$1")" = ok ]; }
+BUILD_NICE=
 
 # unit LEG BUILD_DIR [ctest args...]: a CTest leg, counted
 unit() {
@@ -122,35 +132,38 @@ unit() {
   leg "$name" ctest_leg "$@" || true
 }
 
+# bg FUNCTION: runs it in the background, in a process group of its own
+# (ended with the script: integration.sh then stops its brokers)
+bg() {
+  set -m
+  "$1" &
+  lane_pids+=($!)
+  set +m
+}
+
 # spec/10 installs the LuaJIT build beside the 5.4 one: build it first
 build build-luajit -DPRODUCERS_LUA=luajit -DPRODUCERS_BENCH=OFF || true
 export PRODUCERS_LUAJIT_BUILD_DIR=$PWD/build-luajit
 build build -DPRODUCERS_LUA=5.4 || true
 
-# The integration lane (scripts/integration.sh: brokers it starts and
-# stops), in the background, in a process group of its own (ended with
-# the script): the 2.0.2 runs on build and build-luajit, then, once the
-# foreground says whether build-rdkafka2.8 is good, the Kafka 4.x run on
-# librdkafka 2.8.0. kcat reads back over SCRAM on 2.8 too (librdkafka.so.1
-# keeps its ABI; Debian's kcat on 2.0.2 fails the login).
+# The integration lane: the 2.0.2 runs on build and build-luajit, then,
+# once the builds lane says whether build-rdkafka2.8 is good, the Kafka
+# 4.x run on librdkafka 2.8.0. kcat reads back over SCRAM on 2.8 too
+# (librdkafka.so.1 keeps its ABI; Debian's kcat on 2.0.2 fails the login).
 integration_lane() {
   leg "integration" env PRODUCERS_BUILD_DIR="$PWD/build" PRODUCERS_LUA=lua5.4 ./scripts/integration.sh || true
-  while [ ! -e "$logs/rdkafka2.8.state" ]; do sleep 1; done
-  [ "$(cat "$logs/rdkafka2.8.state")" = ok ] || return 0
-  local rdkafka28
-  rdkafka28=$(cat "$logs/rdkafka2.8.prefix")
+  [ "$(await "$logs/rdkafka2.8.state")" = ok ] || return 0
   leg "integration (librdkafka 2.8)" bash -c 'LD_LIBRARY_PATH="$1/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       PRODUCERS_BUILD_DIR=$PWD/build-rdkafka2.8 PRODUCERS_LUA=lua5.4 ./scripts/integration.sh kafka4 2>&1 \
-      | sed "s/^Kafka 4\.x: /Kafka 4.x, librdkafka 2.8: /"; exit "${PIPESTATUS[0]}"' _ "$rdkafka28" || true
+      | sed "s/^Kafka 4\.x: /Kafka 4.x, librdkafka 2.8: /"; exit "${PIPESTATUS[0]}"' _ "$(await "$logs/rdkafka2.8.prefix")" \
+    || true
 }
 legs+=("integration" "integration (librdkafka 2.8)")
-rdkafka28=
-set -m
-integration_lane &
-lane_pid=$!
-set +m
 
-# spec/11's RDKAFKA_DIR case and the last leg use librdkafka 2.8 (cached)
+# spec/11's RDKAFKA_DIR case and the last legs use librdkafka 2.8 (made
+# once, cached; on a fresh machine its build runs beside the integration)
+rdkafka28=
+if built build && built build-luajit; then bg integration_lane; fi
 if rdkafka28=$(./scripts/librdkafka.sh 2>"$logs/.librdkafka.err"); then
   export PRODUCERS_RDKAFKA_DIR=$rdkafka28
 else
@@ -158,24 +171,31 @@ else
   rdkafka28=
   step_failed "librdkafka 2.8.0 build (scripts/librdkafka.sh)"
 fi
-build build-sanitize -DPRODUCERS_LUA=5.4 -DPRODUCERS_SANITIZE=ON -DPRODUCERS_BENCH=OFF || true
-state=failed
-if [ -n "$rdkafka28" ] && build build-rdkafka2.8 -DPRODUCERS_LUA=5.4 -DPRODUCERS_BENCH=OFF -DCMAKE_PREFIX_PATH="$rdkafka28"; then
-  linked=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build-rdkafka2.8/?.so;;" \
-             lua5.4 -e 'io.write(require("producers").librdkafka_version)' 2>&1 || true)
-  say "== build-rdkafka2.8 runs librdkafka $linked"
-  if [ "$linked" = "2.8.0" ]; then
-    state=ok
-  else
-    step_failed "build-rdkafka2.8 runs librdkafka '$linked', not 2.8.0"
+put "$logs/rdkafka2.8.prefix" "$rdkafka28"
+
+# The builds lane, niced, beside the first unit legs (whose specs mostly
+# wait): ASan, librdkafka 2.8, and Lua 5.1, 5.2, 5.3 (build only).
+builds_lane() {
+  BUILD_NICE="nice -n 10"
+  build build-sanitize -DPRODUCERS_LUA=5.4 -DPRODUCERS_SANITIZE=ON -DPRODUCERS_BENCH=OFF || true
+  local state=failed linked
+  if [ -n "$rdkafka28" ] &&
+     build build-rdkafka2.8 -DPRODUCERS_LUA=5.4 -DPRODUCERS_BENCH=OFF -DCMAKE_PREFIX_PATH="$rdkafka28"; then
+    linked=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build-rdkafka2.8/?.so;;" \
+               lua5.4 -e 'io.write(require("producers").librdkafka_version)' 2>&1 || true)
+    say "== build-rdkafka2.8 runs librdkafka $linked"
+    if [ "$linked" = "2.8.0" ]; then
+      state=ok
+    else
+      step_failed "build-rdkafka2.8 runs librdkafka '$linked', not 2.8.0"
+    fi
   fi
-fi
-# the lane was forked before: it learns by file whether 2.8 is good
-echo "$rdkafka28" >"$logs/rdkafka2.8.prefix"
-echo "$state" >"$logs/rdkafka2.8.state"
-for v in 5.1 5.2 5.3; do
-  build build-lua$v -DPRODUCERS_LUA=$v -DPRODUCERS_TESTS=OFF -DPRODUCERS_BENCH=OFF || true
-done
+  put "$logs/rdkafka2.8.state" "$state"
+  for v in 5.1 5.2 5.3; do
+    build build-lua$v -DPRODUCERS_LUA=$v -DPRODUCERS_TESTS=OFF -DPRODUCERS_BENCH=OFF || true
+  done
+}
+bg builds_lane
 
 if built build; then unit "unit specs, Lua 5.4" build; fi
 if built build-luajit; then unit "unit specs, LuaJIT" build-luajit; fi
@@ -195,16 +215,17 @@ if built build-sanitize; then unit "unit specs, Lua 5.4 under ASan and UBSan" bu
 # partitions crash 2.8's mock cluster (SIGSEGV in
 # rd_kafka_mock_Produce_reply_tags_partition_write, librdkafka's thread).
 suites_expected=3
-if [ "$state" = ok ]; then
+if [ "$(await "$logs/rdkafka2.8.state")" = ok ]; then
   suites_expected=4
   unit "unit specs, librdkafka 2.8" build-rdkafka2.8 -R '^(01|02|03|04|05|06|07|08|13|18|19|22|23|24|26)-'
 fi
 
-if [ -n "$lane_pid" ]; then
-  say "== waiting for the integration lane"
-  wait "$lane_pid" || true
-  lane_pid=
-fi
+say "== waiting for the background lanes"
+for pid in "${lane_pids[@]}"; do wait "$pid" || true; done
+lane_pids=()
+failed_steps=()
+[ ! -f "$logs/.failed-steps" ] || mapfile -t failed_steps <"$logs/.failed-steps"
+build_failures=${#failed_steps[@]}
 
 # Sum busted's summaries ("N successes / N failures / N errors"), as ctest
 # -V prints them ("7: ...") and as integration.sh repeats them ("label:
