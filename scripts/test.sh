@@ -6,12 +6,12 @@
 # What runs where (docs/testing.md tells more), on 2 cores:
 #   1. build-luajit, then build (Lua 5.4): one after the other, each with
 #      every core.
-#   2. Then three lanes side by side:
-#      - the integration lane (background; it mostly waits on brokers):
-#        scripts/integration.sh on librdkafka 2.0.2 (a Kafka 3.9 node: the
-#        integration specs, then nginx under LuaJIT; a 3-node cluster:
-#        failover; a Kafka 4.x node), then its Kafka 4.x run again on
-#        librdkafka 2.8.0;
+#   2. Then four lanes side by side:
+#      - two integration lanes (background; they mostly wait on brokers),
+#        scripts/integration.sh on brokers of their own: Kafka 3.9 (a
+#        node: the integration specs, then nginx under LuaJIT; a 3-node
+#        cluster: failover and outages), and Kafka 4.x (on librdkafka
+#        2.0.2, then on 2.8.0);
 #      - the builds lane (background, niced): build-sanitize (5.4 under
 #        ASan/UBSan), build-rdkafka2.8 (5.4 on librdkafka 2.8.0, which
 #        scripts/librdkafka.sh builds once into ~/.cache/producers, in the
@@ -146,24 +146,35 @@ build build-luajit -DPRODUCERS_LUA=luajit -DPRODUCERS_BENCH=OFF || true
 export PRODUCERS_LUAJIT_BUILD_DIR=$PWD/build-luajit
 build build -DPRODUCERS_LUA=5.4 || true
 
-# The integration lane: the 2.0.2 runs on build and build-luajit, then,
-# once the builds lane says whether build-rdkafka2.8 is good, the Kafka
-# 4.x run on librdkafka 2.8.0. kcat reads back over SCRAM on 2.8 too
+# The integration lanes (scripts/integration.sh starts and stops its
+# brokers), two side by side on brokers of their own: Kafka 3.9 (a node:
+# the integration specs, then nginx under LuaJIT; then a 3-node cluster),
+# and Kafka 4.x on $PRODUCERS_KAFKA_DIR-4 at a port offset 500 higher
+# (librdkafka 2.0.2, then, once the builds lane says whether
+# build-rdkafka2.8 is good, 2.8.0). kcat reads back over SCRAM on 2.8 too
 # (librdkafka.so.1 keeps its ABI; Debian's kcat on 2.0.2 fails the login).
-integration_lane() {
-  leg "integration" env PRODUCERS_BUILD_DIR="$PWD/build" PRODUCERS_LUA=lua5.4 ./scripts/integration.sh || true
+integration() { env PRODUCERS_BUILD_DIR="$PWD/build" PRODUCERS_LUA=lua5.4 ./scripts/integration.sh "$@"; }
+kafka3_lane() {
+  leg "integration, Kafka 3.9" integration single || true
+  leg "integration, Kafka 3.9, 3 nodes" integration failover || true
+}
+kafka4_lane() {
+  export PRODUCERS_KAFKA_DIR=${PRODUCERS_KAFKA_DIR:-/tmp/producers-kafka}-4
+  export PRODUCERS_KAFKA_PORT_OFFSET=$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} + 500))
+  leg "integration, Kafka 4.x" integration kafka4 || true
   [ "$(await "$logs/rdkafka2.8.state")" = ok ] || return 0
-  leg "integration (librdkafka 2.8)" bash -c 'LD_LIBRARY_PATH="$1/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  leg "integration, Kafka 4.x, librdkafka 2.8" bash -c 'LD_LIBRARY_PATH="$1/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       PRODUCERS_BUILD_DIR=$PWD/build-rdkafka2.8 PRODUCERS_LUA=lua5.4 ./scripts/integration.sh kafka4 2>&1 \
       | sed "s/^Kafka 4\.x: /Kafka 4.x, librdkafka 2.8: /"; exit "${PIPESTATUS[0]}"' _ "$(await "$logs/rdkafka2.8.prefix")" \
     || true
 }
-legs+=("integration" "integration (librdkafka 2.8)")
+legs+=("integration, Kafka 3.9" "integration, Kafka 3.9, 3 nodes" "integration, Kafka 4.x"
+       "integration, Kafka 4.x, librdkafka 2.8")
 
 # spec/11's RDKAFKA_DIR case and the last legs use librdkafka 2.8 (made
 # once, cached; on a fresh machine its build runs beside the integration)
 rdkafka28=
-if built build && built build-luajit; then bg integration_lane; fi
+if built build && built build-luajit; then bg kafka3_lane; bg kafka4_lane; fi
 if rdkafka28=$(./scripts/librdkafka.sh 2>"$logs/.librdkafka.err"); then
   export PRODUCERS_RDKAFKA_DIR=$rdkafka28
 else
