@@ -13,15 +13,17 @@
 #        cluster: failover and outages), and Kafka 4.x (on librdkafka
 #        2.0.2, then on 2.8.0);
 #      - the builds lane (background, niced): build-sanitize (5.4 under
-#        ASan/UBSan), build-rdkafka2.8 (5.4 on librdkafka 2.8.0, which
-#        scripts/librdkafka.sh builds once into ~/.cache/producers, in the
-#        foreground before the lane starts), Lua 5.1, 5.2, 5.3 (build only);
-#      - the unit legs (foreground), one after another, each spec file one
-#        CTest test, $PRODUCERS_TEST_JOBS (default 4) at a time (they
-#        mostly wait on the mock cluster's timeouts; each makes its own
-#        temporary folders, ports and mock cluster): every spec under Lua
-#        5.4 and LuaJIT (valgrind in both), under 5.4 with ASan/UBSan once
-#        its build is there, then the specs of the producer's life with
+#        ASan/UBSan), librdkafka 2.8.0 (scripts/librdkafka.sh builds it
+#        once into ~/.cache/producers: about 5 minutes on a fresh
+#        machine), build-rdkafka2.8 (5.4 on it), Lua 5.1, 5.2, 5.3 (build
+#        only);
+#      - the unit legs (foreground), one after another as their builds
+#        are ready, each spec file one CTest test, $PRODUCERS_TEST_JOBS
+#        (default 4) at a time (they mostly wait on the mock cluster's
+#        timeouts; each makes its own temporary folders, ports and mock
+#        cluster): every spec under LuaJIT, under 5.4 with ASan/UBSan,
+#        under 5.4 (valgrind in LuaJIT's and 5.4's; spec/11 needs
+#        librdkafka 2.8.0), then the specs of the producer's life with
 #        librdkafka on 2.8.0 (see that leg).
 # Each leg writes its own log, printed whole when the leg ends (a CTest
 # leg's lines grouped by spec file), so legs that run side by side do not
@@ -171,25 +173,26 @@ kafka4_lane() {
 legs+=("integration, Kafka 3.9" "integration, Kafka 3.9, 3 nodes" "integration, Kafka 4.x"
        "integration, Kafka 4.x, librdkafka 2.8")
 
-# spec/11's RDKAFKA_DIR case and the last legs use librdkafka 2.8 (made
-# once, cached; on a fresh machine its build runs beside the integration)
-rdkafka28=
 if built build && built build-luajit; then bg kafka3_lane; bg kafka4_lane; fi
-if rdkafka28=$(./scripts/librdkafka.sh 2>"$logs/.librdkafka.err"); then
-  export PRODUCERS_RDKAFKA_DIR=$rdkafka28
-else
-  cat "$logs/.librdkafka.err"
-  rdkafka28=
-  step_failed "librdkafka 2.8.0 build (scripts/librdkafka.sh)"
-fi
-put "$logs/rdkafka2.8.prefix" "$rdkafka28"
 
-# The builds lane, niced, beside the first unit legs (whose specs mostly
-# wait): ASan, librdkafka 2.8, and Lua 5.1, 5.2, 5.3 (build only).
+# The builds lane, niced, beside the unit legs (whose specs mostly wait):
+# ASan; librdkafka 2.8.0 (scripts/librdkafka.sh: made once, cached; about
+# 5 minutes on a fresh machine), which spec/11's RDKAFKA_DIR case and the
+# last legs use; 5.4 on it; Lua 5.1, 5.2, 5.3 (build only).
 builds_lane() {
   BUILD_NICE="nice -n 10"
   build build-sanitize -DPRODUCERS_LUA=5.4 -DPRODUCERS_SANITIZE=ON -DPRODUCERS_BENCH=OFF || true
-  local state=failed linked
+  local rdkafka28 state=failed linked
+  local t0
+  t0=$(date +%s)
+  echo "librdkafka 2.8.0" >>"$logs/.order"
+  if ! rdkafka28=$(nice -n 10 ./scripts/librdkafka.sh 2>"$logs/.librdkafka.err"); then
+    (flock 9; cat "$logs/.librdkafka.err") 9>"$logs/.print"
+    rdkafka28=
+    step_failed "librdkafka 2.8.0 build (scripts/librdkafka.sh)"
+  fi
+  echo "$(($(date +%s) - t0))" >"$logs/librdkafka 2.8.0.time"
+  put "$logs/rdkafka2.8.prefix" "$rdkafka28"
   if [ -n "$rdkafka28" ] &&
      build build-rdkafka2.8 -DPRODUCERS_LUA=5.4 -DPRODUCERS_BENCH=OFF -DCMAKE_PREFIX_PATH="$rdkafka28"; then
     linked=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build-rdkafka2.8/?.so;;" \
@@ -208,9 +211,13 @@ builds_lane() {
 }
 bg builds_lane
 
-if built build; then unit "unit specs, Lua 5.4" build; fi
+# The unit legs, in the order their builds are ready (LuaJIT needs nothing
+# more; 5.4 waits for librdkafka 2.8.0, for spec/11).
 if built build-luajit; then unit "unit specs, LuaJIT" build-luajit; fi
 if built build-sanitize; then unit "unit specs, Lua 5.4 under ASan and UBSan" build-sanitize; fi
+rdkafka28=$(await "$logs/rdkafka2.8.prefix")
+if [ -n "$rdkafka28" ]; then export PRODUCERS_RDKAFKA_DIR=$rdkafka28; fi
+if built build; then unit "unit specs, Lua 5.4" build; fi
 
 # The last leg: librdkafka 2.8.0 (Debian 13) instead of the system's
 # 2.0.2: the unit specs of the producer's life with librdkafka (module,
