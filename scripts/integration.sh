@@ -8,7 +8,8 @@
 #      OAUTHBEARER specs again
 #      (1 and 2 run Kafka 3.9: see scripts/kafka/README.md for why)
 # Prints busted's summary line for each run ("N successes / N failures /
-# N errors / N pending"), the broker logs when a run fails, and exits
+# N errors / N pending") with its failed cases (FILE:LINE: name), the
+# broker logs when a run fails, and exits
 # non-zero if any run failed. Every broker is stopped on exit, even on
 # failure or Ctrl-C. Assumes the library is built (build/, or
 # $PRODUCERS_BUILD_DIR) and the dependencies are installed
@@ -83,7 +84,7 @@ stop_broker() {
 # it is a small process tree): a signal to this script ends that session
 # at once, then the trap stops the brokers.
 run_busted() {
-  local label=$1 out rc t0 summary tail_pid
+  local label=$1 out rc t0 summary tail_pid failed_cases
   shift
   t0=$(date +%s)
   out=$(mktemp)
@@ -97,12 +98,16 @@ run_busted() {
   BUSTED_PID=
   wait "$tail_pid" || true
   summary=$(grep -aE '[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1 || true)
+  # each failed case: busted's "Failure → FILE @ LINE" (or "Error →"), its name on the next line
+  failed_cases=$(awk 'want { printf "  %s: %s:%s: %s\n", label, file, line, $0; want = 0; next }
+    /^(Failure|Error) → [^ ]+ @ [0-9]+$/ { file = $3; line = $5; want = 1 }' label="$label" "$out")
   rm -f "$out"
   if [[ -z $summary ]]; then
     summary="(no summary: busted exited with status $rc)"
     ((rc != 0)) || rc=1
   fi
   summaries+=("$label: $summary ($(($(date +%s) - t0)) s)")
+  if [[ -n $failed_cases ]]; then summaries+=("$failed_cases"); fi
   if ((rc != 0)); then
     status=1
     echo "integration.sh: the $label run failed (busted exit status $rc)"

@@ -88,7 +88,7 @@ describe("producers.kafka.new", function()
 
   it("names an unknown option and a mistyped one", function()
     assert.has_error(function() kafka.new({ bootstrap_server = "b" }) end,
-      "producers.kafka.new: unknown option 'bootstrap_server'")
+      "producers.kafka.new: unknown option 'bootstrap_server' (did you mean 'bootstrap_servers'?)")
     assert.has_error(function() kafka.new({ bootstrap_servers = 9092 }) end,
       "producers.kafka.new: option 'bootstrap_servers' must be a string, got number")
     assert.has_error(function() kafka.new({ bootstrap_servers = "b", on_delivery = 1 }) end,
@@ -100,7 +100,59 @@ describe("producers.kafka.new", function()
   it("names an unknown librdkafka property", function()
     assert.has_error(function()
       kafka.new({ bootstrap_servers = "b", config = { ["linger.msec"] = 5 } })
-    end, "config: unknown property 'linger.msec'")
+    end, "config: unknown property 'linger.msec' (did you mean 'linger.ms'?)")
+  end)
+
+  -- "FILE:LINE: " of the line after the caller's, as an error at it starts
+  local function next_line()
+    local info = debug.getinfo(2, "Sl")
+    return ("%s:%d: "):format(info.short_src, info.currentline + 1)
+  end
+
+  it("points a bad property at the script line that called new", function()
+    local at = next_line()
+    local ok, err = pcall(function() kafka.new({ bootstrap_servers = "b", config = { ["linger.msec"] = 5 } }) end)
+    assert.is_false(ok)
+    assert.equal(at .. "config: unknown property 'linger.msec' (did you mean 'linger.ms'?)", err)
+    at = next_line()
+    ok, err = pcall(function() producers.new("kafka", { bootstrap_servers = "b", config = { ["compression.type"] = "zip" } }) end)
+    assert.is_false(ok)
+    assert.equal(at .. "config: invalid value for 'compression.type': Invalid value \"zip\" for configuration property"
+      .. " \"compression.codec\"", err)
+    at = next_line()
+    ok, err = pcall(function() kafka.new({ ["bootstrap.servers"] = "b" }) end)
+    assert.is_false(ok)
+    assert.equal(at .. "producers.kafka.new: unknown option 'bootstrap.servers' (did you mean bootstrap_servers = ...,"
+      .. ' or config = { ["bootstrap.servers"] = ... }?)', err)
+  end)
+
+  it("suggests the nearest property a producer takes, when one is near", function()
+    local function refusal(name)
+      local ok, err = producers.kafka.check({ bootstrap_servers = "b", config = { [name] = 1 } })
+      assert.is_nil(ok)
+      return err
+    end
+    assert.equal("config: unknown property 'linger_ms' (did you mean 'linger.ms'?)", refusal("linger_ms"))
+    assert.equal("config: unknown property 'Linger.Ms' (did you mean 'linger.ms'?)", refusal("Linger.Ms"))
+    assert.equal("config: unknown property 'compresion.type' (did you mean 'compression.type'?)",
+      refusal("compresion.type"))
+    assert.equal("config: unknown property 'message.timeout' (did you mean 'message.timeout.ms'?)",
+      refusal("message.timeout"))
+    assert.equal("config: unknown property 'sasl.pasword' (did you mean 'sasl.password'?)", refusal("sasl.pasword"))
+    assert.equal("config: unknown property 'bogus'", refusal("bogus"))                 -- nothing near
+    assert.equal("config: unknown property 'group.idd'", refusal("group.idd"))         -- a consumer's: not offered
+  end)
+
+  it("hints at the option or config for a dotted name among the options", function()
+    assert.has_error(function() kafka.new({ ["bootstrap.servers"] = "b" }) end,
+      "producers.kafka.new: unknown option 'bootstrap.servers' (did you mean bootstrap_servers = ...,"
+      .. ' or config = { ["bootstrap.servers"] = ... }?)')
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", ["linger.ms"] = 5 }) end,
+      'producers.kafka.new: unknown option \'linger.ms\' (librdkafka\'s properties go in config = { ["linger.ms"] = ... })')
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", on_deliver = print }) end,
+      "producers.kafka.new: unknown option 'on_deliver' (did you mean 'on_delivery'?)")
+    assert.has_error(function() kafka.new({ bootstrap_servers = "b", bogus = 1 }) end,
+      "producers.kafka.new: unknown option 'bogus'")
   end)
 
   it("names a property with an invalid value and says why", function()

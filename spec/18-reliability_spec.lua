@@ -281,9 +281,9 @@ describe("reliability", function()
       local p = H.producer(m, { config = { ["delivery.report.only.error"] = true, ["debug"] = "broker" },
         logger = function() end })
       assert.equal(0, p:queue_length())
-      local big = ("x"):rep(4096)
+      local big, topic = ("x"):rep(4096), H.topic("only")
       for i = 1, 2000 do
-        assert.is_true(p:produce(H.topic("only"), "k", big .. i,
+        assert.is_true(p:produce(topic, "k", big .. i,
           { on_delivery = function(err) if err then failures = failures + 1 end end }))
         if i % 500 == 0 then p:poll(0) end
       end

@@ -3,9 +3,12 @@
  * SPDX-License-Identifier: MIT
  *
  * config.c: a Lua table of librdkafka properties into an rd_kafka_conf_t.
- * Values may be strings, numbers or booleans. Errors name the property;
- * the value of a secret property never appears in them.
+ * Values may be strings, numbers or booleans. Errors name the property
+ * (an unknown one with the nearest name librdkafka knows, looked up on
+ * that error path only); the value of a secret property never appears
+ * in them.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -104,6 +107,82 @@ static void keep_secret(conf_build *c, const char *value)
         s->n++;
 }
 
+/* ---- a suggestion for an unknown property (the error path only) ---- */
+
+#define NAME_LEN 127            /* longer names get no suggestion */
+
+/* The optimal string alignment distance (edits, swaps of neighbours
+ * included) of a, compared case-insensitively, and b; both at most
+ * NAME_LEN bytes. Three rows of the usual table. */
+static int edit_distance(const char *a, const char *b)
+{
+    int rows[3][NAME_LEN + 1], *before = rows[0], *prev = rows[1], *cur = rows[2], *t;
+    int la = (int)strlen(a), lb = (int)strlen(b), i, j, d;
+
+    for (j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = b[j - 1];
+
+            d = prev[j - 1] + (ca != cb);
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && ca == b[j - 2] &&
+                tolower((unsigned char)a[i - 2]) == cb && before[j - 2] + 1 < d)
+                d = before[j - 2] + 1;
+            cur[j] = d;
+        }
+        t = before, before = prev, prev = cur, cur = t;
+    }
+    return prev[lb];
+}
+
+/* The producer's property (librdkafka's list, rd_kafka_conf_properties_show:
+ * rows "name | C/P | ...", global and topic tables) nearest to name,
+ * copied into best: 1, or 0 when none is near enough (at most
+ * strlen(name) / 4 + 1 edits). Reads the table through a temporary file. */
+static int nearest_property(const char *name, char *best, size_t size)
+{
+    char line[256], row[NAME_LEN + 1], cp[4];
+    int len = (int)strlen(name), best_d = len / 4 + 2, d, c;
+    FILE *f;
+
+    if (len > NAME_LEN || !(f = tmpfile()))
+        return 0;
+    rd_kafka_conf_properties_show(f);
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        if (!strchr(line, '\n'))           /* a long row: skip the rest */
+            while ((c = getc(f)) != EOF && c != '\n')
+                ;
+        if (sscanf(line, "%127[a-z0-9._-] | %3[CP*/]", row, cp) != 2 ||
+            strcmp(cp, "C") == 0)           /* a consumer's: a producer ignores it */
+            continue;
+        d = edit_distance(name, row);
+        if (d < best_d && d < len) {
+            best_d = d;
+            snprintf(best, size, "%s", row);
+        }
+    }
+    fclose(f);
+    return best_d <= len / 4 + 1;
+}
+
+/* Raises "config: unknown property 'NAME'", with the nearest property's
+ * name when one is near. */
+static void unknown_property(lua_State *L, conf_build *c, const char *name)
+{
+    char best[NAME_LEN + 1];
+
+    if (nearest_property(name, best, sizeof best))
+        conf_error(L, c, "config: unknown property '%s' (did you mean '%s'?)", name, best);
+    conf_error(L, c, "config: unknown property '%s'", name);
+}
+
 /* Sets the property at the top but one to the value at the top. */
 static void set_property(lua_State *L, conf_build *c)
 {
@@ -125,7 +204,7 @@ static void set_property(lua_State *L, conf_build *c)
             keep_secret(c, value);
         break;
     case RD_KAFKA_CONF_UNKNOWN:
-        conf_error(L, c, "config: unknown property '%s'", name);
+        unknown_property(L, c, name);
         break;
     default:
         if (is_secret(name))

@@ -88,7 +88,7 @@ LIB_BUILD_ABS=$(cd "$LIB_BUILD" && pwd)
 
 # ------------------------------------------------------------- cleanup ----
 WORK=$(mktemp -d /tmp/prd-nginx-bench.XXXXXX)
-chmod 755 "$WORK"               # the workers run as nobody when we are root
+chmod 755 "$WORK"
 mkdir "$WORK/logs"
 source bench/mock_cluster.sh
 NGINX_PID=""
@@ -137,6 +137,12 @@ free_port() {                   # outside the ephemeral range, not listening
 }
 
 NGX=(nginx -p "$WORK/" -c "$WORK/nginx.conf" -e logs/error.log)
+# A root master runs its workers as nobody, who cannot enter a checkout
+# under a folder only root may (root's home, mode 700): bench_worker.lua
+# would not load. The workers run as us instead; copying the Lua files
+# and core.so into $WORK would be the other way, but would miss whatever
+# they load in turn. (Not root: nginx ignores `user`, with a warning.)
+if [[ $(id -u) == 0 ]]; then NGX+=(-g "user $(id -un) $(id -gn);"); fi
 for attempt in 1 2 3 4 5; do
   PORT=$(free_port)
   PRODUCERS_ROOT=$ROOT PRODUCERS_BUILD_DIR=$LIB_BUILD_ABS PORT=$PORT BOOTSTRAP=$BOOTSTRAP TOPIC=$TOPIC CONFIG=$CONFIG \

@@ -61,6 +61,40 @@ local function check_json(json, level)
   end
 end
 
+-- The edit distance of strings a and b (insertions, deletions,
+-- substitutions), for the hint of an unknown option.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- What an unknown option's error adds: a dotted name is a librdkafka
+-- property (its option, when it has one, or config); else the nearest
+-- option's name, when one is near.
+local function option_hint(name)
+  if type(name) ~= "string" then return "" end
+  if name:find(".", 1, true) then
+    local option = name:gsub("%.", "_")
+    local property = ("config = { [%q] = ... }"):format(name)
+    if OPTIONS[option] then return (" (did you mean %s = ..., or %s?)"):format(option, property) end
+    return (" (librdkafka's properties go in %s)"):format(property)
+  end
+  local best, best_d = nil, math.floor(#name / 3) + 1
+  for option in pairs(OPTIONS) do
+    local d = distance(name, option)
+    if d < best_d or (d == best_d and best and option < best) then best, best_d = option, d end
+  end
+  return best and (" (did you mean '%s'?)"):format(best) or ""
+end
+
 local function check_options(opts)
   if type(opts) ~= "table" then
     error("producers.kafka.new: expected a table of options, got " .. type(opts), 3)
@@ -68,7 +102,7 @@ local function check_options(opts)
   for name, value in pairs(opts) do
     local want = OPTIONS[name]
     if not want then
-      error(("producers.kafka.new: unknown option '%s'"):format(tostring(name)), 3)
+      error(("producers.kafka.new: unknown option '%s'%s"):format(tostring(name), option_hint(name)), 3)
     end
     local ok = want == "any"
       or (want == "callable" and log.is_callable(value))
@@ -166,7 +200,7 @@ function Kafka.new(opts)
   check_ranges(opts)
   check_json(opts.json, 2)
   local conf = Kafka.config(opts)
-  return core.new(conf, {
+  local ok, p = pcall(core.new, conf, {
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
     on_delivery = opts.on_delivery,
@@ -177,6 +211,10 @@ function Kafka.new(opts)
     serve_on_produce = opts.serve_on_produce,
     on_stats = opts.on_stats,
   })
+  if ok then return p end
+  -- a C function's errors carry no line: a bad property or value points
+  -- at the script that called new, as the option errors above do
+  error(p, type(p) == "string" and p:find("^config: ") and 2 or 0)
 end
 
 --- Checks opts as new does, up to building librdkafka's configuration,

@@ -29,14 +29,25 @@ local function lua_incdir()
   return "/usr/include/lua" .. _VERSION:match("%d+%.%d+")
 end
 
+--- Where OpenResty's lua-cjson sources are: $PRODUCERS_OPENRESTY_CJSON,
+-- else ../shared/vendor/openresty-lua-cjson beside the checkout (CI's
+-- layout; a clone alone has no such folder). nil, why when absent.
+function U.openresty_cjson_src()
+  local env = os.getenv("PRODUCERS_OPENRESTY_CJSON")
+  local src = env and env ~= "" and env or root .. "/../shared/vendor/openresty-lua-cjson"
+  if H.read(src .. "/lua_cjson.c") then return src end
+  return nil, "OpenResty's lua-cjson sources not found in " .. src
+    .. " (set PRODUCERS_OPENRESTY_CJSON to a checkout of openresty/lua-cjson)"
+end
+
 --- OpenResty's lua-cjson, built once into the build folder from
--- ../shared/vendor/openresty-lua-cjson (its README's build line) for the
--- Lua under test: the path of its cjson.so.
+-- U.openresty_cjson_src() (its README's build line) for the Lua under
+-- test: the path of its cjson.so; nil, why when the sources are absent.
 function U.openresty_cjson()
   local so = build .. "/openresty-cjson/cjson.so"
   if H.read(so) then return so end
-  local src = root .. "/../shared/vendor/openresty-lua-cjson"
-  assert(H.read(src .. "/lua_cjson.c"), "OpenResty's lua-cjson sources not found in " .. src)
+  local src, why = U.openresty_cjson_src()
+  if not src then return nil, why end
   U.sh(("mkdir -p %s && cd %s && %s gcc -O2 -fPIC -shared -I%s lua_cjson.c strbuf.c fpconv.c -o %s")
     :format(H.shell_quote(build .. "/openresty-cjson"), H.shell_quote(src), PLAIN,
             H.shell_quote(lua_incdir()), H.shell_quote(so)))
@@ -44,9 +55,30 @@ function U.openresty_cjson()
 end
 
 --- The fork's module table, loaded from its cjson.so (not through
--- require: the caller decides what package.loaded.cjson holds).
+-- require: the caller decides what package.loaded.cjson holds); nil, why
+-- when its sources are absent.
 function U.load_openresty_cjson()
-  return assert(package.loadlib(U.openresty_cjson(), "luaopen_cjson"))()
+  local so, why = U.openresty_cjson()
+  if not so then return nil, why end
+  return assert(package.loadlib(so, "luaopen_cjson"))()
+end
+
+--- A light userdata that is not NULL (Lua cannot make one): what a
+-- stand-in for OpenResty's cjson.empty_array needs. From a three-line C
+-- module compiled once into the build folder.
+function U.light_userdata()
+  local so = build .. "/spec-lightuserdata/lightuserdata.so"
+  if not H.read(so) then
+    local c = build .. "/spec-lightuserdata/lightuserdata.c"
+    U.sh("mkdir -p " .. H.shell_quote(build .. "/spec-lightuserdata"))
+    local f = assert(io.open(c, "w"))
+    f:write("#include <lua.h>\nstatic char anchor;\n",
+            "int luaopen_lightuserdata(lua_State *L) { lua_pushlightuserdata(L, &anchor); return 1; }\n")
+    f:close()
+    U.sh(("%s gcc -O2 -fPIC -shared -I%s %s -o %s"):format(PLAIN, H.shell_quote(lua_incdir()),
+      H.shell_quote(c), H.shell_quote(so)))
+  end
+  return assert(package.loadlib(so, "luaopen_lightuserdata"))()
 end
 
 U.LOCALE = "de_DE.UTF-8"

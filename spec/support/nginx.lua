@@ -43,6 +43,23 @@ end
 
 local q = H.shell_quote
 
+-- When the master runs as root, nginx runs its workers as nobody, who
+-- cannot enter a checkout under a folder only its owner may (root's home
+-- is mode 700 on Debian, and so is what mktemp -d makes): a worker then
+-- fails to load whatever the master did not load before the fork
+-- (bench/nginx's init_worker module, a module required on first use).
+-- The workers run as the invoking user instead (`-g "user ...;"`, nginx's
+-- own directive): they read exactly what the master reads, wherever the
+-- checkout lives. Copying what they load into the prefix would be the
+-- other way, but each config names its own Lua paths and build (and
+-- core.so its libraries), so a copy would always miss something.
+-- Not root: nginx ignores `user` (with a warning), and needs none.
+local USER = ""
+if H.sh("id -u"):match("^0\n?$") then
+  USER = "-g " .. q(("user %s %s;"):format(H.sh("id -un"):match("[^\n]+"), H.sh("id -gn"):match("[^\n]+")))
+end
+N.USER_ARGS = USER
+
 -- Waits up to timeout seconds for cond(), trying every 50 ms.
 local function wait(cond, timeout)
   return H.wait_until(cond, timeout, function() H.sh("sleep 0.05") end)
@@ -87,12 +104,11 @@ function N.start(bootstraps, setup, ready)
     local prefix = (H.sh("mktemp -d /tmp/producers-nginx.XXXXXX")):match("[^\n]+")
     local n = { prefix = prefix, conf = prefix .. "/nginx.conf", port = N.free_port(), background = {} }
     n.url = ("http://127.0.0.1:%d"):format(n.port)
-    -- workers run as nobody when the master is root: let them in
     local out, made = H.sh(("chmod 755 %s && mkdir %s/logs"):format(q(prefix), q(prefix)))
     assert(made, out)
     setup(n)
     function n.cmd(args)
-      return ("nginx -p %s/ -c %s -e logs/error.log %s"):format(q(prefix), q(n.conf), args or "")
+      return ("nginx -p %s/ -c %s -e logs/error.log %s %s"):format(q(prefix), q(n.conf), USER, args or "")
     end
     function n.log() return H.read(prefix .. "/logs/error.log") or "" end
     local _, ok = H.sh(("cd %s && KAFKA_BOOTSTRAP_SERVERS=%s %s </dev/null >logs/start.out 2>&1")
