@@ -209,7 +209,7 @@ describe("producers.kafka.check", function()
       "producers.kafka.new: sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got 'GSSAPI'" },
     { {}, "producers.kafka.new: bootstrap_servers is required" },
     { { config = { ["linger.ms"] = 5 } }, "producers.kafka.new: bootstrap_servers is required" },
-    { { bootstrap_servers = "b", config = { ["linger.msec"] = 5 } }, "config: unknown property 'linger.msec'" },
+    { { bootstrap_servers = "b", config = { ["linger.msec"] = 5 } }, "config: unknown property 'linger.msec' (did you mean 'linger.ms'?)" },
     { { bootstrap_servers = "b", config = { ["linger.ms"] = "soon" } },
       "config: invalid value for 'linger.ms': Invalid value for configuration property \"queue.buffering.max.ms\"" },
     { { bootstrap_servers = "b", config = { ["compression.codec"] = "zip" } },
