@@ -339,7 +339,9 @@ describe("signals #signals", function()
         assert(m:create_topic(topic, 1, 1))
         local c = start{ script = "examples/signals.lua", args = { m:bootstraps(), topic },
                          stdin = "seq 1 2000000" }
-        assert.truthy(c:wait_for(function() return c:bytes_read() > 200000 or c:exited() end, 30),
+        -- 2 MB of its 14.9: well past what starting reads (Lua's files,
+        -- and under ASan its runtime's), so produce has run a while
+        assert.truthy(c:wait_for(function() return c:bytes_read() > 2000000 or c:exited() end, 60),
           "the child read nothing: " .. c:output())
         c:kill(sig[1])
         local status = c:wait(30)
