@@ -9,38 +9,13 @@
 --   stdin-to-Kafka script losing >= 17,907 accepted messages to SIGTERM;
 --   with the documented pattern, and with producers-cat, every message
 --   counted as accepted (delivered) is on the broker, exit status 143.
-local H = require("helpers")
 local K = require("integration.kafka_helpers")
 local child = require("support.child")
+local C = require("support.cat")
 
 local q = K.q
-local LUA = os.getenv("PRODUCERS_LUA") or "lua5.4"
-local _, BUILD = H.dirs("build")
 
--- producers-cat with args (for the shell) and input on its standard
--- input: its output and exit status
-local function cat(args, input)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(input)
-  f:close()
-  local out, _, status = K.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s bin/producers-cat %s < %s")
-    :format(q(BUILD .. "/?.so;;"), LUA, args, q(path)))
-  os.remove(path)
-  return out, status
-end
-
-local function summary(out)
-  local r, d, f = out:match("producers%-cat: ([%d,]+) lines read, ([%d,]+) delivered, ([%d,]+) failed")
-  assert(r, "no summary in:\n" .. out)
-  local function n(s) return tonumber((s:gsub(",", ""))) end
-  return n(r), n(d), n(f)
-end
-
--- lines read but not sent: a signal came while the line waited for room
-local function unsent(out)
-  return tonumber((out:match("([%d,]+) not sent") or "0"):gsub(",", ""), 10)
-end
+local cat, summary, unsent = C.run, C.summary, C.unsent
 
 -- values 1..n in offset order, each once (a single partition)
 local function assert_sequence(records, n)
