@@ -214,6 +214,14 @@ def read_known():
 
 
 # ---------------------------------------------------------------- runner
+def killpg(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 class Tree:
     """The copy of the checkout the mutants are built and run in."""
 
@@ -267,13 +275,22 @@ class Tree:
     def spec(self, spec, timeout, log):
         """None when the spec passes, else a short reason."""
         env = dict(os.environ, PRODUCERS_BUILD_DIR=self.build, PRODUCERS_LUA="lua5.4")
+        # Its own process group, ended whole on a timeout or an interrupt
+        # (busted runs lua5.4 under sh, which may start nginx, kcat, ...).
+        proc = subprocess.Popen(["nice", "busted", "--lua=lua5.4", "-o", "TAP", spec],
+                                cwd=self.dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            r = subprocess.run(["nice", "busted", "--lua=lua5.4", "-o", "TAP", spec],
-                               cwd=self.dir, env=env, capture_output=True, text=True,
-                               timeout=timeout, start_new_session=True)
-        except subprocess.TimeoutExpired as e:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            killpg(proc)
             log.write(f"timeout after {timeout} s\n")
             return f"timeout ({timeout} s)"
+        except BaseException:
+            killpg(proc)
+            raise
+        killpg(proc)                  # anything it left behind
+        r = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
         log.write(r.stdout + r.stderr)
         if r.returncode == 0:
             return None
