@@ -146,11 +146,11 @@ def ops_for(path, line, masked):
     # swap: f(a, b) with two plain arguments
     for mt in re.finditer(r"\b([A-Za-z_]\w*)\(\s*([\w.]+(?:->\w+)?)\s*,\s*([\w.]+(?:->\w+)?)\s*\)", masked):
         a, b = mt.group(2), mt.group(3)
-        if a != b and mt.group(1) not in ("if", "while", "for", "sizeof", "switch", "return"):
+        if a != b and "L" not in (a, b) and mt.group(1) not in ("if", "while", "for", "sizeof", "switch", "return"):
             yield "swap", mt.start(2), mt.end(3), b + ", " + a
     # num: decimal literals not part of a name or a float's exponent
     for mt in re.finditer(r"(?<![\w.])(\d+)(?![\w.])", masked):
-        if not lua and re.search(r"\blua_\w+\([^()]*$", masked[:mt.start()]):
+        if not lua and re.search(r"\blua(L?)_\w+\([^()]*$", masked[:mt.start()]):
             continue                  # a Lua stack index: a crash, not a default
         v = int(mt.group(1))
         rep = {0: "1", 1: "0"}.get(v, str(v + 1))
