@@ -309,9 +309,12 @@ def main():
     ap.add_argument("--report", default=None, help="markdown report (default build-mutate/report.md)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per spec file; a timeout kills")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the specs")
+    ap.add_argument("--rejudge", metavar="REPORT", help="re-read known.txt into an existing report's survived rows, run nothing")
     ap.add_argument("--work", default=os.path.join(ROOT, "build-mutate"))
     a = ap.parse_args()
 
+    if a.rejudge:
+        return rejudge(a.rejudge, read_known())
     files = sorted(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                                   check=True).stdout.split())
     files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and f not in SKIP_FILES]
@@ -422,6 +425,35 @@ def write_report(path, rows, a, pool, secs, interrupted):
         for r in rows:
             cell = lambda s: s.replace("|", "\\|").replace("\n", " ")
             f.write(f"| `{r['id']}` | {r['file']}:{r['line']} | {cell(r['what'])} | {r['result']} | {cell(r['by'])} |\n")
+
+
+def rejudge(path, known):
+    """Survivors of a finished run that known.txt now lists: equivalent
+    ones leave the rate, gaps get their note. Nothing runs."""
+    text = open(path).read()
+    out, n = [], {"killed": 0, "survived": 0, "equivalent": 0, "invalid": 0}
+    for line in text.split("\n"):
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) == 5:
+            i = cells[0][3:-1]
+            f, _, op, h = i.rsplit(":", 3)
+            kind, reason = known.get(f"{f}:{op}:{h}", (None, None))
+            if cells[3] == "survived" and kind:
+                cells[3] = "equivalent" if kind == "equivalent" else "survived"
+                cells[4] = (reason if kind == "equivalent" else "gap: " + reason).replace("|", "\\|") + " |"
+                line = " | ".join(cells)
+            n[cells[3]] = n.get(cells[3], 0) + 1
+        out.append(line)
+    text = "\n".join(out)
+    judged = n["killed"] + n["survived"]
+    rate = f"{100.0 * n['killed'] / judged:.1f}%" if judged else "n/a"
+    text = re.sub(r"\*\*Kill rate: .*", f"**Kill rate: {rate}** of non-equivalent mutants ({n['killed']} killed, "
+                  f"{n['survived']} survived; {n['equivalent']} known equivalent and {n['invalid']} that do not "
+                  f"build are not counted; survivors rejudged against scripts/mutate/known.txt with "
+                  f"`scripts/mutate.sh --rejudge`, nothing rerun).", text)
+    open(path, "w").write(text)
+    print(f"{path}: kill rate {rate}")
+    return 0
 
 
 if __name__ == "__main__":
