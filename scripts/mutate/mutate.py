@@ -279,7 +279,8 @@ class Tree:
         # (busted runs lua5.4 under sh, which may start nginx, kcat, ...).
         proc = subprocess.Popen(["nice", "busted", "--lua=lua5.4", "-o", "TAP", spec],
                                 cwd=self.dir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -395,9 +396,9 @@ def main():
         print("mutate: interrupted; the copy is restored", file=sys.stderr)
     finally:
         tree.restore()
-        # leave the build matching the unmutated sources
+        # leave the build matching the unmutated sources, and report what ran
         tree.make(log)
-    write_report(report, rows, a, len(pool), time.time() - t0, interrupted)
+        write_report(report, rows, a, len(pool), time.time() - t0, interrupted)
     print(f"report: {report}")
     return 130 if interrupted else 0
 
