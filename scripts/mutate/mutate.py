@@ -26,9 +26,10 @@ A mutant's id is file:line:operator:hash, the hash (8 hex digits) taken
 over the file, operator, the line's text and the change, so it stays
 the same when other lines move; known.txt keys on file:operator:hash.
 
-Usage: scripts/mutate.sh [--seed N] [--count N] [--file REGEX]
+Usage: scripts/mutate.sh [--seed N] [--count N] [--file REGEX] [--op REGEX]
                          [--id ID ...] [--list] [--report FILE]
-                         [--timeout S] [--no-baseline]
+                         [--timeout S] [--no-baseline] [--work DIR]
+       scripts/mutate.sh --rejudge REPORT
 """
 import argparse
 import hashlib
@@ -233,7 +234,8 @@ class Tree:
 
     def sync(self):
         os.makedirs(self.dir, exist_ok=True)
-        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+        # tracked files and untracked ones git does not ignore, as they are
+        files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                                capture_output=True).stdout.split(b"\0")
         for f in files:
             if not f:
@@ -301,8 +303,8 @@ class Tree:
 
 def main():
     ap = argparse.ArgumentParser(description="mutation check (see scripts/mutate/mutate.py)")
-    ap.add_argument("--seed", type=int, default=26)
-    ap.add_argument("--count", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=26, help="the sample's seed (default 26)")
+    ap.add_argument("--count", type=int, default=40, help="mutants in the sample (default 40)")
     ap.add_argument("--file", default=DEFAULT_FILES, help="regex on the path")
     ap.add_argument("--op", default=None, help="regex on the operator")
     ap.add_argument("--id", action="append", default=[], help="run these ids (file:line:op:hash or file:op:hash)")
@@ -311,7 +313,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=120, help="seconds per spec file; a timeout kills")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the specs")
     ap.add_argument("--rejudge", metavar="REPORT", help="re-read known.txt into an existing report's survived rows, run nothing")
-    ap.add_argument("--work", default=os.path.join(ROOT, "build-mutate"))
+    ap.add_argument("--work", default=os.path.join(ROOT, "build-mutate"),
+                    help="the copy and its build (default build-mutate/)")
     a = ap.parse_args()
 
     if a.rejudge:
