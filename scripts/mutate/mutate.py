@@ -442,7 +442,7 @@ def rejudge(path, known):
             i = cells[0][3:-1]
             f, _, op, h = i.rsplit(":", 3)
             kind, reason = known.get(f"{f}:{op}:{h}", (None, None))
-            if cells[3] == "survived" and kind:
+            if cells[3] in ("survived", "equivalent") and kind:
                 cells[3] = "equivalent" if kind == "equivalent" else "survived"
                 cells[4] = (reason if kind == "equivalent" else "gap: " + reason).replace("|", "\\|") + " |"
                 line = " | ".join(cells)
