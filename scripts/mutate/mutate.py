@@ -415,7 +415,8 @@ def write_report(path, rows, a, pool, secs, interrupted):
     cmd = "scripts/mutate.sh " + (" ".join(f"--id {i}" for i in a.id) if a.id else
                                   f"--seed {a.seed} --count {a.count}" +
                                   (f" --file '{a.file}'" if a.file != DEFAULT_FILES else "") +
-                                  (f" --op '{a.op}'" if a.op else ""))
+                                  (f" --op '{a.op}'" if a.op else "")) + \
+        (" --no-baseline" if a.no_baseline else "")
     with open(path, "w") as f:
         f.write("# Mutation report\n\n")
         f.write(f"Written by `{cmd}` at commit {head} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
