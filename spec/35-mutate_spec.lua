@@ -1,0 +1,35 @@
+-- scripts/mutate.sh (the mutation check, docs/testing.md "Mutation
+-- check") on two fixed mutants, in a temporary work folder: one the specs
+-- must kill (memory.lua's queue limit off by one: spec/07 fails) and one
+-- listed as equivalent in scripts/mutate/known.txt (reported with its
+-- reason, not run). The report's rows say so, and the checkout is the
+-- same before and after: the script mutates a copy only.
+local H = require("helpers")
+
+local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+-- once, with the plain Lua 5.4 build (the script builds its own)
+local describe_once = (lua == "lua5.4" and not sanitized) and describe or pending
+
+local KILLED = "lua/producers/memory.lua:185:rel:7ff4b2e6"
+local EQUIVALENT = "src/stats.c:173:rel:35b1693b"
+
+describe_once("scripts/mutate.sh", function()
+  it("kills a mutant the specs catch, reports an equivalent one with its reason, leaves the checkout as it was", function()
+    local work = H.sh("mktemp -d"):gsub("%s+$", "")
+    local status = H.sh("git status --porcelain")
+    local memory = H.read("lua/producers/memory.lua")
+    local out, ok = H.sh(("scripts/mutate.sh --no-baseline --work %s/w --report %s/r.md --id %s --id %s")
+      :format(work, work, KILLED, EQUIVALENT))
+    local report = H.read(work .. "/r.md") or ""
+    H.sh("rm -rf " .. work)
+    assert.is_true(ok, out)
+    assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:185 | `>=` -> `>` | killed | 07-memory_backend_spec.lua: ",
+      report, 1, true)
+    assert.matches("| `" .. EQUIVALENT .. "` | src/stats.c:173 | `<` -> `<=` | equivalent | by_id: the line runs only under",
+      report, 1, true)
+    assert.matches("**Kill rate: 100.0%** of non-equivalent mutants (1 killed, 0 survived; 1 known equivalent", report, 1, true)
+    assert.equals(status, (H.sh("git status --porcelain")))
+    assert.equals(memory, H.read("lua/producers/memory.lua"))
+  end)
+end)
