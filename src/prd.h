@@ -219,6 +219,12 @@ typedef struct prd_producer {
     int interrupted;             /* the last wait was cut short: 0, a
                                     trapped signal's number or
                                     PRD_INTR_HOOK; __gc then waits no more */
+    /* what abort needs to know of the transaction and the last commit
+     * (txn.c) */
+    long txn_delivered;          /* delivered when the transaction began */
+    long txn_done;               /* delivered + failures then */
+    int64_t txn_committed_at;    /* prd_now_ms() when a commit last returned
+                                    true; 0 before the first */
 } prd_producer;
 
 enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };

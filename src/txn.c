@@ -38,7 +38,6 @@
  * sequence numbers that failed the next transaction.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "prd.h"
 
@@ -132,50 +131,6 @@ static long settle(lua_State *L, prd_producer *p, int64_t deadline)
 }
 
 /*
- * What abort needs to know of the transaction and of the last commit,
- * kept per producer in a registry table with weak keys (the producer's
- * userdata, at 1 in every method).
- */
-typedef struct txn_marks {
-    long delivered;              /* p->delivered when the transaction began */
-    long done;                   /* p->delivered + p->failures then */
-    int64_t committed_at;        /* prd_now_ms() when a commit last returned
-                                    true; 0 before the first */
-} txn_marks;
-
-static const char marks_key = 0;
-
-/* The marks of the producer at 1, made (zeroed) on first use. */
-static txn_marks *marks(lua_State *L)
-{
-    txn_marks *m;
-
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &marks_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &marks_key);
-    }
-    lua_pushvalue(L, 1);
-    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-        m = lua_touserdata(L, -1);
-    } else {
-        lua_pop(L, 1);
-        m = lua_newuserdata(L, sizeof *m);
-        memset(m, 0, sizeof *m);
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, -4);
-    }
-    lua_pop(L, 2);               /* the table keeps it while the producer lives */
-    return m;
-}
-
-/*
  * Before abort purges (a purged message is never delivered): serves
  * reports until a message of the transaction has been delivered, no
  * report is waiting, or the deadline passes. Returns the messages still
@@ -185,10 +140,9 @@ static txn_marks *marks(lua_State *L)
  * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
  * settle.
  */
-static long await_delivery(lua_State *L, prd_producer *p, const txn_marks *m,
-                           int64_t deadline)
+static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    while (prd_waiting(p) > 0 && p->delivered == m->delivered) {
+    while (prd_waiting(p) > 0 && p->delivered == p->txn_delivered) {
         int ms = remaining(deadline), served = 0;
 
         rd_kafka_flush(p->rk, ms > 0 ? 1 : 0);      /* linger.ms off for a moment */
@@ -199,7 +153,7 @@ static long await_delivery(lua_State *L, prd_producer *p, const txn_marks *m,
         if (ms == 0)
             break;
     }
-    return p->delivered == m->delivered ? prd_waiting(p) : 0;
+    return p->delivered == p->txn_delivered ? prd_waiting(p) : 0;
 }
 
 /*
@@ -212,13 +166,12 @@ static long await_delivery(lua_State *L, prd_producer *p, const txn_marks *m,
  * came first (librdkafka's abort, which drops the registrations, is not
  * called then).
  */
-static int await_grace(lua_State *L, prd_producer *p, const txn_marks *m,
-                       int64_t deadline)
+static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    int64_t until = m->committed_at + REGISTER_GRACE_MS;
+    int64_t until = p->txn_committed_at + REGISTER_GRACE_MS;
 
-    if (!m->committed_at || p->delivered != m->delivered ||
-        p->delivered + p->failures == m->done)
+    if (!p->txn_committed_at || p->delivered != p->txn_delivered ||
+        p->delivered + p->failures == p->txn_done)
         return 1;
     while (prd_now_ms() < until) {
         int served = 0, ms = remaining(deadline);
@@ -282,27 +235,25 @@ static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
 
 static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    txn_marks *m = marks(L);
     rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
 
     (void)deadline;
     if (!error) {
-        m->delivered = p->delivered;
-        m->done = p->delivered + p->failures;
+        p->txn_delivered = p->delivered;
+        p->txn_done = p->delivered + p->failures;
     }
     return txn_result(L, p, error);
 }
 
 static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    txn_marks *m = marks(L);
     rd_kafka_error_t *error;
     long left;
 
     if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
         return timed_out(L, "commit_transaction", left);
     if (!(error = rd_kafka_commit_transaction(p->rk, remaining(deadline))))
-        m->committed_at = prd_now_ms();
+        p->txn_committed_at = prd_now_ms();
     return txn_result(L, p, error);
 }
 
@@ -319,15 +270,13 @@ static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
     long left;
 
     if (is_transactional(p)) {
-        txn_marks *m = marks(L);
-
-        if ((left = await_delivery(L, p, m, deadline)) > 0)
+        if ((left = await_delivery(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
         if (prd_waiting(p) > 0)
             purge_unsent(p);
         if ((left = settle(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
-        if (!await_grace(L, p, m, deadline))
+        if (!await_grace(L, p, deadline))
             return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
                                  "abort_transaction: timed out in the wait after the last "
                                  "commit (no message of the transaction was delivered)");
@@ -418,8 +367,9 @@ static int prd_txn_abort(lua_State *L)
  * has proved the registration before this abort; close(0) purges at once
  * and has no proof, and right after a commit its abort can fail with
  * INVALID_TXN_STATE (2.0.2: 4 of 20 closes), unseen and harmless: no
- * partition was registered, so the coordinator holds nothing open (there
- * is no Lua state here for abort_step's grace).
+ * partition was registered, so the coordinator holds nothing open (this
+ * abort runs no Lua, so it cannot serve reports through abort_step's
+ * grace).
  */
 void prd_txn_close(prd_producer *p, int timeout_ms)
 {
