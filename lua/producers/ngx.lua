@@ -277,7 +277,9 @@ function M.alive(pid)
   if ffi_kill then return ffi_kill(pid) end
   local f = io.open("/proc/" .. pid .. "/stat")
   if f then f:close() return true end
-  return io.open("/proc/self/stat") == nil
+  f = io.open("/proc/self/stat")     -- no /proc at all: unknown
+  if f then f:close() return false end
+  return true
 end
 
 -- Purged messages: the producer closed before they were sent (or before
