@@ -14,7 +14,7 @@ local sh, q = H.sh, H.shell_quote
 local root, build = H.dirs("build-luajit")
 local read = H.read
 local N = require("support.nginx")
-local write, children, free_port, count = N.write, N.children, N.free_port, N.count
+local write, children, count = N.write, N.children, N.count
 
 local function count_lines(path)
   local n = 0
@@ -197,7 +197,7 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
 
   it("answers 503 on a full queue and quits within close_timeout with the rest reported failed", function()
     -- a broker that is not there: nothing is delivered, the queue (3) fills
-    local nowhere = "127.0.0.1:" .. free_port()
+    local nowhere = H.refused_address()
     n = start(nowhere, {
       ['require("producers.ngx").init(require("events").options())'] =
         'require("producers.ngx").init(require("events").options{ close_timeout = 1.5, '
@@ -248,7 +248,7 @@ describe_jit("nginx (lua module, LuaJIT): one producer per worker #nginx", funct
   end)
 
   it("counts what a worker killed with -9 held as unreported, and its replacement says so once", function()
-    local nowhere = "127.0.0.1:" .. free_port()      -- nothing is delivered: messages stay queued
+    local nowhere = H.refused_address()      -- nothing is delivered: messages stay queued
     n = start(nowhere, {
       ['require("producers.ngx").init(require("events").options())'] =
         'require("producers.ngx").init(require("events").options{ close_timeout = 1.5 })',

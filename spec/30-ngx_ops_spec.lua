@@ -30,7 +30,7 @@ describe("a broker failure is logged once", function()
     -- three addresses nothing listens on: three broker threads fail at
     -- once, each with a FAIL log line and an error event of the same text
     local ports = {}
-    for i = 1, 3 do ports[i] = "127.0.0.1:" .. (require("support.nginx").free_port()) end
+    for i = 1, 3 do ports[i] = H.refused_address() end
     local logger, count, got = lines()
     local p = producers.kafka.new{ bootstrap_servers = table.concat(ports, ","), logger = logger,
                                    config = { ["reconnect.backoff.ms"] = 5000, ["reconnect.backoff.max.ms"] = 5000 } }
@@ -120,7 +120,7 @@ describe("report.possibly_persisted", function()
   end)
 
   it("is false for a message that never left the queue, absent on success", function()
-    local p = producers.kafka.new{ bootstrap_servers = "127.0.0.1:" .. require("support.nginx").free_port(),
+    local p = producers.kafka.new{ bootstrap_servers = H.refused_address(),
                                    logger = function() end, serve_on_produce = false,
                                    config = { ["message.timeout.ms"] = 300 } }
     assert.is_true(p:produce("t", "k", "never sent"))

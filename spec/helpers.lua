@@ -151,6 +151,34 @@ function H.read(path)
   return s
 end
 
+--- The TCP ports something listens on now (from /proc/net/tcp and tcp6).
+function H.listening_ports()
+  local listening = {}
+  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    for port, state in (H.read(file) or ""):gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
+      if state == "0A" then listening[tonumber(port, 16)] = true end
+    end
+  end
+  return listening
+end
+
+--- "127.0.0.1:PORT" where a connection is refused: a privileged port
+-- nothing listens on. The specs' own servers (nginx, brokers, mock
+-- clusters) listen on unprivileged ports only, so none of them can take it
+-- while a spec counts on the refusal (a random high port once became
+-- another spec's nginx halfway through spec/30). Each call gives another.
+local refused_taken = {}
+function H.refused_address()
+  local listening = H.listening_ports()
+  for port = 600, 1023 do
+    if not listening[port] and not refused_taken[port] then
+      refused_taken[port] = true
+      return "127.0.0.1:" .. port
+    end
+  end
+  error("no privileged port left that nothing listens on")
+end
+
 --- The project's root (the specs run from it) and the build under test
 -- ($PRODUCERS_BUILD_DIR, else default) as an absolute path.
 function H.dirs(default)

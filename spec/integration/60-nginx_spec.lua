@@ -16,7 +16,7 @@ local cjson = require("cjson")
 
 local sh, q, read = K.sh, K.q, H.read
 local N = require("support.nginx")
-local write, alive, children, free_port, count = N.write, N.alive, N.children, N.free_port, N.count
+local write, alive, children, count = N.write, N.alive, N.children, N.count
 local root = io.popen("pwd"):read("*l")
 local build = os.getenv("PRODUCERS_NGINX_BUILD_DIR")
   or (os.getenv("PRODUCERS_LUA") == "luajit" and os.getenv("PRODUCERS_BUILD_DIR"))
@@ -195,7 +195,7 @@ local replace_once, stop = N.replace_once, N.stop
 local function start(env, workers)
   return N.start(env.KAFKA_BOOTSTRAP, function(n)
     local vars = { WORKERS = tostring(workers), ROOT = root, BUILD = build, PREFIX = n.prefix,
-                   PORT = tostring(n.port), NOWHERE = "127.0.0.1:" .. free_port() }
+                   PORT = tostring(n.port), NOWHERE = H.refused_address() }
     write(n.conf, (CONF:gsub("%${([%w_]+)}", function(k) return assert(vars[k], k) end)))
     write(n.prefix .. "/opts.lua", ([[
 return {

@@ -28,12 +28,7 @@ end
 -- A port nothing listens on, outside Linux's ephemeral range (where the
 -- mock cluster's and curl's ports come from); callers retry on a clash.
 function N.free_port()
-  local listening = {}
-  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    for port, state in (H.read(file) or ""):gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
-      if state == "0A" then listening[tonumber(port, 16)] = true end
-    end
-  end
+  local listening = H.listening_ports()
   for _ = 1, 100 do
     local port = math.random(20000, 32000)
     if not listening[port] then return port end
