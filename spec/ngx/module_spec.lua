@@ -8,6 +8,17 @@ local H = require("helpers")
 local it_luv = pcall(require, "luv") and it or pending
 local unpack = table.unpack or unpack
 
+-- Forgets producers.ngx, its parts (producers.ngx.*) and resty_kafka, so
+-- the next require loads them afresh: a new worker, with the current stub
+-- cached in their locals.
+local function unload()
+  for name in pairs(package.loaded) do
+    if name == "producers.ngx" or name:find("^producers%.ngx%.") or name == "producers.resty_kafka" then
+      package.loaded[name] = nil
+    end
+  end
+end
+
 -- A fresh stub and fresh modules for each test.
 local function stub()
   local S = { phase = "init_worker", pid = 100, exiting = false, timers = {}, zero = {}, lines = {}, t = 0 }
@@ -44,8 +55,7 @@ local function stub()
       return sema
     end,
   }
-  package.loaded["producers.ngx"] = nil
-  package.loaded["producers.resty_kafka"] = nil
+  unload()
   S.dict = dict
   function S.tick(premature)
     for _, t in ipairs(S.timers) do t.fn(premature or false, unpack(t.args)) end
@@ -85,13 +95,12 @@ describe("producers.ngx (stubbed ngx)", function()
     S.phase = "exit_worker"
     kafka.exit()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
-    package.loaded["producers.resty_kafka"] = nil
+    unload()
   end)
 
   it("refuses to load without nginx's lua module", function()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
+    unload()
     local ok, err = pcall(require, "producers.ngx")
     assert.is_false(ok)
     assert.matches("producers.ngx: needs nginx's lua module", err, 1, true)
@@ -285,7 +294,7 @@ describe("producers.ngx (stubbed ngx)", function()
       -- worker 101 starts beside it (100 alive), queues 2
       S.timers = {}
       S.pid, S.phase = 101, "init_worker"
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function() return true end
       local leaving = kafka.init(nowhere)
@@ -298,7 +307,7 @@ describe("producers.ngx (stubbed ngx)", function()
       -- reload), 102 starts: it folds 100's, not 101's
       S.timers = {}
       S.pid, S.phase = 102, "init_worker"
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function(pid) return pid ~= 100 end
       kafka.init(nowhere)
@@ -309,7 +318,7 @@ describe("producers.ngx (stubbed ngx)", function()
       assert.is_nil(S.find("worker 101 died"))
       -- 103 starts too: nothing left to fold
       S.pid = 103
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function(pid) return pid ~= 100 end
       kafka.init(nowhere)
