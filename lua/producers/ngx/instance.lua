@@ -21,6 +21,7 @@ local getmetatable, setmetatable, pairs, type, tostring = getmetatable, setmetat
 local pcall, xpcall, error, require = pcall, xpcall, error, require
 local traceback_of, getinfo = debug.traceback, debug.getinfo
 local min, max = math.min, math.max
+local running = coroutine.running
 
 local I = {}
 
@@ -149,7 +150,7 @@ function I.new(settings, kafka, key, worker)
     dict = settings.shared_dict and ngx.shared[settings.shared_dict],
     -- totals in this worker; produced - served = queue_length
     produced = 0, failed = 0, purged = 0,
-    pushed = { produced = 0, failed = 0, purged = 0, queued = 0 },
+    pushed = { delivered = 0, failed = 0, purged = 0, queued = 0 },   -- totals() at the last push
     jobs = { head = 1, tail = 0 },
     failures = {},          -- default report: failures of this take, grouped
   }, Instance)
@@ -242,11 +243,29 @@ function Instance:take_late(cb, err, report)
   self:take(report)
 end
 
--- Runs the queued callbacks one at a time, in report order. One light
--- thread at a time does it; others only queue.
-function Instance:run_jobs()
-  if self.dispatching then return end
-  self.dispatching = true
+--- This worker's totals: { delivered, failed, purged, queued }. The one
+-- formula for delivered: every message produced here is queued (no
+-- report taken yet), failed, purged, or else delivered.
+function Instance:totals()
+  local queued = self.closed and 0 or self.producer:queue_length()
+  return {
+    delivered = self.produced - queued - self.failed - self.purged,
+    failed = self.failed, purged = self.purged, queued = queued,
+  }
+end
+
+-- Runs the queued callbacks one at a time, in report order: the one job
+-- runner, for the timer's light thread (serve) and for exit (close). One
+-- runner at a time: a callback that re-enters (a send, a close, an
+-- exit) only queues; the runner already going runs what it queued, in
+-- order. take_over (close): a runner of another light thread, stopped in
+-- a callback that waits (a cosocket, ngx.sleep), may never resume once
+-- the worker exits; this one runs the rest. A raising callback is
+-- logged and the next one runs.
+function Instance:run_jobs(take_over)
+  local me = running() or true          -- LuaJIT's main thread has no coroutine
+  if self.dispatching and (not take_over or self.dispatching == me) then return end
+  self.dispatching = me
   local jobs = self.jobs
   while jobs.head <= jobs.tail do
     local fn, report = jobs[jobs.head], jobs[jobs.head + 1]
@@ -254,12 +273,22 @@ function Instance:run_jobs()
     jobs.head = jobs.head + 2
     local ok, err = xpcall(fn, traceback, report.err, report)
     if not ok then
-      ngx_log(ERR, "producers: delivery callback raised (topic ", report.topic, " [", report.partition,
-              "] offset ", report.offset, "): ", err)
+      ngx_log(ERR, "producers: delivery callback raised", self.closed and " at exit" or "", " (topic ",
+              report.topic, " [", report.partition, "] offset ", report.offset, "): ", err)
     end
   end
   jobs.head, jobs.tail = 1, 0
   self.dispatching = false
+end
+
+-- run_jobs, never raising (an error of ngx.log's, say): the runner is
+-- free again after.
+function Instance:run_jobs_safely(take_over)
+  local ok, err = pcall(self.run_jobs, self, take_over)
+  if not ok then
+    self.dispatching = false
+    ngx_log(ERR, "producers: running callbacks: ", err)
+  end
 end
 
 -- Takes every waiting report (max_reports at a time), then runs the
@@ -279,11 +308,7 @@ function Instance:serve()
   end
   self:log_failures()
   metrics.push(self)
-  local ok, err = pcall(self.run_jobs, self)
-  if not ok then
-    self.dispatching = false
-    ngx_log(ERR, "producers: running callbacks: ", err)
-  end
+  self:run_jobs_safely()
 end
 
 -- Serves until nothing waits or close_timeout since the worker began to
@@ -405,11 +430,9 @@ end
 -- worker's, unreported 0).
 function Instance:counters()
   if self.dict then return metrics.read(self.name, self.dict) end
-  local queued = self.closed and 0 or self.producer:queue_length()
-  return {
-    delivered = self.produced - queued - self.failed - self.purged,
-    failed = self.failed, purged = self.purged, queued = queued, unreported = 0,
-  }
+  local t = self:totals()
+  t.unreported = 0
+  return t
 end
 
 --- Closes the producer: waits for deliveries up to what is left of
@@ -430,22 +453,15 @@ function Instance:close()
   self.closed = true
   if not ok then ngx_log(ERR, "producers: close: ", err) end
   self:log_failures()
-  -- callbacks of the reports close served: no light thread here
-  local jobs = self.jobs
-  while jobs.head <= jobs.tail do
-    local fn, report = jobs[jobs.head], jobs[jobs.head + 1]
-    jobs.head = jobs.head + 2
-    local cok, cerr = xpcall(fn, traceback, report.err, report)
-    if not cok then
-      ngx_log(ERR, "producers: delivery callback raised at exit (topic ", report.topic, "): ", cerr)
-    end
-  end
+  -- callbacks of the reports close served (no light thread here: exit),
+  -- or, when a callback closed, by the runner already going
+  self:run_jobs_safely(true)
   metrics.push(self)
   if self.dict then self.dict:delete(self.held_key) end    -- closed: holds nothing
   ngx.update_time()
-  local delivered = self.produced - self.failed - self.purged
+  local t = self:totals()
   ngx_log(self.purged > 0 and ERR or INFO, "producers: producer '", self.name, "' closed in worker ",
-          ngx.worker.pid(), ": ", delivered, " delivered, ", self.failed, " failed, ", self.purged,
+          ngx.worker.pid(), ": ", t.delivered, " delivered, ", self.failed, " failed, ", self.purged,
           " purged (not delivered); ", waiting, " were waiting at exit, closed in ",
           ("%.3f"):format(ngx.now() - started), " s")
 end

@@ -40,36 +40,27 @@ function D.alive(pid)
   return true
 end
 
---- Adds inst's counts since its last push to the shared dict.
+--- Adds what inst's totals (inst:totals()) gained since its last push
+-- (inst.pushed) to the shared dict.
 function D.push(inst)
   local dict = inst.dict
   if not dict then return end
-  local pushed = inst.pushed
-  local queued = inst.closed and 0 or inst.producer:queue_length()
-  local served = inst.produced - queued
-  local delta = {
-    failed = inst.failed - pushed.failed,
-    purged = inst.purged - pushed.purged,
-    queued = queued - pushed.queued,
-  }
-  delta.delivered = (served - pushed.produced + pushed.queued)
-    - delta.failed - delta.purged
+  local pushed, now = inst.pushed, inst:totals()
   local prefix = inst.name .. ":"
   for _, name in ipairs(PUSHED) do
-    local d = delta[name]
+    local d = now[name] - pushed[name]
     if d ~= 0 then
       local _, err = dict:incr(prefix .. name, d, 0)
       if err then ngx_log(WARN, "producers: counters: ", err) end
     end
   end
-  if delta.queued ~= 0 then
+  if now.queued ~= pushed.queued then
     -- what this worker holds in 'queued': folded into 'unreported' by
     -- another worker if this one dies without closing (fold_dead)
-    local _, err = dict:set(inst.held_key, queued)
+    local _, err = dict:set(inst.held_key, now.queued)
     if err then ngx_log(WARN, "producers: counters: ", err) end
   end
-  pushed.produced, pushed.failed, pushed.purged, pushed.queued =
-    inst.produced, inst.failed, inst.purged, queued
+  for _, name in ipairs(PUSHED) do pushed[name] = now[name] end
 end
 
 --- A worker that died without closing (kill -9, a crash) leaves its
