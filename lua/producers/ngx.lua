@@ -133,26 +133,31 @@ function M.producer()
   if default and default.pid == worker_pid() and not default.closed then return default end
 end
 
+-- init's instance, or the failure tuple ("_STATE") naming what.
 local function need_default(what)
   local inst = M.producer()
   if not inst then
-    return nil, ("producers.ngx: %s: no producer in this worker (call init in init_worker_by_lua*)")
-      :format(what), "_STATE"
+    return instance.fail("_STATE", ("producers.ngx: %s: no producer in this worker (call init in "
+      .. "init_worker_by_lua*)"):format(what))
   end
   return inst
 end
 
---- produce on init's producer: from any phase, never waits.
+--- produce on init's producer: from any phase, never waits. Returns as
+-- the instance's produce; before init (or after exit), nil, message,
+-- "_STATE", error object.
 function M.produce(topic, key, value, opts)
-  local inst, err, code = need_default("produce")
-  if not inst then return nil, err, code end
+  local inst, err, name, err_object = need_default("produce")
+  if not inst then return nil, err, name, err_object end
   return inst:produce(topic, key, value, opts)
 end
 
 --- send on init's producer: waits for the report where the phase allows.
+-- Returns as the instance's send; before init (or after exit), nil,
+-- message, "_STATE", error object.
 function M.send(topic, key, value, opts)
-  local inst, err, code = need_default("send")
-  if not inst then return nil, err, code end
+  local inst, err, name, err_object = need_default("send")
+  if not inst then return nil, err, name, err_object end
   return inst:send(topic, key, value, opts)
 end
 

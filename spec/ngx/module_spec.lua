@@ -153,8 +153,11 @@ describe("producers.ngx (stubbed ngx)", function()
     end)
 
     it("produce answers _STATE before init", function()
+      local got = { kafka.produce("t", "k", "v") }
       assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
-        { kafka.produce("t", "k", "v") })
+        { got[1], got[2], got[3] })
+      assert.equal("_STATE", got[4].name)         -- nil, message, name, err
+      assert.equal(got[2], got[4].message)
     end)
   end)
 
@@ -231,8 +234,10 @@ describe("producers.ngx (stubbed ngx)", function()
       kafka.init{ config = MOCK }
       for _, phase in ipairs({ "log", "header_filter", "body_filter", "set", "init_worker" }) do
         S.phase = phase
-        assert.same({ nil, ("send: cannot wait in the %s phase; use produce"):format(phase) },
-          { kafka.send("t", "k", "v") })
+        local got = { kafka.send("t", "k", "v") }
+        assert.same({ nil, ("send: cannot wait in the %s phase; use produce"):format(phase) }, { got[1], got[2] })
+        assert.equal("_STATE", got[3])            -- nil, message, name, err
+        assert.equal("_STATE", got[4].name)
       end
     end)
 
@@ -260,7 +265,47 @@ describe("producers.ngx (stubbed ngx)", function()
       S.phase = "content"
       local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 0.5 }) end)
       assert.same({ true, "wait" }, { coroutine.resume(co) })
-      assert.same({ true, nil, "send: no delivery report within 0.5 s", "_TIMED_OUT" }, { coroutine.resume(co, "timeout") })
+      local got = { coroutine.resume(co, "timeout") }
+      assert.same({ true, nil, "send: no delivery report within 0.5 s", "_TIMED_OUT" }, { got[1], got[2], got[3], got[4] })
+      assert.equal("_TIMED_OUT", got[5].name)     -- nil, message, name, err
+      assert.equal(got[3], got[5].message)
+    end)
+  end)
+
+  describe("send's failures", function()
+    it("a failed delivery: nil, message, name, err with err.report the report", function()
+      kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, logger = function() end,
+                  config = { ["message.timeout.ms"] = 200 } }
+      S.phase = "content"
+      local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 5 }) end)
+      assert.same({ true, "wait" }, { coroutine.resume(co) })
+      local got
+      assert.is_true(S.until_(function()
+        if not got then
+          local r = { coroutine.resume(co) }
+          if coroutine.status(co) == "dead" then got = r end
+        end
+        return got ~= nil
+      end))
+      assert.is_true(got[1])
+      assert.is_nil(got[2])
+      assert.matches("^Local: Message timed out", got[3])
+      assert.equal("_MSG_TIMED_OUT", got[4])
+      local err = got[5]
+      assert.equal("_MSG_TIMED_OUT", err.name)
+      assert.matches("^Local: Message timed out", err.message)
+      assert.same({ "t", "k", "v", "_MSG_TIMED_OUT", -1001 },
+        { err.report.topic, err.report.key, err.report.value, err.report.error, err.report.offset })
+    end)
+
+    it("a refusal passes produce's four values on", function()
+      local inst = kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, logger = function() end,
+                               config = { ["queue.buffering.max.messages"] = 1 } }
+      S.phase = "content"
+      assert.is_true(inst:produce("t", "k", "v"))
+      local got = { inst:send("t", "k", "v") }     -- refused at once: no wait
+      assert.same({ nil, "Local: Queue full", "_QUEUE_FULL" }, { got[1], got[2], got[3] })
+      assert.equal("_QUEUE_FULL", got[4].name)
     end)
   end)
 
@@ -279,8 +324,10 @@ describe("producers.ngx (stubbed ngx)", function()
       assert.is_nil(S.find("closed with"))
       assert.is_nil(S.find("delivery failed"))     -- purged: in the summary only
       assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 0 }, kafka.counters())
+      local got = { kafka.produce("t", "k", "v") }
       assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
-        { kafka.produce("t", "k", "v") })
+        { got[1], got[2], got[3] })
+      assert.equal("_STATE", got[4].name)
     end)
 
     it("a worker killed with messages queued: the next worker to start moves them to unreported, once", function()

@@ -344,19 +344,27 @@ local function drain_timer(premature, self)
   self:drain()
 end
 
+-- The failure tuple: nil, message, name, error object (producers.Error).
+local function fail(name, message)
+  return nil, message, name, producers.error(name, message)
+end
+I.fail = fail
+
 --- Queues a message (see producers.kafka's produce): never waits, never
--- runs a callback here; opts.on_delivery runs later in the timer.
+-- runs a callback here; opts.on_delivery runs later in the timer. A
+-- closed instance (the worker is exiting: exit() closed it while a
+-- request still runs) answers "_DESTROY" where producers.kafka raises:
+-- the request did nothing wrong, and a log_by_lua that raised would lose
+-- the message without a word (docs/openresty.md).
 -- @treturn[1] boolean true
 -- @treturn[2] nil
 -- @treturn[2] string message
--- @treturn[2] string error name (e.g. "_QUEUE_FULL")
+-- @treturn[2] string error name (e.g. "_QUEUE_FULL", "_DESTROY")
 -- @treturn[2] table error object (producers.Error)
 -- @raise on misuse (a number key, a function value, ...), naming the
 --   caller's file and line, not this module's
 function Instance:produce(topic, key, value, opts)
-  if self.closed then
-    return nil, "producer is closed", "_DESTROY", producers.error("_DESTROY", "producer is closed")
-  end
+  if self.closed then return fail("_DESTROY", "producer is closed") end
   if opts ~= nil and type(opts) == "table" then
     local cb = rawget(opts, "on_delivery")
     if cb ~= nil then
@@ -382,17 +390,29 @@ function Instance:produce(topic, key, value, opts)
   return ok, err, code, err_object
 end
 
+-- send's answer to a failed delivery: its error object carries the
+-- report (err.report).
+local function delivery_failed(report)
+  local err = report.error_object or producers.error(report.error, report.err)
+  err.report = report
+  return nil, report.err, report.error, err
+end
+
 --- Queues a message and waits for its report without blocking the worker
 -- (an ngx.semaphore the timer posts). opts: produce's, plus timeout (s).
 -- @treturn[1] table the report (topic, partition, offset, ...)
 -- @treturn[2] nil
 -- @treturn[2] string why: the delivery error, a refusal, a timeout, or
 --   a phase that cannot wait
--- @treturn[2] table|string the failed report, or the refusal's error name
+-- @treturn[2] string the error name: the delivery's ("_MSG_TIMED_OUT",
+--   ...), the refusal's ("_QUEUE_FULL", ...), "_TIMED_OUT" (no report
+--   within the timeout), "_STATE" (a phase that cannot wait)
+-- @treturn[2] table the error object (producers.Error); err.report is
+--   the failed delivery's report
 function Instance:send(topic, key, value, opts)
   local phase = ngx.get_phase()
   if not YIELDABLE[phase] then
-    return nil, ("send: cannot wait in the %s phase; use produce"):format(phase)
+    return fail("_STATE", ("send: cannot wait in the %s phase; use produce"):format(phase))
   end
   local timeout = self.settings.send_timeout
   local popts = {}
@@ -414,14 +434,14 @@ function Instance:send(topic, key, value, opts)
     waiter.fn = I.callback(popts.on_delivery).fn
   end
   popts.on_delivery = waiter
-  local ok, err, code = self:produce(topic, key, value, popts)
-  if not ok then return nil, err, code end
+  local ok, err, name, err_object = self:produce(topic, key, value, popts)
+  if not ok then return nil, err, name, err_object end
   local woken = waiter.sema:wait(timeout)
   local report = waiter.report
   if not woken and not report then
-    return nil, ("send: no delivery report within %s s"):format(tostring(timeout)), "_TIMED_OUT"
+    return fail("_TIMED_OUT", ("send: no delivery report within %s s"):format(tostring(timeout)))
   end
-  if report.err then return nil, report.err, report end
+  if report.err then return delivery_failed(report) end
   return report
 end
 
