@@ -95,7 +95,7 @@ end
 
 --- GET /metrics: every worker's counters (delivered, failed, purged, queued).
 function M.metrics()
-  local c, err = kafka.counters()
+  local c, err = kafka.metrics()
   if not c then return respond(500, { error = err }) end
   return respond(200, c)
 end

@@ -17,6 +17,11 @@
 --
 -- produce refuses what the Kafka backend refuses, with its messages: the
 -- same argument checks, in the same order.
+--
+-- A failed message's report, as the Kafka backend's: the callback gets
+-- err (the message) and the report has err_name (the name, e.g.
+-- "_MSG_TIMED_OUT"; report.error is its older name, kept as an alias),
+-- error_object and offset -1001.
 -- @classmod producers.memory
 
 local core = require("producers.core")
@@ -214,7 +219,8 @@ function Memory:deliver(item)
   local err
   if err_name then
     err = core.error_string(err_name)
-    report.error, report.offset = err_name, -1001
+    report.err_name, report.offset = err_name, -1001
+    report.error = err_name            -- the older name of err_name (an alias, kept)
     report.error_object = core.error(err_name)
   else
     local tp = m.topic .. "\0" .. m.partition

@@ -165,8 +165,12 @@ end
 -- worker: { delivered, failed, purged, queued, unreported } (unreported:
 -- held by workers that died without closing, see metrics.lua's
 -- fold_dead). Needs init's shared_dict; without it, this worker's
--- producer's counters.
-function M.counters(name, dict)
+-- producer's counters. counters(name, dict) is the older name of the
+-- same function (an alias, kept).
+-- @treturn[1] table the counters
+-- @treturn[2] nil
+-- @treturn[2] string no producer of that name in this worker
+function M.metrics(name, dict)
   name = name or "default"
   if not dict then
     for _, inst in ipairs(order) do
@@ -176,13 +180,14 @@ function M.counters(name, dict)
   if not dict then
     for _, inst in ipairs(order) do
       if inst.name == name and inst.pid == worker_pid() and not inst.closed then
-        return inst:counters()
+        return inst:metrics()
       end
     end
-    return nil, ("producers.ngx: counters: no producer named '%s' in this worker"):format(name)
+    return nil, ("producers.ngx: metrics: no producer named '%s' in this worker"):format(name)
   end
   return metrics.read(name, dict)
 end
+M.counters = M.metrics
 
 --- In exit_worker_by_lua*: closes this worker's producers (bounded by
 -- close_timeout from when the worker began to leave) and logs one line

@@ -447,13 +447,14 @@ end
 
 --- This producer's counters: delivered, failed, purged, queued,
 -- unreported (all of nginx's workers with shared_dict; else this
--- worker's, unreported 0).
-function Instance:counters()
+-- worker's, unreported 0). inst:counters() is its older name (an alias).
+function Instance:metrics()
   if self.dict then return metrics.read(self.name, self.dict) end
   local t = self:totals()
   t.unreported = 0
   return t
 end
+Instance.counters = Instance.metrics
 
 --- Closes the producer: waits for deliveries up to what is left of
 -- close_timeout (counted from when the worker began to leave), purges

@@ -51,14 +51,14 @@ function D.push(inst)
     local d = now[name] - pushed[name]
     if d ~= 0 then
       local _, err = dict:incr(prefix .. name, d, 0)
-      if err then ngx_log(WARN, "producers: counters: ", err) end
+      if err then ngx_log(WARN, "producers: metrics: ", err) end
     end
   end
   if now.queued ~= pushed.queued then
     -- what this worker holds in 'queued': folded into 'unreported' by
     -- another worker if this one dies without closing (fold_dead)
     local _, err = dict:set(inst.held_key, now.queued)
-    if err then ngx_log(WARN, "producers: counters: ", err) end
+    if err then ngx_log(WARN, "producers: metrics: ", err) end
   end
   for _, name in ipairs(PUSHED) do pushed[name] = now[name] end
 end
