@@ -31,10 +31,11 @@ local YIELDABLE = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 
-local LEVELS = { debug = DEBUG, info = INFO, warn = WARN, error = ERR }
+-- ngx's level for each of log.NAMES, by its number (log.LEVELS)
+local NGX_LEVELS = { DEBUG, INFO, WARN, ERR }
 
 local function ngx_logger(level, message)
-  ngx_log(LEVELS[level] or ERR, "producers: ", message)
+  ngx_log(NGX_LEVELS[log.LEVELS[level]] or ERR, "producers: ", message)
 end
 
 local function traceback(e)
