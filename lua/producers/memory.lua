@@ -49,7 +49,7 @@ function Memory.new(opts)
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
     messages = {},       -- delivered, in order
-    pending = {},        -- produced, report not yet served
+    queued = {},         -- produced, report not yet served
     next_offset = {},    -- "topic\0partition" -> next offset
     closed = false,
   }, Memory)
@@ -186,7 +186,7 @@ function Memory:produce(topic, key, value, opts)
   local partition, timestamp
   opts, partition, timestamp = check_args(topic, key, opts)
   local bytes = core.encode_value(value, self.json)
-  local ready = #self.pending       -- reports to serve after queueing, as Kafka does
+  local ready = #self.queued       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
     return refusal("_QUEUE_FULL")
@@ -200,19 +200,19 @@ function Memory:produce(topic, key, value, opts)
     partition = (partition == nil or partition == -1) and self:partition_for(key) or partition,
     timestamp = timestamp ~= nil and timestamp ~= 0 and timestamp or core.time_ms(),
   }
-  self.pending[#self.pending + 1] = {
+  self.queued[#self.queued + 1] = {
     message = message,
-    error = self:failure(message),
+    err_name = self:failure(message),
     on_delivery = rawget(opts, "on_delivery"),
   }
   self:serve(ready)
   return true
 end
 
--- Delivers one pending message and runs its report.
+-- Delivers one queued message and runs its report.
 function Memory:deliver(item)
   local m = item.message
-  local err_name = item.error
+  local err_name = item.err_name
   local report = { topic = m.topic, partition = m.partition, key = m.key,
                    value = m.value, headers = m.headers, timestamp = m.timestamp,
                    latency = 0 }
@@ -242,11 +242,11 @@ function Memory:deliver(item)
 end
 
 -- Serves up to n reports, oldest first; a raising callback leaves the
--- rest pending.
+-- rest queued.
 function Memory:serve(n)
   local served = 0
-  while served < n and #self.pending > 0 do
-    local item = table.remove(self.pending, 1)
+  while served < n and #self.queued > 0 do
+    local item = table.remove(self.queued, 1)
     served = served + 1
     self:deliver(item)
   end
@@ -255,7 +255,7 @@ end
 
 function Memory:poll(_, max_reports)
   check_open(self)
-  return self:serve(math.min(#self.pending, max_reports or #self.pending))
+  return self:serve(math.min(#self.queued, max_reports or #self.queued))
 end
 
 --- Fails every message not yet reported with "_PURGE_QUEUE" (this
@@ -267,7 +267,7 @@ function Memory:purge(opts)
     error("bad argument #1 to 'purge' (table expected, got " .. type(opts) .. ")", 2)
   end
   if opts == nil or opts.queued then
-    for _, item in ipairs(self.pending) do item.error = "_PURGE_QUEUE" end
+    for _, item in ipairs(self.queued) do item.err_name = "_PURGE_QUEUE" end
   end
   return true
 end
@@ -284,7 +284,7 @@ end
 
 function Memory:queue_length()
   check_open(self)
-  return #self.pending
+  return #self.queued
 end
 
 function Memory:is_closed()
