@@ -75,9 +75,9 @@ function M.handle()
 
   if args.wait then   -- wait for the broker, without blocking the worker
     opts.timeout = 10
-    local r, err, code = kafka.send(topic, key, message, opts)
+    local r, err, code = kafka.send(topic, key, message, opts)   -- r nil: err the message, code its name
     if not r then
-      return respond(502, { error = err, code = type(code) == "string" and code or nil, request_id = request_id })
+      return respond(502, { error = err, code = code, request_id = request_id })
     end
     return respond(200, { partition = r.partition, offset = r.offset, request_id = request_id })
   end
@@ -95,7 +95,7 @@ end
 
 --- GET /metrics: every worker's counters (delivered, failed, purged, queued).
 function M.metrics()
-  local c, err = kafka.counters()
+  local c, err = kafka.metrics()
   if not c then return respond(500, { error = err }) end
   return respond(200, c)
 end

@@ -21,13 +21,21 @@ local date = os and os.date
 
 local M = {}
 
-M.LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+--- The level names, least severe first: Lua's one list of them (the
+-- C core has its own, in its logger). A level's number is its place here.
+M.NAMES = { "debug", "info", "warn", "error" }
+
+--- The level name -> its number (1 for debug ... 4 for error).
+M.LEVELS = {}
+for n, name in ipairs(M.NAMES) do M.LEVELS[name] = n end
+
+local EXPECTED = table.concat(M.NAMES, ", ", 1, #M.NAMES - 1) .. " or " .. M.NAMES[#M.NAMES]
 
 --- The level name as a number; raises on an unknown name.
 function M.level(name)
   local n = M.LEVELS[name or "info"]
   if not n then
-    error(("log_level: expected debug, info, warn or error, got %s"):format(tostring(name)), 3)
+    error(("log_level: expected %s, got %s"):format(EXPECTED, tostring(name)), 3)
   end
   return n
 end

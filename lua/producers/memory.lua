@@ -17,6 +17,11 @@
 --
 -- produce refuses what the Kafka backend refuses, with its messages: the
 -- same argument checks, in the same order.
+--
+-- A failed message's report, as the Kafka backend's: the callback gets
+-- err (the message) and the report has err_name (the name, e.g.
+-- "_MSG_TIMED_OUT"; report.error is its older name, kept as an alias),
+-- error_object and offset -1001.
 -- @classmod producers.memory
 
 local core = require("producers.core")
@@ -44,7 +49,7 @@ function Memory.new(opts)
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
     messages = {},       -- delivered, in order
-    pending = {},        -- produced, report not yet served
+    queued = {},         -- produced, report not yet served
     next_offset = {},    -- "topic\0partition" -> next offset
     closed = false,
   }, Memory)
@@ -181,7 +186,7 @@ function Memory:produce(topic, key, value, opts)
   local partition, timestamp
   opts, partition, timestamp = check_args(topic, key, opts)
   local bytes = core.encode_value(value, self.json)
-  local ready = #self.pending       -- reports to serve after queueing, as Kafka does
+  local ready = #self.queued       -- reports to serve after queueing, as Kafka does
   if ready >= self.queue_limit then
     self:serve(ready)
     return refusal("_QUEUE_FULL")
@@ -195,26 +200,27 @@ function Memory:produce(topic, key, value, opts)
     partition = (partition == nil or partition == -1) and self:partition_for(key) or partition,
     timestamp = timestamp ~= nil and timestamp ~= 0 and timestamp or core.time_ms(),
   }
-  self.pending[#self.pending + 1] = {
+  self.queued[#self.queued + 1] = {
     message = message,
-    error = self:failure(message),
+    err_name = self:failure(message),
     on_delivery = rawget(opts, "on_delivery"),
   }
   self:serve(ready)
   return true
 end
 
--- Delivers one pending message and runs its report.
+-- Delivers one queued message and runs its report.
 function Memory:deliver(item)
   local m = item.message
-  local err_name = item.error
+  local err_name = item.err_name
   local report = { topic = m.topic, partition = m.partition, key = m.key,
                    value = m.value, headers = m.headers, timestamp = m.timestamp,
                    latency = 0 }
   local err
   if err_name then
     err = core.error_string(err_name)
-    report.error, report.offset = err_name, -1001
+    report.err_name, report.offset = err_name, -1001
+    report.error = err_name            -- the older name of err_name (an alias, kept)
     report.error_object = core.error(err_name)
   else
     local tp = m.topic .. "\0" .. m.partition
@@ -236,11 +242,11 @@ function Memory:deliver(item)
 end
 
 -- Serves up to n reports, oldest first; a raising callback leaves the
--- rest pending.
+-- rest queued.
 function Memory:serve(n)
   local served = 0
-  while served < n and #self.pending > 0 do
-    local item = table.remove(self.pending, 1)
+  while served < n and #self.queued > 0 do
+    local item = table.remove(self.queued, 1)
     served = served + 1
     self:deliver(item)
   end
@@ -249,7 +255,7 @@ end
 
 function Memory:poll(_, max_reports)
   check_open(self)
-  return self:serve(math.min(#self.pending, max_reports or #self.pending))
+  return self:serve(math.min(#self.queued, max_reports or #self.queued))
 end
 
 --- Fails every message not yet reported with "_PURGE_QUEUE" (this
@@ -261,11 +267,16 @@ function Memory:purge(opts)
     error("bad argument #1 to 'purge' (table expected, got " .. type(opts) .. ")", 2)
   end
   if opts == nil or opts.queued then
-    for _, item in ipairs(self.pending) do item.error = "_PURGE_QUEUE" end
+    for _, item in ipairs(self.queued) do item.err_name = "_PURGE_QUEUE" end
   end
   return true
 end
 
+--- Serves every waiting report. The interface's flush returns nil,
+-- "timed out", "_TIMED_OUT", err (err.queued: how many are still
+-- queued) on a timeout; this backend serves all at once and never
+-- times out (a raising callback raises out of flush, the rest queued).
+-- @treturn boolean true
 function Memory:flush()
   self:poll(0)
   return true
@@ -273,7 +284,7 @@ end
 
 function Memory:queue_length()
   check_open(self)
-  return #self.pending
+  return #self.queued
 end
 
 function Memory:is_closed()

@@ -88,7 +88,7 @@ http {
         }
         location = /down_queued {
             content_by_lua_block {
-                local c = require("producers.ngx").counters("down")
+                local c = require("producers.ngx").metrics("down")
                 ngx.say(c and c.queued or -1)
             }
         }
@@ -133,7 +133,7 @@ http {
         }
 
         location = /metrics {
-            content_by_lua_block { ngx.say(require("cjson").encode(require("producers.ngx").counters())) }
+            content_by_lua_block { ngx.say(require("cjson").encode(require("producers.ngx").metrics())) }
         }
 
         # lua-resty-kafka's README example (resty_example.lua)

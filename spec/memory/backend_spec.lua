@@ -55,7 +55,9 @@ describe("producers.memory", function()
     assert.is_true(p:produce("t", "bad", "v"))
     p:flush()
     assert.equal("Local: Message timed out", got[1])
-    assert.equal("_MSG_TIMED_OUT", got[2].error)
+    assert.equal("_MSG_TIMED_OUT", got[2].err_name)
+    assert.equal("_MSG_TIMED_OUT", got[2].error)          -- err_name's older name, an alias
+    assert.equal("_MSG_TIMED_OUT", got[2].error_object.name)
     assert.equal(0, #p.messages)
   end)
 

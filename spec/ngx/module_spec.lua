@@ -8,6 +8,17 @@ local H = require("helpers")
 local it_luv = pcall(require, "luv") and it or pending
 local unpack = table.unpack or unpack
 
+-- Forgets producers.ngx, its parts (producers.ngx.*) and resty_kafka, so
+-- the next require loads them afresh: a new worker, with the current stub
+-- cached in their locals.
+local function unload()
+  for name in pairs(package.loaded) do
+    if name == "producers.ngx" or name:find("^producers%.ngx%.") or name == "producers.resty_kafka" then
+      package.loaded[name] = nil
+    end
+  end
+end
+
 -- A fresh stub and fresh modules for each test.
 local function stub()
   local S = { phase = "init_worker", pid = 100, exiting = false, timers = {}, zero = {}, lines = {}, t = 0 }
@@ -44,8 +55,7 @@ local function stub()
       return sema
     end,
   }
-  package.loaded["producers.ngx"] = nil
-  package.loaded["producers.resty_kafka"] = nil
+  unload()
   S.dict = dict
   function S.tick(premature)
     for _, t in ipairs(S.timers) do t.fn(premature or false, unpack(t.args)) end
@@ -85,13 +95,12 @@ describe("producers.ngx (stubbed ngx)", function()
     S.phase = "exit_worker"
     kafka.exit()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
-    package.loaded["producers.resty_kafka"] = nil
+    unload()
   end)
 
   it("refuses to load without nginx's lua module", function()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
+    unload()
     local ok, err = pcall(require, "producers.ngx")
     assert.is_false(ok)
     assert.matches("producers.ngx: needs nginx's lua module", err, 1, true)
@@ -144,8 +153,11 @@ describe("producers.ngx (stubbed ngx)", function()
     end)
 
     it("produce answers _STATE before init", function()
+      local got = { kafka.produce("t", "k", "v") }
       assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
-        { kafka.produce("t", "k", "v") })
+        { got[1], got[2], got[3] })
+      assert.equal("_STATE", got[4].name)         -- nil, message, name, err
+      assert.equal(got[2], got[4].message)
     end)
   end)
 
@@ -167,8 +179,8 @@ describe("producers.ngx (stubbed ngx)", function()
       assert.is_true(S.until_(function() return #calls == 1 end))
       assert.equal("timer", phase)
       assert.same({ { offset = 0, value = "v" } }, calls)
-      assert.is_true(S.until_(function() return kafka.counters().delivered == 2 end))
-      assert.same({ delivered = 2, failed = 0, purged = 0, queued = 0, unreported = 0 }, kafka.counters())
+      assert.is_true(S.until_(function() return kafka.metrics().delivered == 2 end))
+      assert.same({ delivered = 2, failed = 0, purged = 0, queued = 0, unreported = 0 }, kafka.metrics())
       assert.equal(1, #calls)
     end)
 
@@ -213,7 +225,7 @@ describe("producers.ngx (stubbed ngx)", function()
       -- the producer goes on
       S.phase = "log"
       assert.is_true(kafka.produce("t", "k", "v"))
-      assert.is_true(S.until_(function() return kafka.counters().delivered == 1 end))
+      assert.is_true(S.until_(function() return kafka.metrics().delivered == 1 end))
     end)
   end)
 
@@ -222,8 +234,10 @@ describe("producers.ngx (stubbed ngx)", function()
       kafka.init{ config = MOCK }
       for _, phase in ipairs({ "log", "header_filter", "body_filter", "set", "init_worker" }) do
         S.phase = phase
-        assert.same({ nil, ("send: cannot wait in the %s phase; use produce"):format(phase) },
-          { kafka.send("t", "k", "v") })
+        local got = { kafka.send("t", "k", "v") }
+        assert.same({ nil, ("send: cannot wait in the %s phase; use produce"):format(phase) }, { got[1], got[2] })
+        assert.equal("_STATE", got[3])            -- nil, message, name, err
+        assert.equal("_STATE", got[4].name)
       end
     end)
 
@@ -251,7 +265,157 @@ describe("producers.ngx (stubbed ngx)", function()
       S.phase = "content"
       local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 0.5 }) end)
       assert.same({ true, "wait" }, { coroutine.resume(co) })
-      assert.same({ true, nil, "send: no delivery report within 0.5 s", "_TIMED_OUT" }, { coroutine.resume(co, "timeout") })
+      local got = { coroutine.resume(co, "timeout") }
+      assert.same({ true, nil, "send: no delivery report within 0.5 s", "_TIMED_OUT" }, { got[1], got[2], got[3], got[4] })
+      assert.equal("_TIMED_OUT", got[5].name)     -- nil, message, name, err
+      assert.equal(got[3], got[5].message)
+    end)
+  end)
+
+  describe("metrics", function()
+    it("counters is metrics under its older name, on the module and on an instance", function()
+      local inst = kafka.init{ config = MOCK, shared_dict = "producers" }
+      assert.equal(kafka.metrics, kafka.counters)
+      assert.equal(inst.metrics, inst.counters)
+      S.phase = "log"
+      assert.is_true(kafka.produce("t", "k", "v"))
+      assert.is_true(S.until_(function() return kafka.metrics().delivered == 1 end))
+      local want = { delivered = 1, failed = 0, purged = 0, queued = 0, unreported = 0 }
+      assert.same(want, kafka.counters())
+      assert.same(want, kafka.counters("default"))
+      assert.same(want, inst:counters())
+      assert.same(want, inst:metrics())
+      assert.same({ nil, "producers.ngx: metrics: no producer named 'other' in this worker" }, { kafka.counters("other") })
+    end)
+
+    it("without shared_dict: this worker's, by the same formula as the exit line", function()
+      local inst = kafka.init{ config = MOCK }
+      S.phase = "log"
+      for i = 1, 3 do assert.is_true(kafka.produce("t", "k" .. i, "v")) end
+      assert.is_true(S.until_(function() return kafka.metrics().delivered == 3 end))
+      assert.same({ delivered = 3, failed = 0, purged = 0, queued = 0, unreported = 0 }, inst:counters())
+      S.phase = "exit_worker"
+      kafka.exit()
+      assert.equal(1, S.count("producers: producer 'default' closed in worker 100: 3 delivered, 0 failed, 0 purged"))
+    end)
+  end)
+
+  describe("a delivery callback that re-enters the API", function()
+    it("from the timer: produce, send (waits), metrics, close; the runner runs the rest once, in order", function()
+      local inst = kafka.init{ config = MOCK }
+      local seen, read = {}, nil
+      S.phase = "log"
+      assert.is_true(kafka.produce("t", "k", "first", { on_delivery = function()
+        seen[#seen + 1] = "first"
+        assert(kafka.produce("t", "k", "second", { on_delivery = function(err)
+          seen[#seen + 1] = "second " .. tostring(err)
+        end }))
+        local r, err = kafka.send("t", "k", "third", { timeout = 5 })
+        seen[#seen + 1] = r and "sent " .. r.value or "send failed: " .. tostring(err)
+        read = kafka.metrics()
+        inst:close()
+        seen[#seen + 1] = "closed"
+      end }))
+      -- the timer's light thread as a coroutine (its send waits); while it
+      -- waits, the timer runs again beside it and wakes the send
+      S.phase = "timer"
+      local co = coroutine.create(S.tick)
+      assert.is_true(H.wait_until(function()
+        if coroutine.status(co) == "dead" then
+          if seen[#seen] ~= "closed" and #seen < 4 then co = coroutine.create(S.tick) else return true end
+        end
+        assert(coroutine.resume(co))
+        if coroutine.status(co) == "suspended" then S.tick() end
+        return false
+      end, 10, function() system.sleep(0.01) end), table.concat(seen, ", "))
+      assert.same({ "first", "sent third", "closed", "second nil" }, seen)
+      assert.equal(0, S.count("delivery callback raised"))
+      -- read while the callback ran: first, second and third delivered
+      assert.same({ delivered = 3, failed = 0, purged = 0, queued = 0, unreported = 0 }, read)
+      assert.is_true(inst.closed)
+      assert.equal(1, S.count("producers: producer 'default' closed in worker 100"))
+      S.phase = "exit_worker"
+      kafka.exit()                                 -- closed already: nothing more
+      assert.equal(1, S.count("producers: producer 'default' closed in worker 100"))
+    end)
+
+    it("at exit: produce and send answer, metrics reads, exit and close do nothing; one summary", function()
+      local inst = kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, shared_dict = "producers",
+                               logger = function() end }
+      local calls, got = 0, {}
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function(err, r)
+        calls = calls + 1
+        got.name = r.error
+        got.produce = { kafka.produce("t", "k", "again") }
+        got.inst_produce = { inst:produce("t", "k", "again") }
+        got.send = { inst:send("t", "k", "again") }
+        got.metrics = kafka.metrics()
+        kafka.exit()
+        inst:close()
+      end }))
+      S.phase = "exit_worker"
+      kafka.exit()
+      kafka.exit()                                 -- a second exit does nothing
+      assert.equal(1, calls)
+      assert.equal("_PURGE_QUEUE", got.name)
+      assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
+        { got.produce[1], got.produce[2], got.produce[3] })
+      assert.same({ nil, "producer is closed", "_DESTROY" }, { got.inst_produce[1], got.inst_produce[2], got.inst_produce[3] })
+      assert.equal("_DESTROY", got.inst_produce[4].name)
+      assert.same({ nil, "send: cannot wait in the exit_worker phase; use produce", "_STATE" },
+        { got.send[1], got.send[2], got.send[3] })
+      assert.is_table(got.metrics)
+      assert.equal(1, S.count("producers: producer 'default' closed in worker 100: 0 delivered, 0 failed, 1 purged"))
+      assert.same({ delivered = 0, failed = 0, purged = 1, queued = 0, unreported = 0 }, kafka.metrics())
+    end)
+
+    it("a raising callback at exit is logged with its context; the next one runs", function()
+      kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, logger = function() end }
+      local ran = 0
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function() error("boom at exit") end }))
+      assert.is_true(kafka.produce("t", "k", "v", { on_delivery = function() ran = ran + 1 end }))
+      S.phase = "exit_worker"
+      kafka.exit()
+      assert.equal(1, ran)
+      assert.equal(1, S.count("producers: delivery callback raised at exit (topic t ["))
+      assert.is_truthy(S.find("boom at exit"))
+    end)
+  end)
+
+  describe("send's failures", function()
+    it("a failed delivery: nil, message, name, err with err.report the report", function()
+      kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, logger = function() end,
+                  config = { ["message.timeout.ms"] = 200 } }
+      S.phase = "content"
+      local co = coroutine.create(function() return kafka.send("t", "k", "v", { timeout = 5 }) end)
+      assert.same({ true, "wait" }, { coroutine.resume(co) })
+      local got
+      assert.is_true(S.until_(function()
+        if not got then
+          local r = { coroutine.resume(co) }
+          if coroutine.status(co) == "dead" then got = r end
+        end
+        return got ~= nil
+      end))
+      assert.is_true(got[1])
+      assert.is_nil(got[2])
+      assert.matches("^Local: Message timed out", got[3])
+      assert.equal("_MSG_TIMED_OUT", got[4])
+      local err = got[5]
+      assert.equal("_MSG_TIMED_OUT", err.name)
+      assert.matches("^Local: Message timed out", err.message)
+      assert.same({ "t", "k", "v", "_MSG_TIMED_OUT", -1001 },
+        { err.report.topic, err.report.key, err.report.value, err.report.error, err.report.offset })
+    end)
+
+    it("a refusal passes produce's four values on", function()
+      local inst = kafka.init{ bootstrap_servers = "127.0.0.1:1", close_timeout = 1.1, logger = function() end,
+                               config = { ["queue.buffering.max.messages"] = 1 } }
+      S.phase = "content"
+      assert.is_true(inst:produce("t", "k", "v"))
+      local got = { inst:send("t", "k", "v") }     -- refused at once: no wait
+      assert.same({ nil, "Local: Queue full", "_QUEUE_FULL" }, { got[1], got[2], got[3] })
+      assert.equal("_QUEUE_FULL", got[4].name)
     end)
   end)
 
@@ -269,9 +433,11 @@ describe("producers.ngx (stubbed ngx)", function()
         .. "2 purged (not delivered); 2 were waiting at exit"))
       assert.is_nil(S.find("closed with"))
       assert.is_nil(S.find("delivery failed"))     -- purged: in the summary only
-      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 0 }, kafka.counters())
+      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 0 }, kafka.metrics())
+      local got = { kafka.produce("t", "k", "v") }
       assert.same({ nil, "producers.ngx: produce: no producer in this worker (call init in init_worker_by_lua*)", "_STATE" },
-        { kafka.produce("t", "k", "v") })
+        { got[1], got[2], got[3] })
+      assert.equal("_STATE", got[4].name)
     end)
 
     it("a worker killed with messages queued: the next worker to start moves them to unreported, once", function()
@@ -281,35 +447,35 @@ describe("producers.ngx (stubbed ngx)", function()
       local old = kafka.init(nowhere)
       S.phase = "log"
       for i = 1, 3 do assert.is_true(kafka.produce("t", "k" .. i, "v")) end
-      assert.is_true(S.until_(function() return kafka.counters().queued == 3 end))
+      assert.is_true(S.until_(function() return kafka.metrics().queued == 3 end))
       -- worker 101 starts beside it (100 alive), queues 2
       S.timers = {}
       S.pid, S.phase = 101, "init_worker"
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function() return true end
       local leaving = kafka.init(nowhere)
       S.phase = "log"
       for i = 1, 2 do assert.is_true(kafka.produce("t", "k" .. i, "v")) end
-      assert.is_true(S.until_(function() return kafka.counters().queued == 5 end))
+      assert.is_true(S.until_(function() return kafka.metrics().queued == 5 end))
       assert.is_truthy(S.dict.values["default:held:100:1"])
       assert.is_nil(S.find("died without closing"))
       -- 100 is killed (its timer stops, no exit), 101 is leaving (a
       -- reload), 102 starts: it folds 100's, not 101's
       S.timers = {}
       S.pid, S.phase = 102, "init_worker"
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function(pid) return pid ~= 100 end
       kafka.init(nowhere)
       assert.equal(1, S.count("producers: worker 100 died without closing producer 'default' with 3 message(s) "
         .. "unreported (counted in 'unreported', no longer in 'queued')"))
-      assert.same({ delivered = 0, failed = 0, purged = 0, queued = 2, unreported = 3 }, kafka.counters())
+      assert.same({ delivered = 0, failed = 0, purged = 0, queued = 2, unreported = 3 }, kafka.metrics())
       assert.is_nil(S.dict.values["default:held:100:1"])
       assert.is_nil(S.find("worker 101 died"))
       -- 103 starts too: nothing left to fold
       S.pid = 103
-      package.loaded["producers.ngx"] = nil
+      unload()
       kafka = require("producers.ngx")
       kafka.alive = function(pid) return pid ~= 100 end
       kafka.init(nowhere)
@@ -317,7 +483,7 @@ describe("producers.ngx (stubbed ngx)", function()
       -- 101 closes as it should: it held 2, purged; its key goes
       S.phase = "exit_worker"
       leaving:close()
-      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 3 }, kafka.counters())
+      assert.same({ delivered = 0, failed = 0, purged = 2, queued = 0, unreported = 3 }, kafka.metrics())
       assert.is_nil(S.dict.values["default:held:101:1"])
       old.producer:close(0)
     end)

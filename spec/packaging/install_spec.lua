@@ -12,7 +12,10 @@ describe("cmake --install", function()
     local out, ok = H.sh(("cmake --install %s --prefix %s"):format(H.shell_quote(build), prefix))
     assert.is_true(ok, out)
     for _, f in ipairs({ "lib/lua/" .. abi .. "/producers/core.so", "share/lua/" .. abi .. "/producers/init.lua",
-                         "share/lua/" .. abi .. "/producers/kafka.lua" }) do
+                         "share/lua/" .. abi .. "/producers/kafka.lua", "share/lua/" .. abi .. "/producers/ngx.lua",
+                         "share/lua/" .. abi .. "/producers/ngx/options.lua",
+                         "share/lua/" .. abi .. "/producers/ngx/instance.lua",
+                         "share/lua/" .. abi .. "/producers/ngx/metrics.lua" }) do
       assert.truthy(io.open(prefix .. "/" .. f), f)
     end
     local cmd = ("cd / && LUA_PATH='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;' LUA_CPATH='%s/lib/lua/%s/?.so;;' "
@@ -45,6 +48,7 @@ describe("cmake --install", function()
     assert.is_true(ok, out)
     assert.is_string(libdir)
     for _, f in ipairs({ "./usr/" .. libdir .. "/lua/5.4/producers/core.so", "./usr/share/lua/5.4/producers/init.lua",
+                         "./usr/share/lua/5.4/producers/ngx/instance.lua",
                          "./usr/" .. libdir .. "/liblua5.4-producers.so.0.1.0",
                          "./usr/" .. libdir .. "/pkgconfig/lua5.4-producers.pc",
                          "./usr/" .. libdir .. "/cmake/lua5.4-producers/lua5.4-producersConfig.cmake",

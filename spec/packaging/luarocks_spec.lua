@@ -75,6 +75,7 @@ describe_54("luarocks, as the README says #luarocks", function()
       local list = sh("unzip -l " .. q(rock))
       assert.matches("lib/producers/core%.so", list)
       assert.matches("lua/producers/init%.lua", list)
+      assert.matches("lua/producers/ngx/instance%.lua", list)
       os.remove(rock)
     end)
   end
