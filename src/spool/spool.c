@@ -366,3 +366,12 @@ void prd_spool_metrics_get(prd_spool *s, prd_spool_metrics *m)
     }
   }
 }
+
+void prd_spool_summary(prd_spool *s, char *buf, size_t len)
+{
+  prd_spool_metrics m;
+  prd_spool_metrics_get(s, &m);
+  snprintf(buf, len, "spool %s resumed: %llu records, %llu bytes, oldest %lld s, cut %llu, damaged %llu", s->dir,
+           (unsigned long long)m.records, (unsigned long long)m.bytes, (long long)(m.oldest_age_ms / 1000),
+           (unsigned long long)m.cut, (unsigned long long)m.damaged);
+}

@@ -127,6 +127,9 @@ void prd_spool_rewind(prd_spool_cursor *c);
 prd_spool_code prd_spool_next(prd_spool *s, prd_spool_cursor *c, prd_spool_record *r);
 
 void prd_spool_metrics_get(prd_spool *s, prd_spool_metrics *m);
+/* The one line to log at start-up (I13): "spool <dir> resumed: N records,
+ * B bytes, oldest S s, cut C, damaged D" into buf (truncated to len). */
+void prd_spool_summary(prd_spool *s, char *buf, size_t len);
 const char *prd_spool_error(const prd_spool *s);     /* the last failure's message */
 int prd_spool_errno(const prd_spool *s);             /* its errno, 0 if none */
 const char *prd_spool_code_name(prd_spool_code c);   /* "SPOOL_FULL", ... */

@@ -9,7 +9,9 @@
  *    spool before anything is deleted;
  * 2. *.tmp and an .ack without its .seg are deleted; a .seg too short
  *    for its header (a death while creating it) is deleted and counted
- *    in cut; a garbage header moves the file to damaged/ (counted);
+ *    in cut; a damaged header (bad magic or CRC) is counted in damaged,
+ *    the file's frames are still scanned and delivered (its name gives
+ *    the first seq), and the file goes to damaged/ once done;
  * 3. a segment whose last 48 bytes are a valid footer is sealed: its
  *    range is trusted without a scan (damage inside is found, counted
  *    and skipped by the replay cursor); any other is scanned frame by
@@ -19,7 +21,8 @@
  * 4. each .ack is read in 16-byte entries: a bad CRC or a seq outside
  *    the segment is ignored (I8), a torn last entry truncated away;
  * 5. the next seq follows the highest on disk, a new active segment is
- *    created, and every older segment with nothing left is deleted.
+ *    created (when the disk refuses, the spool opens without one), and
+ *    every older segment with nothing left is deleted.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -75,7 +78,7 @@ static int cmp_u64(const void *a, const void *b)
 
 static int has(const uint64_t *a, size_t n, uint64_t v)
 {
-  return bsearch(&v, a, n, sizeof v, cmp_u64) != NULL;
+  return n && bsearch(&v, a, n, sizeof v, cmp_u64) != NULL;
 }
 
 /* Lists the segments and acks; deletes *.tmp only when del is set */
@@ -101,8 +104,10 @@ static prd_spool_code list_dir(prd_spool *s, listing *l, int del)
     }
   }
   closedir(d);
-  qsort(l->segs, l->nsegs, sizeof *l->segs, cmp_u64);
-  qsort(l->acks, l->nacks, sizeof *l->acks, cmp_u64);
+  if (l->nsegs)
+    qsort(l->segs, l->nsegs, sizeof *l->segs, cmp_u64);
+  if (l->nacks)
+    qsort(l->acks, l->nacks, sizeof *l->acks, cmp_u64);
   return PRD_SPOOL_OK;
 }
 
@@ -253,15 +258,18 @@ static prd_spool_code load_seg(prd_spool *s, uint64_t first, unsigned char **buf
   } else if (st.st_size < SEG_HDR_LEN) {
     s->m.cut++;           /* died while creating it */
     (void)unlink(path);
-  } else if (prd_spool_pread_full(fd, h, sizeof h, 0) != 0 || prd_spool_header_decode(h, g) != 0 ||
-             g->first != first) {
-    g->first = first;
-    g->last = first - 1;
-    s->m.damaged++;
-    g->damaged = 1;
-    prd_spool_drop_seg(s, g);  /* not in the table: moves the file to damaged/ only */
-    g = NULL;
   } else {
+    if (prd_spool_pread_full(fd, h, sizeof h, 0) != 0 || prd_spool_header_decode(h, g) != 0 ||
+        g->first != first) {
+      /* a damaged header: its frames may be intact; the name gives the
+       * first seq, SPOOL the id; moved to damaged/ once done */
+      g->first = first;
+      g->last = first - 1;
+      memcpy(g->spool_id, s->id, 16);
+      g->created_ms = (int64_t)st.st_mtime * 1000;
+      s->m.damaged++;
+      g->damaged = 1;
+    }
     g->size = (uint64_t)st.st_size;
     if (!read_footer(fd, g, buf, cap))
       rc = scan(s, fd, g, path, buf, cap);
@@ -338,9 +346,14 @@ prd_spool_code prd_spool_recover(prd_spool *s)
     return rc;
   if (s->next_seq == 0)
     s->next_seq = 1;
-  rc = prd_spool_new_active(s);
-  if (rc != PRD_SPOOL_OK)
-    return rc;
+  /* A full or failing disk must not stop the backlog's delivery (I12):
+   * without a new segment the spool opens all the same, appends retry
+   * creating one (SPOOL_IO until acks free room), and the newest old
+   * segment stays, so the seqs never go back. */
+  if (prd_spool_new_active(s) != PRD_SPOOL_OK) {
+    s->err[0] = 0;
+    s->err_errno = 0;
+  }
   for (i = s->nsegs; i-- > 1;)  /* oldest first would shift the rest: any order is fine */
     prd_spool_maybe_drop(s, s->segs[i - 1]);
   return PRD_SPOOL_OK;
