@@ -24,7 +24,7 @@
 #include "crc32c.h"
 #include "spool_int.h"
 
-void prd_put16(unsigned char *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
+void prd_put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)(v & 0xff); p[1] = (unsigned char)(v >> 8); }
 void prd_put32(unsigned char *p, uint32_t v)
 {
   int i;

@@ -147,8 +147,8 @@ static int step(prd_spool *s, prd_spool_cursor *c, prd_seg *g, prd_spool_record 
   int rc = prd_frame_read(c->fd, c->off, g->size, &c->buf, &c->cap, &f);
   uint64_t next;
   if (rc < 0)
-    return -prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: reading segment %llu", s->dir,
-                           (unsigned long long)g->first);
+    return -(int)prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: reading segment %llu", s->dir,
+                                (unsigned long long)g->first);
   if (rc == 1 && f.type == FRAME_RECORD && prd_get64(f.body) >= c->expect) {
     uint64_t seq = prd_get64(f.body);
     for (; c->expect < seq; c->expect++)
