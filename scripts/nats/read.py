@@ -90,9 +90,14 @@ def out(obj):
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
 
 
+ERRORS = []
+
+
 async def connect(a):
+    # one try: nats-py's initial connect keeps trying a refused server while
+    # max_reconnect_attempts is 0 ("no limit" there), so 1 and a short wait
     opts = dict(servers=[a.server], connect_timeout=a.timeout, allow_reconnect=False,
-                max_reconnect_attempts=0)
+                max_reconnect_attempts=1, reconnect_time_wait=0.05)
     if a.user is not None:
         opts.update(user=a.user, password=a.password or "")
     if a.token is not None:
@@ -101,9 +106,9 @@ async def connect(a):
         ctx = ssl.create_default_context(cafile=a.ca) if a.ca else ssl.create_default_context()
         opts["tls"] = ctx
 
-    async def quiet(_e):  # errors surface as exceptions; no stderr noise from the client
-        pass
-    opts["error_cb"] = quiet
+    async def keep(e):  # the cause, for the message; no stderr noise from the client
+        ERRORS.append(e)
+    opts["error_cb"] = keep
     return await nats.connect(**opts)
 
 
@@ -159,30 +164,26 @@ def record(msg):
 
 
 async def read(nc, a):
-    """Every message up to the stream's last sequence when the read began,
-    through a pull consumer of our own (no acks), deleted afterwards."""
+    """Every message (matching --filter) stored when the read began, through
+    a pull consumer of our own (no acks), deleted afterwards."""
     js = nc.jetstream(timeout=a.timeout)
     si = await js.stream_info(a.stream)
-    last = si.state.last_seq
     if si.state.messages == 0:
         return
     name = "read-py-" + uuid.uuid4().hex[:12]
     cfg = api.ConsumerConfig(durable_name=name, deliver_policy=api.DeliverPolicy.ALL,
                              ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
                              filter_subject=a.filter)
-    await js.add_consumer(a.stream, cfg)
+    ci = await js.add_consumer(a.stream, cfg)
+    want = ci.num_pending or 0   # what the consumer has to deliver: the messages its filter matches
     try:
         sub = await js.pull_subscribe_bind(durable=name, stream=a.stream)
-        done = False
-        while not done:
-            try:
-                msgs = await sub.fetch(batch=512, timeout=min(a.timeout, 2.0))
-            except nats.errors.TimeoutError:
-                break  # nothing more (a filter can leave the last sequence unmatched)
+        got = 0
+        while got < want:
+            msgs = await sub.fetch(batch=min(512, want - got), timeout=a.timeout)
             for m in msgs:
                 out(record(m))
-                if m.metadata.sequence.stream >= last or m.metadata.num_pending == 0:
-                    done = True
+                got += 1
     finally:
         try:
             await js.delete_consumer(a.stream, name)
@@ -218,7 +219,8 @@ async def main(a):
     try:
         nc = await asyncio.wait_for(connect(a), a.timeout + 1)
     except Exception as e:  # refused, TLS, authorization
-        sys.stderr.write("read.py: cannot connect to %s: %s: %s\n" % (a.server, type(e).__name__, e))
+        cause = ERRORS[-1] if ERRORS else e
+        sys.stderr.write("read.py: cannot connect to %s: %s: %s\n" % (a.server, type(cause).__name__, cause))
         return 3
     try:
         if a.subjects:

@@ -65,12 +65,21 @@ server_pid() {
   [[ -f $f ]] || return 1
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-c $(conf_file "$1")" || return 1
   echo "$pid"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# true while process PID exists and is not a zombie: an orphaned server's
+# new parent may reap it late, and a zombie serves nothing
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
 
 # ready: the monitoring endpoint's /healthz says ok (JetStream up, its
 # streams recovered) and the client port takes a connection
@@ -130,11 +139,11 @@ stop_servers() {
   for k in "${!pids[@]}"; do
     pid=${pids[$k]}
     deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
-    while kill -0 "$pid" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.05; done
-    if kill -0 "$pid" 2>/dev/null; then
+    while alive "$pid" && (($(now_ms) < deadline)); do sleep 0.05; done
+    if alive "$pid"; then
       log "${names[$k]} (pid $pid) still runs after ${STOP_TIMEOUT}s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+      while alive "$pid"; do sleep 0.05; done
     fi
   done
   log "stopped ${names[*]} (pids ${pids[*]})"
