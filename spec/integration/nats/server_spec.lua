@@ -4,18 +4,19 @@
 -- (nats-py), and Debian's nats.c 3.4 (spec/support/nats_smoke.c, built
 -- here with cc -lnats) publishing to JetStream. The NATS backend's specs
 -- will stand on these. Tagged #nats: scripts/integration.sh nats runs it
--- (it starts and stops its own servers; no broker, no library build).
+-- (it starts and stops its own servers in lazy_setup/lazy_teardown, so
+-- another tag's run that loads this file starts nothing).
 local N = require("support.nats")
 local H = require("helpers")
 
 describe("NATS JetStream servers for the specs #nats", function()
   local env
 
-  setup(function()
+  lazy_setup(function()
     env = N.start()
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     N.stop()
   end)
 
@@ -152,14 +153,14 @@ describe("NATS JetStream servers for the specs #nats", function()
   describe("nats.c 3.4 (libnats-dev)", function()
     local smoke
 
-    setup(function()
+    lazy_setup(function()
       smoke = os.tmpname()
       local out, ok = H.sh(("cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -o %s "
         .. "spec/support/nats_smoke.c $(pkg-config --cflags --libs libnats) -lpthread"):format(H.shell_quote(smoke)))
       assert(ok, "nats_smoke.c did not build: " .. out)
     end)
 
-    teardown(function() os.remove(smoke) end)
+    lazy_teardown(function() os.remove(smoke) end)
 
     -- runs the smoke program against a server kind; returns its lines and exit status
     local function run(kind, subject, count, args)
