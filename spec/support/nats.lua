@@ -12,12 +12,12 @@
 --   local recs = N.read("ORDERS")               -- { {subject, seq, headers, data, ...}, ... }
 --   N.restart()                                 -- the JetStream stores survive
 --   N.stop()
+--   it("...", N.with_logs(function() ... end))   -- the servers' logs on failure
 --
 -- Credentials go to read.py through its environment, never on its
 -- command line. Caveat: the specs share one set of servers per state
 -- dir ($PRODUCERS_NATS_DIR, default /tmp/producers-nats) and port
 -- offset ($PRODUCERS_NATS_PORT_OFFSET): give a second run its own.
-local busted = require("busted")
 local cjson = require("cjson")
 local H = require("helpers")
 
@@ -290,17 +290,19 @@ end
 
 -- ------------------------------------------------------------ tests
 
---- Like busted's it, but prints the servers' logs when the test fails.
-function N.it(name, fn)
-  busted.it(name, function()
+--- fn wrapped so that a failure prints the servers' logs first:
+-- it("...", N.with_logs(function() ... end)). (busted's it stays in the
+-- spec file, so busted names the spec's line, not this file's.)
+function N.with_logs(fn)
+  return function()
     local ok, err = xpcall(fn, function(e) return e end)
     if not ok then
-      io.stdout:write(("\n==== NATS test failed: %s\n%s\n==== server logs\n%s\n")
-        :format(name, tostring(type(err) == "table" and (err.message or err[1]) or err), N.logs(40)))
+      io.stdout:write(("\n==== NATS test failed\n%s\n==== server logs\n%s\n")
+        :format(tostring(type(err) == "table" and (err.message or err[1]) or err), N.logs(40)))
       io.stdout:flush()
       error(err, 0)
     end
-  end)
+  end
 end
 
 return N
