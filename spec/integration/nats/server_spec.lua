@@ -206,6 +206,17 @@ describe("NATS JetStream servers for the specs #nats", function()
       assert.are.equal(3, N.info(stream).messages)
     end))
 
+    it("runs valgrind-clean: no leak and no invalid access in nats.c 3.4's publish, ack and teardown", N.with_logs(function()
+      local stream = N.stream("VG")
+      N.create_stream(stream, { "vg.>" })
+      local _, prefix = N.connection("plain")
+      local out, ok, code = H.sh(("%s valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect "
+        .. "--error-exitcode=9 %s %s vg.a 3 --msg-id vg"):format(prefix, H.shell_quote(smoke), H.shell_quote(env.NATS_URL)))
+      assert(ok, ("valgrind exit %s:\n%s"):format(tostring(code), out))
+      assert.truthy(out:find("done acked=3 failed=0", 1, true), out)
+      assert.are.equal(3, N.info(stream).messages)
+    end))
+
     it("reports no stream as No responders, a full stream as 10077, and connects over TLS with credentials", N.with_logs(function()
       assert.are.same({ "done acked=0 failed=1", "err 0 status=No responders available for request code=0 "
         .. "text=No responders available for request" }, (run("plain", "nostream.a", 1)))
