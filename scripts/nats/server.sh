@@ -24,6 +24,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NDIR=${PRODUCERS_NATS_DIR:-/tmp/producers-nats}
+NDIR=${NDIR%/}
 NATS_SERVER=${PRODUCERS_NATS_SERVER:-nats-server}
 READY_TIMEOUT=${PRODUCERS_NATS_READY_TIMEOUT:-30}
 STOP_TIMEOUT=15
@@ -275,16 +276,19 @@ cmd_start() {
   command -v "$NATS_SERVER" >/dev/null || die "$NATS_SERVER not found (scripts/install-deps.sh installs Debian's nats-server)"
   command -v curl >/dev/null || die "curl not found"
   t0=$(now_ms)
+  # start wipes the state folder: not one that holds anything else
+  [[ $NDIR == /*/* && $NDIR != "$HOME" ]] || die "PRODUCERS_NATS_DIR='$NDIR': give a folder of its own, like /tmp/producers-nats"
+  if [[ -z $js_root ]]; then
+    js_root=$NDIR/jetstream
+  else
+    [[ $js_root == /* ]] || js_root=$PWD/$js_root
+    js_root=${js_root%/}
+    [[ $js_root != "$NDIR" && $js_root != "$NDIR"/* ]] || die "--jetstream-dir must be outside $NDIR (start wipes it)"
+  fi
   stop_servers "${SERVERS[@]}"
   rm -rf "$NDIR"
   mkdir -p "$NDIR"/{config,logs,pids,certs}
   chmod 700 "$NDIR"
-  if [[ -z $js_root ]]; then
-    js_root=$NDIR/jetstream
-  else
-    mkdir -p "$js_root"
-    js_root=$(cd "$js_root" && pwd)
-  fi
   make_certs
   local name
   for name in "${SERVERS[@]}"; do write_conf "$name" "$js_root" "$mode" "$user" "$password" "$token"; done
