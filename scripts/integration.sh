@@ -31,6 +31,7 @@ LUA=${PRODUCERS_LUA:-lua5.4}
 WHAT=${1:-all}
 case $WHAT in all | single | failover | kafka4 | nginx | nats) ;; *) echo "usage: $0 [all|single|failover|kafka4|nginx|nats]" >&2; exit 2 ;; esac
 NATS_SERVER_SH=scripts/nats/server.sh
+NATS_RUN=
 NGINX_BUILD=${PRODUCERS_NGINX_BUILD_DIR:-$PWD/build-luajit}
 
 status=0
@@ -54,8 +55,11 @@ on_exit() {
     wait "$BUSTED_PID" 2>/dev/null || true
   fi
   if ((rc != 0 && logs_shown == 0)); then show_logs; fi
-  "$BROKER" stop >/dev/null 2>&1 || true
-  "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
+  # only what this run started: a nats run starts no broker (and test.sh runs
+  # it beside a lane whose broker sits at the default folder), and another
+  # run may be using the NATS servers
+  if [[ $WHAT != nats ]]; then "$BROKER" stop >/dev/null 2>&1 || true; fi
+  if [[ -n $NATS_RUN ]]; then "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true; fi
   exit "$rc"
 }
 trap on_exit EXIT
@@ -163,8 +167,10 @@ if [[ $WHAT == all || $WHAT == kafka4 ]]; then
 fi
 
 if [[ $WHAT == all || $WHAT == nats ]]; then
+  NATS_RUN=1
   run_busted "NATS" --tags=nats spec/integration/nats
   "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
+  NATS_RUN=
 fi
 
 echo
