@@ -178,11 +178,11 @@ describe("builtin JSON encoder, floats", function()
 
   setup(function()
     hard = {}
-    for h in sh(PLAIN .. "python3 src/json_double_gen.py --hard"):gmatch("%x+") do hard[#hard + 1] = h end
+    for h in sh(PLAIN .. "python3 src/core/json_double_gen.py --hard"):gmatch("%x+") do hard[#hard + 1] = h end
   end)
 
   it("writes the table json_double_gen.py writes, whose proofs hold", function()
-    local out = sh(PLAIN .. "python3 src/json_double_gen.py --check")
+    local out = sh(PLAIN .. "python3 src/core/json_double_gen.py --check")
     assert.truthy(out:find("json_double_table.h is up to date", 1, true), out)
     assert.truthy(out:find("2^-69 is needed", 1, true), out)
   end)
