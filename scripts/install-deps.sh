@@ -13,13 +13,13 @@ PACKAGES=(
   liblua5.1-0-dev liblua5.2-dev liblua5.3-dev lua-compat53-dev luajit2 libluajit2-5.1-dev
   nginx libnginx-mod-http-lua lua-luv curl
   valgrind
-  # spec/14 (JSON): Python's json module as the reference parser; de_DE's
+  # spec/json/encoder_spec.lua (JSON): Python's json module as the reference parser; de_DE's
   # locale sources, compiled with localedef for the comma-decimal case
   python3 locales
   # the benchmark (bench/): a monotonic clock for Lua, the nginx load driver
   lua-system wrk
   # the second leg's librdkafka 2.8 (scripts/librdkafka.sh: apt-get source,
-  # configure, make) and the static-link recipe (spec/10: pkg-config
+  # configure, make) and the static-link recipe (spec/packaging/embed_spec.lua: pkg-config
   # --static names what librdkafka links: -llz4 -lzstd -lsasl2 -lssl -lz)
   dpkg-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev g++ unzip git
   # integration specs: a real Kafka broker (scripts/kafka/broker.sh)

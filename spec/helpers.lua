@@ -166,7 +166,7 @@ end
 -- nothing listens on. The specs' own servers (nginx, brokers, mock
 -- clusters) listen on unprivileged ports only, so none of them can take it
 -- while a spec counts on the refusal (a random high port once became
--- another spec's nginx halfway through spec/30). Each call gives another.
+-- another spec's nginx halfway through spec/ngx/operations_spec.lua). Each call gives another.
 local refused_taken = {}
 function H.refused_address()
   local listening = H.listening_ports()

@@ -1,5 +1,5 @@
 -- Running bin/producers-cat from the tree and reading its summary, for
--- spec/33-cat (mock cluster) and spec/integration/90-cat (real broker).
+-- spec/tools/cat (mock cluster) and spec/integration/90-cat (real broker).
 local H = require("helpers")
 
 local C = {}

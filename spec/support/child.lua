@@ -1,5 +1,5 @@
 -- A Lua program run as a child process that a spec sends signals to
--- (spec/27-signals_spec.lua, spec/33-cat_spec.lua,
+-- (spec/core/signals_spec.lua, spec/tools/cat_spec.lua,
 -- spec/integration/90-cat_spec.lua):
 --
 --   local child = require("support.child")

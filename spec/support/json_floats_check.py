@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """json_floats_check.py FILE: checks the builtin encoder's floats, written
-by spec/29-json_floats_spec.lua, against Python: float() to read them
+by spec/json/floats_spec.lua, against Python: float() to read them
 back, repr() as the shortest round-trip digits (repr gives the shortest
 decimal that reads back as the double and, of those, the nearest: David
 Gay's dtoa, mode 0).

@@ -4,7 +4,7 @@ so each byte is one character), with Python's own json module, and prints
 one line for each: "dup NAME" when an object has the member name NAME
 twice (json.loads would keep the last silently), "bad ERROR" when the text
 is not JSON, else the value again in a canonical form (json.dumps with
-sorted keys), for spec/28-json_edges_spec.lua to compare.
+sorted keys), for spec/json/edges_spec.lua to compare.
 """
 import json
 import sys

@@ -3,7 +3,7 @@
 -- lua-cjson 2.1.0 (Debian's, found by require) and OpenResty's fork (the
 -- cjson.so at FORK_SO, loaded as `cjson`, so the builtin encoder sees its
 -- markers). With LOCALE, LC_NUMERIC is set to it before and after loading
--- the modules. spec/14-json_spec.lua runs it and checks the README.
+-- the modules. spec/json/encoder_spec.lua runs it and checks the README.
 local fork_so, locale = arg[1], arg[2]
 
 if locale then assert(os.setlocale(locale, "numeric")) end

@@ -1,4 +1,4 @@
--- Helpers of spec/14-json_spec.lua: OpenResty's lua-cjson built for the
+-- Helpers of spec/json/encoder_spec.lua: OpenResty's lua-cjson built for the
 -- Lua under test, a comma-decimal locale, child interpreters.
 local H = require("helpers")
 

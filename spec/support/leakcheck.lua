@@ -1,4 +1,4 @@
--- Every producing path once, for valgrind (spec/08-memory_safety_spec.lua):
+-- Every producing path once, for valgrind (spec/core/memory_safety_spec.lua):
 -- tables, strings (large ones lent), tombstones, headers, per-message
 -- callbacks (with and without a report), a raising
 -- callback, bad input, a full queue, purge on close, collection without

@@ -1,4 +1,4 @@
--- What the nginx specs (spec/12, spec/integration/60) share: files, the
+-- What the nginx specs (spec/ngx/nginx_spec.lua, spec/integration/60) share: files, the
 -- processes of a running nginx, a free port, starting, quitting and
 -- stopping nginx, counting lines of a log.
 local H = require("helpers")

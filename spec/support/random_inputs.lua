@@ -1,11 +1,11 @@
--- Random inputs for spec/17-random_spec.lua: a seeded generator that
+-- Random inputs for spec/core/random_spec.lua: a seeded generator that
 -- gives the same numbers on every Lua (so a seed replays under 5.4 and
 -- LuaJIT alike), and the messages it makes: values, keys, headers,
 -- options, each with what its report must show.
 local cjson = require("cjson").new()
 -- a buffer of its own per call: on LuaJIT and 5.1 a finalizer that
 -- encodes inside lua_pushlstring would overwrite a shared one while it is
--- copied (the library's defect spec/21 keeps; this is the test's copy)
+-- copied (the library's defect spec/core/collector_spec.lua keeps; this is the test's copy)
 cjson.encode_keep_buffer(false)
 
 local M = {}

@@ -1,4 +1,4 @@
--- The bookkeeping of spec/17-random_spec.lua: what each produce call
+-- The bookkeeping of spec/core/random_spec.lua: what each produce call
 -- promised (accepted, refused) and what each report brought, checked as
 -- reports arrive (fields, duplicates) and at the end (exactly one report
 -- per accepted message, none for a refused one). Errors raised to the

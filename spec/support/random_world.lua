@@ -1,4 +1,4 @@
--- The driver of spec/17-random_spec.lua: a few producers on a mock
+-- The driver of spec/core/random_spec.lua: a few producers on a mock
 -- cluster, driven by random steps (produce, poll, flush, close and a new
 -- producer, a producer dropped unclosed, garbage collection, faults
 -- pushed on the cluster, brokers down and up or slow, leaders moved),

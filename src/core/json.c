@@ -626,7 +626,7 @@ static int put_list(prd_buf *b, lua_State *L, int t, lua_Number first)
 /* The names cjson_marker looks up, as Lua strings made once (see
  * prd_json_open) and kept in the registry under &marker_names: pushing a
  * new string there could run the collector, and a finalizer that encodes
- * a value (a produce) would overwrite the buffer being written (spec/21). */
+ * a value (a produce) would overwrite the buffer being written (spec/core/collector_spec.lua). */
 static const char *const marker_names[] = {
     "_LOADED", "cjson", "cjson.safe", "array_mt", "empty_array_mt", "empty_array"
 };
@@ -815,7 +815,7 @@ static void open_cjson(lua_State *L, int state_idx)
      * and Lua 5.1 the collector runs inside lua_pushlstring before it
      * copies encode's buffer, and a finalizer that produces with
      * json = "lua-cjson" there overwrote the bytes being copied (a value
-     * of the right length with another's JSON at its head, spec/21) */
+     * of the right length with another's JSON at its head, spec/core/collector_spec.lua) */
     lua_getfield(L, -1, "encode_keep_buffer");
     if (lua_isfunction(L, -1)) {
         lua_pushboolean(L, 0);

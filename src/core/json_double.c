@@ -56,7 +56,7 @@
  * and scales tiny subnormals by 10 first; here the shortest is shortest
  * (5e-324, as Python). Java's g has 126 bits and its sticky test 63; here
  * 128 bits and the test above. The algorithm's proof is the paper's, the
- * precision's json_double_gen.py's; spec/29 checks the output against
+ * precision's json_double_gen.py's; spec/json/floats_spec.lua checks the output against
  * Python's repr on some 130,000 doubles, the hardest for this precision
  * among them (json_double_gen.py --hard).
  */

@@ -2,11 +2,11 @@
 """json_double_gen.py: writes src/core/json_double_table.h, the table of powers
 of ten that src/core/json_double.c multiplies by, and proves, with exact
 integers, the facts json_double.c relies on. `--check` compares the file
-with what it would write (spec/29 runs it) and exits 1 when they differ.
+with what it would write (spec/json/floats_spec.lua runs it) and exits 1 when they differ.
 
     python3 src/core/json_double_gen.py            # writes src/core/json_double_table.h
     python3 src/core/json_double_gen.py --check    # the file is up to date, the proofs hold
-    python3 src/core/json_double_gen.py --hard     # doubles hard for it, in hex (spec/29 tests them)
+    python3 src/core/json_double_gen.py --hard     # doubles hard for it, in hex (spec/json/floats_spec.lua tests them)
 
 The table: for every k from K_MIN = -324 to K_MAX = 292 (the powers of
 ten json_double.c scales by: k = floor(log10(2^q)) or floor(log10(3/4
@@ -186,7 +186,7 @@ def hard_doubles():
     """Doubles whose scaled values come nearest to integers: for each q and
     its k, the multipliers m that are convergent denominators of 2^q 10^-k
     (or small multiples of them) and are some double's cb = 4c, cbl = 4c - 2
-    or cbr = 4c + 2. Their bits, for spec/29."""
+    or cbr = 4c + 2. Their bits, for spec/json/floats_spec.lua."""
     found = set()
     for q in range(Q_MIN, Q_MAX + 1):
         for k in (floor_log10_pow2(q),):

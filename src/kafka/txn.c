@@ -359,7 +359,7 @@ static int prd_txn_abort(lua_State *L)
  * does on close. It also keeps librdkafka from aborting the process:
  * destroying a handle with an AddPartitionsToTxn request in flight trips
  * an assertion in rd_kafka_txn_handle_AddPartitionsToTxn (txn_req_cnt >
- * 0; seen with 2.0.2 in 30 of 40 runs of spec/24's finalizer case without
+ * 0; seen with 2.0.2 in 30 of 40 runs of spec/kafka/transactions_spec.lua's finalizer case without
  * this abort, once in 25 with an abort that did not wait). Without a
  * transaction, or without transactional.id, librdkafka returns at once;
  * any failure is left to the coordinator's timeout. Runs no Lua.

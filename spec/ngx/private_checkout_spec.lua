@@ -5,7 +5,7 @@
 -- bench/nginx/run.sh). The repository is copied, without its builds and
 -- .git, into such a folder with the LuaJIT build's core.so, and from
 -- there run: examples/nginx without its init_by_lua (each worker loads
--- the library itself), spec/12 whole, and bench/nginx/run.sh.
+-- the library itself), spec/ngx/nginx_spec.lua whole, and bench/nginx/run.sh.
 -- As root, under the LuaJIT suite only (a master of another user runs its
 -- workers as that user: nothing to check).
 local producers = require("producers")
@@ -67,9 +67,9 @@ describe_here(name, function()
     assert.is_nil(n.log():find("not found", 1, true), n.log())
   end)
 
-  it("passes spec/12 (reload, quit, a full queue, a bad option) from there", function()
+  it("passes spec/ngx/nginx_spec.lua (reload, quit, a full queue, a bad option) from there", function()
     local out, ok = sh(("cd %s && PRODUCERS_LUA=luajit PRODUCERS_BUILD_DIR=%s busted --lua=luajit -o utfTerminal "
-      .. "spec/12-nginx_spec.lua 2>&1"):format(q(checkout), q(jit_build)))
+      .. "spec/ngx/nginx_spec.lua 2>&1"):format(q(checkout), q(jit_build)))
     assert.is_true(ok, out)
     local passed = tonumber(out:match("(%d+) successe?s? / 0 failures / 0 errors / 0 pending"))
     assert.is_true(passed and passed >= 3, out)

@@ -1,7 +1,7 @@
 -- What a fault trial with real nginx and a 3-node cluster found (issue
 -- #20), pinned without nginx: one log line per broker failure, and a
 -- report that says when a failed message may have been written
--- (possibly_persisted). spec/20 (stubbed ngx) and spec/12 (real nginx)
+-- (possibly_persisted). spec/ngx/module_spec.lua (stubbed ngx) and spec/ngx/nginx_spec.lua (real nginx)
 -- pin producers.ngx's side.
 local producers = require("producers")
 local H = require("helpers")

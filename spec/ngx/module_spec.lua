@@ -197,18 +197,18 @@ describe("producers.ngx (stubbed ngx)", function()
       local inst = kafka.init{ config = MOCK }
       S.phase = "log"
       local err, line = raised_at(function() kafka.produce("t", 42, "v") end)
-      assert.equal(("spec/20-ngx_module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
+      assert.equal(("spec/ngx/module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
       err, line = raised_at(function() inst:produce("t", "k", function() end) end)
-      assert.equal(("spec/20-ngx_module_spec.lua:%d: value: expected table, string or nil, got function")
+      assert.equal(("spec/ngx/module_spec.lua:%d: value: expected table, string or nil, got function")
         :format(line), err)
       err, line = raised_at(function() kafka.produce("t", "k", "v", { on_delivery = 1 }) end)
-      assert.equal(("spec/20-ngx_module_spec.lua:%d: producers.ngx: on_delivery must be a function, got number")
+      assert.equal(("spec/ngx/module_spec.lua:%d: producers.ngx: on_delivery must be a function, got number")
         :format(line), err)
       S.phase = "content"
       err, line = raised_at(function() kafka.send("t", 7, "v") end)
-      assert.equal(("spec/20-ngx_module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
+      assert.equal(("spec/ngx/module_spec.lua:%d: key: expected string or nil, got number"):format(line), err)
       err, line = raised_at(function() inst:send("t", "k", "v", { timeout = -1 }) end)
-      assert.equal(("spec/20-ngx_module_spec.lua:%d: opts.timeout: expected a number of seconds > 0, got -1")
+      assert.equal(("spec/ngx/module_spec.lua:%d: opts.timeout: expected a number of seconds > 0, got -1")
         :format(line), err)
       -- the producer goes on
       S.phase = "log"

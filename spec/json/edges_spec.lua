@@ -70,7 +70,7 @@ local function via_memory(t)
   return m.messages[1].value
 end
 
--- producers.ngx around a stub ngx (spec/20 has the full one): its produce
+-- producers.ngx around a stub ngx (spec/ngx/module_spec.lua has the full one): its produce
 -- is the Kafka backend's, after its own checks.
 local function ngx_stub()
   local dict = require("support.shared_dict").new()

@@ -194,7 +194,7 @@ describe("producers-cat #cat", function()
   end)
 
   -- luarocks builds with CMake: its install puts producers-cat in the
-  -- rock's bin/, which luarocks wraps into the tree's (as spec/11: a
+  -- rock's bin/, which luarocks wraps into the tree's (as spec/packaging/luarocks_spec.lua: a
   -- clone of HEAD, once, in the Lua 5.4 suite)
   local it_54 = LUA == "lua5.4" and it or pending
   it_54("luarocks make installs it in the tree's bin/, for that Lua #luarocks", function()

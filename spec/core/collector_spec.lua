@@ -1,11 +1,11 @@
--- Defects that spec/17-random_spec.lua found under LuaJIT, each reduced
+-- Defects that spec/core/random_spec.lua found under LuaJIT, each reduced
 -- to a reproducer. On LuaJIT and Lua 5.1 the collector runs inside
 -- lua_pushlstring *before* the bytes are copied, so a finalizer may run
 -- between a C function filling a buffer and Lua copying it.
 local H = require("helpers")
 
 describe("LuaJIT regressions", function()
-  -- spec/17 seeds 3431 and 112 (LuaJIT): a report's value had the
+  -- spec/core/random_spec.lua seeds 3431 and 112 (LuaJIT): a report's value had the
   -- length of its message's JSON and another message's JSON at its head.
   -- lua-cjson encodes into one buffer per instance, and every producer
   -- with json = "lua-cjson" shares the library's instance: a finalizer
@@ -131,7 +131,7 @@ describe("LuaJIT regressions", function()
     assert.matches("reported 2000 of 2000, wrong 0,", out, 1, true)
   end)
 
-  -- spec/17's hang under LuaJIT (1 run in 10 to 20; 100% CPU, flat RSS,
+  -- spec/core/random_spec.lua's hang under LuaJIT (1 run in 10 to 20; 100% CPU, flat RSS,
   -- gdb in trace_exit_cp and lj_snap_restore) is LuaJIT's own, reproduced
   -- here without the library: a pairs() loop compiled as a root trace
   -- (ITERN) whose loop end is first reached inside a finalizer never
@@ -165,7 +165,7 @@ describe("LuaJIT regressions", function()
     local out, _, code = H.sh(("timeout 5 %s %s"):format(os.getenv("PRODUCERS_LUA") or "luajit", path))
     os.remove(path)
     if code == 124 then
-      return pending(jit.version .. " hangs there (LuaJIT's bug, not the library's); spec/17 runs with the compiler off for it")
+      return pending(jit.version .. " hangs there (LuaJIT's bug, not the library's); spec/core/random_spec.lua runs with the compiler off for it")
     end
     assert.matches("returned", out, 1, true)
   end)

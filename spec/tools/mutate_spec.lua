@@ -1,6 +1,6 @@
 -- scripts/mutate.sh (the mutation check, docs/testing.md "Mutation
 -- check") on two fixed mutants, in a temporary work folder: one the specs
--- must kill (memory.lua's queue limit off by one: spec/07 fails) and one
+-- must kill (memory.lua's queue limit off by one: spec/memory/backend_spec.lua fails) and one
 -- listed as equivalent in scripts/mutate/known.txt (reported with its
 -- reason, not run). The report's rows say so, and the checkout's tracked
 -- files are the same before and after: the script mutates a copy only
@@ -26,7 +26,7 @@ describe_once("scripts/mutate.sh", function()
     local report = H.read(work .. "/r.md") or ""
     H.sh("rm -rf " .. work)
     assert.is_true(ok, out)
-    assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:185 | `>=` -> `>` | killed | 07-memory_backend_spec.lua: ",
+    assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:185 | `>=` -> `>` | killed | memory/backend_spec.lua: ",
       report, 1, true)
     assert.matches("| `" .. EQUIVALENT .. "` | src/kafka/stats.c:173 | `<` -> `<=` | equivalent | by_id: the line runs only under",
       report, 1, true)

@@ -35,7 +35,7 @@ end
 
 local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or fresh_seed()
 local SECONDS = tonumber(os.getenv("PRODUCERS_RANDOM_SECONDS") or "") or 20
-print(("spec/17-random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
+print(("spec/core/random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
 
 -- Registry refs in use: integer keys holding anything but a number
 -- (luaL_unref's free list threads numbers through the free slots).
@@ -92,7 +92,7 @@ local function report(result, kind)
 end
 
 -- LuaJIT runs this with its compiler off: the compiler has a bug of its
--- own (spec/21: a compiled pairs() loop whose end is first reached inside
+-- own (spec/core/collector_spec.lua: a compiled pairs() loop whose end is first reached inside
 -- a finalizer never returns) that this test's finalizers met in about one
 -- run in ten. The library is C: the interpreter exercises it the same.
 describe("random API sequences (seed " .. SEED .. ")", function()
@@ -106,7 +106,7 @@ describe("random API sequences (seed " .. SEED .. ")", function()
     before = settled()
     result = run(cluster)
     after = settled()
-    print(("spec/17-random: seed %d: %s; depth %d; refs %d -> %d; heap %.0f -> %.0f KiB")
+    print(("spec/core/random: seed %d: %s; depth %d; refs %d -> %d; heap %.0f -> %.0f KiB")
       :format(SEED, result.summary, result.max_depth, before.refs, after.refs, before.heap_kb, after.heap_kb))
   end)
 
