@@ -38,8 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_double.h"
-#include "prd.h"
+#include "core/json_double.h"
+#include "core/call.h"
+#include "core/json.h"
 
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))  /* a rare path kept out of a hot loop */
@@ -805,7 +806,7 @@ static void open_cjson(lua_State *L, int state_idx)
 {
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    if (prd_call_pcall(L, NULL, 1, 1, 0) != LUA_OK)
         luaL_error(L, "json = \"lua-cjson\": %s", lua_tostring(L, -1));
     lua_getfield(L, -1, "new");             /* cjson, new */
     if (!lua_isfunction(L, -1))
@@ -857,8 +858,8 @@ prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx)
  * state_idx, whose string is left on the stack. Raises on a value that
  * cannot be sent.
  */
-const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
-                             size_t *len)
+const char *prd_json_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
+                                  size_t *len)
 {
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -877,7 +878,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
     if (!b) {
         lua_rawgeti(L, state_idx, 2);
         lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        if (prd_call_pcall(L, NULL, 1, 1, 0) != LUA_OK) {
             const char *why = lua_tostring(L, -1);
             luaL_error(L, CANNOT_ENCODE "%s", why ? why : "(error object is not a string)");
         }

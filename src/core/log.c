@@ -2,136 +2,84 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * log.c: what a lua_State's host hears outside any Lua logger, and the
- * one deadline its producers' __gc share.
- *
- * - producers_set_log (include/producers.h): a C function that receives
- *   the lines the library would write to stderr: a producer collected
- *   with messages not delivered, a log line with no Lua logger, and the
- *   default Lua logger's lines under libproducers (prd_log_write).
- * - prd_log_write: the default logger's writer for hosts that open no io
- *   or os library (a sandbox); producers_preload hands it to log.lua.
- * - prd_gc_wait_ms / prd_gc_done: lua_close finalizes every producer in
- *   turn; each waiting its gc_flush_timeout made four unreachable
- *   producers take four timeouts. The first __gc of a burst sets a
- *   deadline for the state and the next ones, if they follow within
- *   GC_BURST_GAP_MS, wait only what is left of it.
- *
- * All of it lives in one userdata in the registry (HOST_KEY), made on
- * first use. No Lua code runs here: the registry has no metamethods.
- *
- * Caveats: a burst is told apart by time alone, so two producers
- * collected by one ordinary GC step, one right after the other, share a
- * deadline too. The hook is per lua_State, called on the thread running
- * that state, and must not call into that state.
+ * log.c: a producer's log lines. A line below the producer's level is
+ * dropped before it is formatted; one kept is redacted (the transport's
+ * secrets) and handed to the Lua logger in a protected call with the
+ * producer busy, or, without one, to the host (host.c: its hook or
+ * stderr). The level names are C's one list; core.log_levels gives it
+ * to Lua.
  */
+#include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
-#include <time.h>
 
-#include "prd.h"
-#include "producers.h"
+#include "core/call.h"
+#include "core/host.h"
+#include "core/log.h"
 
-#define HOST_KEY "producers.host"
-#define GC_BURST_GAP_MS 100
+static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"};
+#define NLEVELS ((int)(sizeof level_names / sizeof level_names[0]) - 1)
 
-typedef struct prd_host {
-    producers_log_fn log;
-    void *log_ud;
-    int64_t gc_deadline;         /* prd_now_ms of the current burst's end */
-    int64_t gc_last;             /* when the last __gc returned, or 0 */
-} prd_host;
+static const char log_line_key;
 
-/* The state's prd_host, made when create is set; NULL when absent. */
-static prd_host *get_host(lua_State *L, int create)
+const char *prd_log_level_name(int level)
 {
-    prd_host *h;
-
-    lua_getfield(L, LUA_REGISTRYINDEX, HOST_KEY);
-    h = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (h || !create)
-        return h;
-    h = lua_newuserdata(L, sizeof *h);
-    memset(h, 0, sizeof *h);
-    lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
-    return h;
+    return level >= 1 && level <= NLEVELS ? level_names[level] : "error";
 }
 
-PRODUCERS_API void producers_set_log(lua_State *L, producers_log_fn fn, void *ud)
+/* A line for the logger: what log_line needs. */
+typedef struct {
+    int logger;                 /* registry ref */
+    const char *level, *line;
+} prd_line;
+
+/* Protected: calls the logger with the line. */
+static int log_line(lua_State *L)
 {
-    prd_host *h = get_host(L, fn != NULL);
+    const prd_line *l = lua_touserdata(L, 1);
 
-    if (h) {
-        h->log = fn;
-        h->log_ud = ud;
-    }
-}
-
-/* A line for the host: to its hook when set, else to stderr as
- * "producers: LEVEL: line". */
-void prd_log_host(lua_State *L, const char *level, const char *line)
-{
-    prd_host *h = get_host(L, 0);
-
-    if (h && h->log)
-        h->log(h->log_ud, level, line);
-    else
-        fprintf(stderr, "producers: %s: %s\n", level, line);
-}
-
-/*
- * The default logger's writer, log(level, message): the host's hook when
- * set, else one line on stderr, "2025-01-31T12:00:00Z producers WARN
- * message", as log.lua writes it with io and os.
- */
-int prd_log_write(lua_State *L)
-{
-    const char *level = luaL_checkstring(L, 1);
-    const char *message = luaL_checkstring(L, 2);
-    prd_host *h = get_host(L, 0);
-    char stamp[32], upper[16];
-    time_t now;
-    struct tm tm;
-    size_t i;
-
-    if (h && h->log) {
-        h->log(h->log_ud, level, message);
-        return 0;
-    }
-    now = time(NULL);
-    if (!gmtime_r(&now, &tm) || !strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        strcpy(stamp, "-");
-    for (i = 0; level[i] && i < sizeof upper - 1; i++)
-        upper[i] = (char)(level[i] >= 'a' && level[i] <= 'z' ? level[i] - 'a' + 'A' : level[i]);
-    upper[i] = '\0';
-    fprintf(stderr, "%s producers %s %s\n", stamp, upper, message);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->logger);
+    lua_pushstring(L, l->level);
+    lua_pushstring(L, l->line);
+    lua_call(L, 2, 0);
     return 0;
 }
 
-/* How long a producer collected now may wait for deliveries: its own
- * timeout_ms, or what is left of the state's deadline within a burst. */
-int prd_gc_wait_ms(lua_State *L, int timeout_ms)
+/* printf-style logging through log's logger, if the level is enabled;
+ * returns the logger's status (an error on top of the stack). */
+int prd_log_f(lua_State *L, const prd_log *log, int *busy, int level, const char *fmt, ...)
 {
-    prd_host *h = get_host(L, 1);
-    int64_t now = prd_now_ms();
+    char line[PRD_TEXT_MAX];
+    prd_line l;
+    va_list ap;
 
-    if (h->gc_last && now - h->gc_last <= GC_BURST_GAP_MS) {
-        int64_t left = h->gc_deadline - now;
-
-        if (left < 0)
-            left = 0;
-        return left < timeout_ms ? (int)left : timeout_ms;
+    if (level < log->level)
+        return LUA_OK;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (log->redact)
+        log->redact(log->redact_ud, line);
+    if (log->logger == LUA_NOREF) {
+        prd_host_log(L, prd_log_level_name(level), line);
+        return LUA_OK;
     }
-    h->gc_deadline = now + timeout_ms;
-    return timeout_ms;
+    l.logger = log->logger;
+    l.level = prd_log_level_name(level);
+    l.line = line;
+    return prd_call_protected(L, busy, &log_line_key, log_line, &l);
 }
 
-/* Marks the end of a producer's __gc: one that follows soon joins the
- * burst. */
-void prd_gc_done(lua_State *L)
+/* Makes log_line once per state (call.c's prd_call_open says why);
+ * pushes core.log_levels, the names from the lowest level. */
+void prd_log_open(lua_State *L)
 {
-    prd_host *h = get_host(L, 1);
+    int i;
 
-    h->gc_last = prd_now_ms();
+    prd_call_push_function(L, &log_line_key, log_line);
+    lua_pop(L, 1);
+    lua_createtable(L, NLEVELS, 0);
+    for (i = 1; i <= NLEVELS; i++) {
+        lua_pushstring(L, level_names[i]);
+        lua_rawseti(L, -2, i);
+    }
 }

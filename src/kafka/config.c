@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/base.h"
+#include "kafka/config.h"
 
 /* The values of a producer's secret properties: librdkafka's error texts
  * may quote them (a malformed sasl.oauthbearer.config, for one). */
@@ -310,4 +311,29 @@ void prd_redact(const prd_secrets *secrets, char *text)
         out[o] = '\0';
         memcpy(text, out, o + 1);
     }
+}
+
+/* prd_redact in prd_log's shape (a producer's log lines): ud is the
+ * address of the producer's secrets pointer, which a new token replaces. */
+void prd_redact_log(const void *ud, char *text)
+{
+    prd_redact(*(prd_secrets *const *)ud, text);
+}
+
+/***
+ * Checks librdkafka properties as new would, without making a handle.
+ * @function core.check_config
+ * @tparam table conf
+ * @treturn true
+ * @raise naming the property
+ */
+int prd_conf_check(lua_State *L)
+{
+    prd_secrets *secrets;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    rd_kafka_conf_destroy(prd_conf_from_table(L, 1, &secrets));
+    prd_secrets_free(secrets);
+    lua_pushboolean(L, 1);
+    return 1;
 }

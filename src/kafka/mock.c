@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "prd.h"
+#include "kafka/errors.h"
+#include "kafka/handle.h"
+#include "kafka/mock.h"
+#include <librdkafka/rdkafka_mock.h>
 
 /* Bounds that keep the casts to int exact and the mock's allocations
  * small; far above what a test needs. */
@@ -93,7 +96,7 @@ static int32_t check_broker(lua_State *L, int arg, const prd_mock *m)
 static int result(lua_State *L, rd_kafka_resp_err_t err)
 {
     if (err)
-        return prd_fail(L, err);
+        return prd_kafka_fail(L, err);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -208,7 +211,7 @@ static int prd_mock_push_request_errors(lua_State *L)
 
     luaL_argcheck(L, n >= 1 && n <= 64, 3, "between 1 and 64 error names");
     for (i = 0; i < n; i++)
-        errs[i] = prd_check_err_name(L, i + 3);
+        errs[i] = prd_kafka_check_err_name(L, i + 3);
     rd_kafka_mock_push_request_errors_array(m->cluster, apikey, (size_t)n, errs);
     return 0;
 }
@@ -218,7 +221,7 @@ static int prd_mock_topic_set_error(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_topic_set_error(m->cluster, check_topic(L, 2), prd_check_err_name(L, 3));
+    rd_kafka_mock_topic_set_error(m->cluster, check_topic(L, 2), prd_kafka_check_err_name(L, 3));
     return 0;
 }
 
@@ -248,20 +251,20 @@ static const luaL_Reg mock_methods[] = {
     {NULL, NULL}};
 
 /***
- * core.test_fatal_error(producer, name [, reason]): raises a fatal error
+ * core.testing.fatal_error(producer, name [, reason]): raises a fatal error
  * in the producer as librdkafka would (librdkafka's own test hook), so
  * specs can check what a fatal error does without a broker that fences.
  * @treturn true, or nil, message, name when librdkafka refuses
  */
-int prd_test_fatal_error(lua_State *L)
+int prd_mock_test_fatal_error(lua_State *L)
 {
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-    rd_kafka_resp_err_t err = prd_check_err_name(L, 2);
+    rd_kafka_resp_err_t err = prd_kafka_check_err_name(L, 2);
     const char *reason = luaL_optstring(L, 3, "test fatal error");
 
     luaL_argcheck(L, p->rk != NULL, 1, "producer is closed");
     if ((err = rd_kafka_test_fatal_error(p->rk, err, reason)))
-        return prd_fail(L, err);
+        return prd_kafka_fail(L, err);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -27,7 +27,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/call.h"
+#include "kafka/config.h"
+#include "kafka/errors.h"
+#include "kafka/oauth.h"
 
 #define FAILED "token refresh failed: "
 /* what librdkafka raises after set_token_failure: ours said it already */
@@ -218,11 +221,11 @@ int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     char text[PRD_TEXT_MAX], *eol;
 
     /* close asks for a token only while messages wait to be sent */
-    if (p->closing == PRD_PURGED || (p->closing && prd_waiting(p) == 0))
+    if (p->closing == PRD_PURGED || (p->closing && p->queued == 0))
         return LUA_OK;
     if (p->on_token == LUA_NOREF)        /* OAUTHBEARER set through config */
         snprintf(r.reason, sizeof r.reason, "no on_oauthbearer_token option");
-    else if (prd_call_busy(L, p, &call_token_key, call_token, &r) != LUA_OK)
+    else if (prd_call_protected(L, &p->busy, &call_token_key, call_token, &r) != LUA_OK)
         take_error(L, &r);
     if (!r.reason[0])
         return LUA_OK;
@@ -234,7 +237,7 @@ int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     rd_kafka_oauthbearer_set_token_failure(p->rk, text + sizeof FAILED - 1);
     if (eol)
         *eol = '\n';
-    return prd_report_error(L, p, RD_KAFKA_RESP_ERR__AUTHENTICATION, text, 0);
+    return prd_kafka_error_report(L, p, RD_KAFKA_RESP_ERR__AUTHENTICATION, text, 0);
 }
 
 /* Whether the error event ev repeats the failure prd_oauth_refresh

@@ -11,18 +11,25 @@
  *
  * Every method but close raises "producer is closed" after close.
  */
-#include <fcntl.h>
-#include <pthread.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "core/call.h"
+#include "core/host.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/msgstate.h"
+#include "kafka/config.h"
+#include "kafka/errors.h"
+#include "kafka/handle.h"
+#include "kafka/producer.h"
+#include "kafka/report.h"
+#include "kafka/stats.h"
+#include "kafka/txn.h"
 
-#define DEFAULT_TIMEOUT_MS 30000
-#define SERVE_SLICE_MS 100        /* flush serves in slices of this */
-#define SEND_NOW_MS 1             /* send_now's wait */
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 /* Strings from this size are lent to librdkafka, not copied: beyond it
  * a copy costs more than the ref that keeps the string (bench/README.md,
@@ -31,70 +38,17 @@
 #define PRD_NOCOPY_MIN 1024
 #endif
 
-/* Its address marks the memory of a producer (see check_producer). */
-static const char producer_magic;
-
-/* librdkafka's threads do not survive fork(): a forked child counts one
- * more generation than its parent, and refuses the parent's producers. */
-static int fork_generation;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-
-static void forked(void)
-{
-    fork_generation++;
-}
-
-static void watch_forks(void)
-{
-    pthread_atfork(NULL, NULL, forked);
-}
-
-#define FORKED_MSG "producer was created in another process (before fork): " \
-                   "create it in the process that uses it (in nginx, in init_worker_by_lua)"
-
-/* The open producer at 1. A userdata of a producer's size that starts
- * with the mark is one (Lua code cannot write into a userdata): cheaper
- * than luaL_checkudata's registry lookup by name, which then only runs to
- * raise the error. */
-static prd_producer *check_producer(lua_State *L)
-{
-    prd_producer *p = lua_touserdata(L, 1);
-
-    if (!p || lua_rawlen(L, 1) != sizeof *p || p->magic != &producer_magic)
-        p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-    if (!p->rk)
-        luaL_error(L, "producer is closed");
-    if (p->generation != fork_generation)
-        luaL_error(L, FORKED_MSG);
-    return p;
-}
-
-/* check_producer, for methods defined in other files (stats.c, txn.c). */
-prd_producer *prd_check_producer(lua_State *L)
-{
-    return check_producer(L);
-}
-
 static void unref(lua_State *L, int *ref)
 {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
     *ref = LUA_NOREF;
 }
 
-/* Raises when Lua called by one of p's methods is running: closing or
- * flushing there would pull the producer from under that method. */
-static void check_not_busy(lua_State *L, prd_producer *p, const char *method)
-{
-    if (p->busy)
-        luaL_error(L, "%s: not allowed from a delivery callback, logger or "
-                      "encoder of the same producer", method);
-}
-
 /* What a producer holds apart from librdkafka's handle. */
 static void release(lua_State *L, prd_producer *p)
 {
     unref(L, &p->on_delivery);
-    unref(L, &p->logger);
+    unref(L, &p->log.logger);
     unref(L, &p->on_error);
     unref(L, &p->on_token);
     unref(L, &p->encoder);
@@ -114,11 +68,7 @@ static void abandon(lua_State *L, prd_producer *p)
         free(p->topics[i].name);
         p->topics[i].name = NULL;
     }
-    if (p->wake[0] >= 0) {
-        close(p->wake[0]);
-        close(p->wake[1]);
-        p->wake[0] = p->wake[1] = -1;
-    }
+    prd_wake_close(&p->wake);
     p->rk = NULL;
     p->queue = NULL;
     p->pending = NULL;
@@ -134,7 +84,7 @@ static int opt_callback_ref(lua_State *L, int idx, const char *field,
         lua_pop(L, 1);
         return LUA_NOREF;
     }
-    if (!prd_check_callable(L, -1))
+    if (!prd_arg_callable(L, -1))
         luaL_error(L, "%s.%s: expected a function or callable, got %s",
                    what, field, luaL_typename(L, -1));
     return luaL_ref(L, LUA_REGISTRYINDEX);
@@ -180,35 +130,27 @@ int prd_producer_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
 
-    p = lua_newuserdata(L, sizeof *p);       /* conf, opts, p */
-    memset(p, 0, sizeof *p);
-    p->magic = &producer_magic;
-    p->generation = fork_generation;
-    p->on_delivery = p->logger = p->on_error = p->on_token = p->encoder = p->on_stats = LUA_NOREF;
-    p->wake[0] = p->wake[1] = -1;
-    atomic_init(&p->wake_fd, -1);
-    atomic_init(&p->ready, 1);
-    luaL_setmetatable(L, PRD_PRODUCER_T);
+    p = prd_handle_new(L);                   /* conf, opts, p */
 
-    p->logger = opt_callback_ref(L, 2, "logger", "opts");
+    p->log.logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
     p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
     p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
     p->on_token = opt_callback_ref(L, 2, "on_oauthbearer_token", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
-        p->on_delivery_report = prd_takes_report(L, -1);
+        p->on_delivery_report = prd_arg_takes_report(L, -1);
         lua_pop(L, 1);
     }
     lua_getfield(L, 2, "log_level");
-    p->log_level = (int)luaL_optinteger(L, -1, PRD_INFO);
+    p->log.level = (int)luaL_optinteger(L, -1, PRD_INFO);
     lua_getfield(L, 2, "gc_flush_timeout");
-    p->gc_flush_ms = prd_check_timeout_ms(L, -1, 1000);
+    p->gc_flush_ms = prd_arg_timeout_ms(L, -1, 1000);
     lua_getfield(L, 2, "serve_on_produce");
     p->serve_on_produce = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, 2, "json");
-    if (prd_check_callable(L, -1)) {
+    if (prd_arg_callable(L, -1)) {
         lua_pushvalue(L, -1);
         p->encoder = luaL_ref(L, LUA_REGISTRYINDEX);
     } else {
@@ -217,6 +159,8 @@ int prd_producer_new(lua_State *L)
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1, &p->secrets);
+    p->log.redact = prd_redact_log;
+    p->log.redact_ud = &p->secrets;      /* oauth.c may replace p->secrets */
     p->max_msg_bytes = conf_int(conf, "message.max.bytes");
     /* librdkafka would free a delivered message without a report, and
      * with it the state its opaque holds: every report comes, and those
@@ -238,7 +182,7 @@ int prd_producer_new(lua_State *L)
     }
     rd_kafka_set_log_queue(p->rk, NULL);     /* logs onto the main queue */
     p->queue = rd_kafka_queue_get_main(p->rk);
-    rd_kafka_queue_cb_event_enable(p->queue, prd_queue_event, p);
+    rd_kafka_queue_cb_event_enable(p->queue, prd_report_wake, p);
     snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
     if (prd_stats_start(L, p) != LUA_OK)
         return lua_error(L);
@@ -251,24 +195,6 @@ static int raw_field(lua_State *L, int opts, const char *field)
 {
     lua_pushstring(L, field);
     return lua_rawget(L, opts);
-}
-
-/***
- * Checks librdkafka properties as new would, without making a handle.
- * @function core.check_config
- * @tparam table conf
- * @treturn true
- * @raise naming the property
- */
-int prd_check_config(lua_State *L)
-{
-    prd_secrets *secrets;
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    rd_kafka_conf_destroy(prd_conf_from_table(L, 1, &secrets));
-    prd_secrets_free(secrets);
-    lua_pushboolean(L, 1);
-    return 1;
 }
 
 /* opts.field as an integer from min to max, or def when absent. */
@@ -294,14 +220,13 @@ static lua_Integer opt_integer(lua_State *L, int opts, const char *field,
     return n;
 }
 
-/* The string at idx, whose length is in *len, as a C string: raises
- * naming what when it holds a NUL byte, which C would cut it at. */
+/* The string at idx as a C string: raises naming what when it holds a
+ * NUL byte, which C would cut it at. */
 static const char *check_c_string(lua_State *L, int idx, const char *what)
 {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
+    const char *s = prd_arg_c_string(L, idx, NULL);
 
-    if (strlen(s) != len)
+    if (!s)
         luaL_error(L, "%s must not contain a NUL byte", what);
     return s;
 }
@@ -412,7 +337,7 @@ static void serve_now(lua_State *L, prd_producer *p)
 {
     int served = 0;
 
-    if (prd_serve(L, p, 0, &served) != LUA_OK)
+    if (prd_report_serve(L, p, 0, &served, INT_MAX) != LUA_OK)
         lua_error(L);
 }
 
@@ -429,9 +354,9 @@ static void *lend(lua_State *L, int idx, int ref, int takes_report, int *msgflag
 
     lua_pushvalue(L, idx);
     kept = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (!(opaque = prd_opaque_keep(ref, takes_report, kept))) {
+    if (!(opaque = prd_msgstate_keep(ref, takes_report, kept))) {
         luaL_unref(L, LUA_REGISTRYINDEX, kept);
-        return prd_opaque(ref, takes_report);
+        return prd_msgstate_pack(ref, takes_report);
     }
     *msgflags = 0;
     return opaque;
@@ -478,7 +403,7 @@ static void check_args(lua_State *L, message *m)
                                RD_KAFKA_PARTITION_UA, INT32_MAX);
     m->timestamp = opt_integer(L, opts, "timestamp", 0, 0, INT64_MAX);
     if (raw_field(L, opts, "on_delivery") != LUA_TNIL &&     /* CALLBACK */
-        !prd_check_callable(L, CALLBACK))
+        !prd_arg_callable(L, CALLBACK))
         luaL_error(L, "opts.on_delivery: expected a function or callable, got %s",
                    luaL_typename(L, CALLBACK));
     switch (raw_field(L, opts, "headers")) {                 /* HEADERS */
@@ -491,7 +416,7 @@ static void check_args(lua_State *L, message *m)
         luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, HEADERS));
     }
     if (!lua_isnil(L, CALLBACK))
-        m->takes_report = prd_takes_report(L, CALLBACK);
+        m->takes_report = prd_arg_takes_report(L, CALLBACK);
 }
 
 /* The protected half of encode_with_lua: the encoder (function at 1, or
@@ -501,7 +426,7 @@ static int call_encoder(lua_State *L)
     size_t len;
 
     if (lua_isnil(L, 1)) {
-        prd_encode_value(L, 2, lua_upvalueindex(1), NULL, &len);
+        prd_json_encode_value(L, 2, lua_upvalueindex(1), NULL, &len);
         return 1;
     }
     lua_settop(L, 2);
@@ -525,9 +450,8 @@ static void encode_with_lua(lua_State *L, prd_producer *p)
     else
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->encoder);
     lua_pushvalue(L, 4);
-    p->busy++;
-    status = lua_pcall(L, 2, 1, 0);
-    p->busy--;
+    /* no traceback: the error is raised again as produce's own */
+    status = prd_call_pcall(L, &p->busy, 2, 1, 0);
     if (status != LUA_OK) {
         if (p->encoder != LUA_NOREF && lua_type(L, -1) == LUA_TSTRING &&
             strncmp(lua_tostring(L, -1), "value: ", 7) != 0)
@@ -547,7 +471,7 @@ static void encode(lua_State *L, prd_producer *p, message *m)
         return;
     case LUA_TTABLE:
         if (p->json) {          /* the C encoder: runs no Lua */
-            m->value = prd_encode_value(L, 4, lua_upvalueindex(1), p->json,
+            m->value = prd_json_encode_value(L, 4, lua_upvalueindex(1), p->json,
                                         &m->value_len);
             return;
         }
@@ -577,7 +501,7 @@ static void *message_state(lua_State *L, message *m, int *msgflags)
     }
     if (m->value_len >= PRD_NOCOPY_MIN && m->value_string)
         return lend(L, m->value_string, ref, m->takes_report, msgflags);
-    return prd_opaque(ref, m->takes_report);
+    return prd_msgstate_pack(ref, m->takes_report);
 }
 
 /* Hands m to librdkafka. */
@@ -618,7 +542,7 @@ static int fail_too_large(lua_State *L, prd_producer *p, const message *m)
     snprintf(text, sizeof text, "message of %zu bytes exceeds message.max.bytes (%d)%s; refused locally",
              size, p->max_msg_bytes,
              size <= (size_t)p->max_msg_bytes ? " with its record overhead" : "");
-    return prd_fail_text(L, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, text);
+    return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, text);
 }
 
 /***
@@ -641,7 +565,7 @@ static int fail_too_large(lua_State *L, prd_producer *p, const message *m)
  */
 static int prd_producer_produce(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
+    prd_producer *p = prd_handle_check(L);
     int msgflags = RD_KAFKA_MSG_F_COPY;
     message m = {0};
     rd_kafka_headers_t *hdrs = NULL;
@@ -656,20 +580,20 @@ static int prd_producer_produce(lua_State *L)
     if (!p->rk)
         return luaL_error(L, "producer is closed");
     if (p->closing == PRD_PURGED)
-        return prd_fail_text(L, RD_KAFKA_RESP_ERR__DESTROY, "producer is closing");
+        return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__DESTROY, "producer is closing");
     if (lua_istable(L, HEADERS))
         hdrs = make_headers(L, HEADERS);
     opaque = message_state(L, &m, &msgflags);
     if ((err = send_message(p, &m, msgflags, hdrs, opaque))) {
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
-        prd_opaque_release(L, opaque);
+        prd_msgstate_release(L, opaque);
         /* serves nothing: the refusal stands */
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
             return fail_too_large(L, p, &m);
-        return err == RD_KAFKA_RESP_ERR__FATAL ? prd_fail_fatal(L, p->rk) : prd_fail(L, err);
+        return err == RD_KAFKA_RESP_ERR__FATAL ? prd_kafka_fail_fatal(L, p->rk) : prd_kafka_fail(L, err);
     }
-    p->outstanding++;
+    p->queued++;
     p->produced_bytes += m.key_len + m.value_len;
     if (p->serve_on_produce)
         serve_now(L, p);
@@ -701,83 +625,17 @@ static int check_max_reports(lua_State *L, int idx, int def)
  */
 static int prd_producer_poll(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
-    int timeout_ms = prd_check_timeout_ms(L, 2, 0);
+    prd_producer *p = prd_handle_check(L);
+    int timeout_ms = prd_arg_timeout_ms(L, 2, 0);
     int max = check_max_reports(L, 3, INT32_MAX), served = 0;
 
     if (!p->busy)
-        prd_clear_wake(p);      /* event_fd is not readable after a poll
+        prd_wake_clear(&p->wake);      /* event_fd is not readable after a poll
                                    that finds nothing */
-    if (prd_serve_max(L, p, timeout_ms, &served, max) != LUA_OK)
+    if (prd_report_serve(L, p, timeout_ms, &served, max) != LUA_OK)
         return lua_error(L);
     lua_pushinteger(L, served);
     return 1;
-}
-
-/*
- * Has librdkafka send what it holds at once, not when linger.ms runs out,
- * as confluent-kafka-python's flush does: rd_kafka_flush wakes the
- * brokers' threads, which send at once while it runs. With reports as
- * events it serves none and waits for them all; a moment is enough for
- * the threads to wake, then the caller serves the reports.
- */
-static void send_now(prd_producer *p)
-{
-    rd_kafka_flush(p->rk, SEND_NOW_MS);
-}
-
-/* The next slice of waiting for reports before the deadline, once
- * librdkafka has been told to send at once; 0 when nothing is waiting
- * any more or the deadline has passed. */
-static int next_slice(prd_producer *p, int64_t deadline)
-{
-    int64_t left = deadline - prd_now_ms();
-
-    if (!p->rk || prd_waiting(p) == 0 || left <= 0)
-        return 0;
-    send_now(p);
-    return left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS;
-}
-
-/*
- * Serves reports until every message produced has had its report, or the
- * deadline passes. Raises a callback's error unless kept is given: then
- * the first error is left at the top of the stack, later ones dropped,
- * *kept counts them, and serving goes on. Returns the messages left.
- */
-static long drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
-{
-    int64_t deadline = prd_now_ms() + timeout_ms;
-    int served = 0, slice = 0;
-
-    /* an interrupt (signal.c) ends the wait: p->interrupted says which */
-    prd_watch_start(L, &p->watch);
-    p->watching = 1;
-    p->interrupted = 0;
-    do {                /* serves what waits already, even at timeout 0 */
-        if (prd_serve(L, p, slice, &served) != LUA_OK) {
-            if (!kept) {
-                p->watching = 0;
-                lua_error(L);
-            }
-            if ((*kept)++)
-                lua_pop(L, 1);
-        }
-    } while (!(p->interrupted = prd_watch_check(L, &p->watch)) &&
-             (slice = next_slice(p, deadline)));
-    p->watching = 0;
-    return prd_waiting(p);
-}
-
-/* For txn.c: check_not_busy, and drain raising a callback's error. */
-void prd_check_not_busy(lua_State *L, prd_producer *p, const char *method)
-{
-    check_not_busy(L, p, method);
-}
-
-long prd_drain(lua_State *L, prd_producer *p, int timeout_ms)
-{
-    return drain(L, p, timeout_ms, NULL);
 }
 
 /***
@@ -787,30 +645,28 @@ long prd_drain(lua_State *L, prd_producer *p, int timeout_ms)
  * @number[opt=30] timeout seconds
  * @treturn[1] true
  * @treturn[2] nil
- * @treturn[2] string "timed out"
- * @treturn[2] int messages still queued
- * @treturn[2] table error object (_TIMED_OUT)
+ * @treturn[2] string "timed out" (or "interrupted by SIGINT": docs/signals.md)
+ * @treturn[2] string "_TIMED_OUT" (or "_INTR")
+ * @treturn[2] table error object, whose queued is the number of messages
+ *   still queued
  */
 static int prd_producer_flush(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
-    int timeout_ms = prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+    prd_producer *p = prd_handle_check(L);
+    int timeout_ms = prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
     long left;
 
-    check_not_busy(L, p, "flush");
-    left = drain(L, p, timeout_ms, NULL);
+    prd_call_check_not_busy(L, p->busy, "flush");
+    left = prd_report_drain(L, p, timeout_ms, NULL);
 
     if (left == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
     if (p->interrupted)
-        return prd_interrupted_fail(L, p->interrupted, left);
-    lua_pushnil(L);
-    lua_pushliteral(L, "timed out");
-    lua_pushinteger(L, left);
-    prd_push_error(L, RD_KAFKA_RESP_ERR__TIMED_OUT, "timed out", 0);
-    return 4;
+        return prd_watch_fail(L, p->interrupted, left);
+    return prd_fail_queued(L, PRD_ERR_TIMED_OUT, "_TIMED_OUT", "timed out", PRD_E_RETRIABLE,
+                           left);
 }
 
 /* purge's options (the table at idx, read raw) as librdkafka's flags:
@@ -853,24 +709,14 @@ static int purge_flags(lua_State *L, int idx)
  */
 static int prd_producer_purge(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
+    prd_producer *p = prd_handle_check(L);
     int flags = purge_flags(L, 2);
     rd_kafka_resp_err_t err;
 
     if (flags && (err = rd_kafka_purge(p->rk, flags)))
-        return prd_fail(L, err);
+        return prd_kafka_fail(L, err);
     lua_pushboolean(L, 1);
     return 1;
-}
-
-/* Waits up to timeout_ms for the queue to empty, running no Lua. */
-static void drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
-{
-    int64_t deadline = prd_now_ms() + timeout_ms;
-    int slice;
-
-    while ((slice = next_slice(p, deadline)))
-        prd_drain_silently(p, L, slice);
 }
 
 /* Waits for reports, serving them with Lua (keeping the first error) or,
@@ -879,9 +725,9 @@ static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
                    int *kept)
 {
     if (run_lua)
-        drain(L, p, timeout_ms, kept);
+        prd_report_drain(L, p, timeout_ms, kept);
     else
-        drain_silently(L, p, timeout_ms);
+        prd_report_drain_silently(L, p, timeout_ms);
 }
 
 /*
@@ -898,27 +744,27 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
     if (!p->rk)
         return 0;
-    if (p->generation != fork_generation) {
+    if (prd_handle_forked(p)) {
         abandon(L, p);
         if (run_lua)
-            luaL_error(L, FORKED_MSG);
+            luaL_error(L, PRD_HANDLE_FORKED_MSG);
         return 0;
     }
     if (run_lua)
-        check_not_busy(L, p, "close");
+        prd_call_check_not_busy(L, p->busy, "close");
     /* callbacks may still produce while it waits (a retry): their
      * messages are waited for too; once it purges, produce refuses */
     p->closing = PRD_CLOSING;
     settle(L, p, timeout_ms, run_lua, &kept);
     p->closing = PRD_PURGED;
-    if (prd_waiting(p) > 0) {
+    if (p->queued > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         settle(L, p, PURGE_WAIT_MS, run_lua, &kept);
     }
 
     lost = p->failures - failures_before;
     if (lost > 0 && run_lua) {
-        int status = prd_logf(L, p, PRD_WARN, "%s closed with %ld message(s) not delivered",
+        int status = prd_log_f(L, &p->log, &p->busy, PRD_WARN, "%s closed with %ld message(s) not delivered",
                               p->name, lost);
 
         if (status != LUA_OK && kept++)
@@ -928,19 +774,14 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 
         snprintf(line, sizeof line, "%s collected with %ld message(s) not delivered",
                  p->name, lost);
-        prd_log_host(L, "warn", line);  /* the host's C hook, or stderr */
+        prd_host_log(L, "warn", line);  /* the host's C hook, or stderr */
     }
 
     prd_txn_close(p, timeout_ms);        /* aborts an open transaction */
-    prd_drain_silently(p, L, 0);         /* releases refs of any report left */
+    prd_report_drop(L, p);               /* releases refs of any report left */
     free_topics(p);
     rd_kafka_queue_cb_event_enable(p->queue, NULL, NULL);   /* none runs after */
-    if (p->wake[0] >= 0) {
-        atomic_store(&p->wake_fd, -1);
-        close(p->wake[0]);
-        close(p->wake[1]);
-        p->wake[0] = p->wake[1] = -1;
-    }
+    prd_wake_close(&p->wake);
     rd_kafka_queue_destroy(p->queue);
     rd_kafka_destroy(p->rk);
     p->rk = NULL;
@@ -961,7 +802,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
 static int prd_producer_close(lua_State *L)
 {
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-    int timeout_ms = prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
+    int timeout_ms = prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
 
     if (teardown(L, p, timeout_ms, 1))
         return lua_error(L);
@@ -974,7 +815,7 @@ static int prd_producer_tbc_close(lua_State *L)
     prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
 
     /* leaving the scope by an error: that error goes on, not a callback's */
-    if (teardown(L, p, DEFAULT_TIMEOUT_MS, 1) && lua_isnoneornil(L, 2))
+    if (teardown(L, p, PRD_DEFAULT_TIMEOUT_MS, 1) && lua_isnoneornil(L, 2))
         return lua_error(L);
     return 0;
 }
@@ -985,8 +826,8 @@ static int prd_producer_gc(lua_State *L)
 
     if (p->rk) {   /* lua_close's producers share one deadline (log.c);
                       one whose last wait was interrupted waits no more */
-        teardown(L, p, p->interrupted ? 0 : prd_gc_wait_ms(L, p->gc_flush_ms), 0);
-        prd_gc_done(L);
+        teardown(L, p, p->interrupted ? 0 : prd_host_gc_wait_ms(L, p->gc_flush_ms), 0);
+        prd_host_gc_done(L);
     }
     release(L, p);                    /* set even when rd_kafka_new failed */
     return 0;
@@ -1001,7 +842,7 @@ static int prd_producer_gc(lua_State *L)
  */
 static int prd_producer_queue_length(lua_State *L)
 {
-    lua_pushinteger(L, prd_waiting(check_producer(L)));
+    lua_pushinteger(L, prd_handle_check(L)->queued);
     return 1;
 }
 
@@ -1016,21 +857,10 @@ static int prd_producer_queue_length(lua_State *L)
  */
 static int prd_producer_event_fd(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
+    prd_producer *p = prd_handle_check(L);
 
-    if (p->wake[0] < 0) {
-        int i;
-
-        if (pipe(p->wake) != 0)
-            return luaL_error(L, "event_fd: cannot make a pipe");
-        for (i = 0; i < 2; i++) {
-            fcntl(p->wake[i], F_SETFL, fcntl(p->wake[i], F_GETFL) | O_NONBLOCK);
-            fcntl(p->wake[i], F_SETFD, FD_CLOEXEC);
-        }
-        atomic_store(&p->wake_fd, p->wake[1]);
-        prd_wake_if_waiting(p);             /* events already waiting */
-    }
-    lua_pushinteger(L, p->wake[0]);
+    if (prd_wake_push_fd(L, &p->wake))
+        prd_report_wake_if_waiting(p);          /* events already waiting */
     return 1;
 }
 
@@ -1043,14 +873,14 @@ static int prd_producer_event_fd(lua_State *L)
  */
 static int prd_producer_stats(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
+    prd_producer *p = prd_handle_check(L);
 
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, p->delivered);
     lua_setfield(L, -2, "delivered");
     lua_pushinteger(L, p->failures);
     lua_setfield(L, -2, "failed");
-    lua_pushinteger(L, prd_waiting(p));
+    lua_pushinteger(L, p->queued);
     lua_setfield(L, -2, "queued");
     return 1;
 }
@@ -1068,9 +898,9 @@ static int prd_producer_stats(lua_State *L)
  */
 static int prd_producer_reports(lua_State *L)
 {
-    prd_producer *p = check_producer(L);
+    prd_producer *p = prd_handle_check(L);
 
-    return prd_take_reports(L, p, check_max_reports(L, 2, 1000));
+    return prd_report_take(L, p, check_max_reports(L, 2, 1000));
 }
 
 /***
@@ -1105,7 +935,7 @@ static const luaL_Reg methods[] = {
     {"stats", prd_producer_stats},
     {"reports", prd_producer_reports},
     {"purge", prd_producer_purge},
-    {"metrics", prd_producer_metrics},
+    {"metrics", prd_stats_metrics},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
@@ -1121,7 +951,9 @@ static const luaL_Reg metamethods[] = {
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
-    pthread_once(&fork_watch, watch_forks);
+    prd_handle_watch_forks();
+    prd_call_open(L);
+    prd_kafka_errors_open(L);
     prd_report_open(L);
     prd_stats_open(L);
     json_idx = lua_absindex(L, json_idx);

@@ -13,7 +13,7 @@
  * resumes with the report after it: no report is lost or served twice.
  *
  * A message's own callback, and the string of a value librdkafka does not
- * copy, ride in its opaque (prd_opaque, prd_opaque_keep) and are unreffed
+ * copy, ride in its opaque (prd_opaque, prd_msgstate_keep) and are unreffed
  * when its report has been served. A callback declared with one
  * parameter, function(err), gets no report table: none is built.
  */
@@ -25,139 +25,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "prd.h"
+#include "core/call.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/msgstate.h"
+#include "core/signal.h"
+#include "kafka/errors.h"
+#include "kafka/oauth.h"
+#include "kafka/report.h"
+#include "kafka/stats.h"
 
-static const char *const level_names[] = {NULL, "debug", "info", "warn", "error"};
+#define SERVE_SLICE_MS 100        /* drain serves in slices of this */
+#define SEND_NOW_MS 1             /* send_now's wait */
 
-#ifndef LUA_GCISRUNNING            /* Lua 5.1: taken as running */
-#define gc_is_running(L) 1
-#else
-#define gc_is_running(L) lua_gc(L, LUA_GCISRUNNING, 0)
-#endif
-
-/* Whether msg is the interpreter's Ctrl-C, "interrupted!" (lua.c's and
- * luajit's), bare or after a position ("script.lua:12: "): the
- * interpreter prints its own traceback for it. */
-static int is_interrupt(const char *msg)
-{
-    size_t len = strlen(msg), i;
-
-    if (len < 12 || strcmp(msg + len - 12, "interrupted!") != 0)
-        return 0;
-    if (len == 12)
-        return 1;
-    if (len < 16 || msg[len - 13] != ' ' || msg[len - 14] != ':')
-        return 0;
-    for (i = len - 15; i > 0 && msg[i] >= '0' && msg[i] <= '9'; i--)
-        ;
-    return i < len - 15 && msg[i] == ':';       /* ":<line>: interrupted!" */
-}
-
-/*
- * Message handler for protected calls: appends a traceback to strings
- * (but the interpreter's Ctrl-C: one traceback, the interpreter's).
- * The collector waits while it allocates: a finalizer run from here would
- * run inside the error handler, where an error it raises is taken for an
- * error in the handler.
- */
-static int traceback(lua_State *L)
-{
-    int running = gc_is_running(L);
-    const char *msg;
-
-    if (running)
-        lua_gc(L, LUA_GCSTOP, 0);
-    if ((msg = lua_tostring(L, 1)) && !is_interrupt(msg))
-        luaL_traceback(L, L, msg, 1);
-    if (running)
-        lua_gc(L, LUA_GCRESTART, 0);
-    return 1;
-}
-
-/* Pushes f, made once per Lua state and kept in the registry under key:
- * LuaJIT allocates a new closure on every lua_pushcfunction. */
-void prd_push_function(lua_State *L, const void *key, lua_CFunction f)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TFUNCTION)
-        return;
-    lua_pop(L, 1);
-    lua_pushcfunction(L, f);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
-/* The keys of the functions push_function keeps (their addresses). */
-static const char handler_key, serve_reports_key, collect_reports_key, log_line_key,
-                  on_error_key;
-
-static void push_handler(lua_State *L)
-{
-    prd_push_function(L, &handler_key, traceback);
-}
-
-/*
- * Calls f with the light userdata ud, protected, with the traceback
- * handler, the producer busy. Nothing that allocates (so nothing that can
- * run a finalizer, which could close the producer or raise past us) runs
- * outside the protected call: f pushes what it needs. Returns the status,
- * the error on top of the stack on failure.
- */
-int prd_call_busy(lua_State *L, prd_producer *p, const void *key, lua_CFunction f,
-                  void *ud)
-{
-    int base = lua_gettop(L) + 1, status;
-
-    push_handler(L);
-    prd_push_function(L, key, f);
-    lua_pushlightuserdata(L, ud);
-    p->busy++;
-    status = lua_pcall(L, 1, 0, base);
-    p->busy--;
-    lua_remove(L, base);
-    return status;
-}
-
-/* A line for the logger: what log_line needs. */
-typedef struct {
-    int logger;                 /* registry ref */
-    const char *level, *line;
-} prd_line;
-
-/* Protected: calls the logger with the line. */
-static int log_line(lua_State *L)
-{
-    const prd_line *l = lua_touserdata(L, 1);
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, l->logger);
-    lua_pushstring(L, l->level);
-    lua_pushstring(L, l->line);
-    lua_call(L, 2, 0);
-    return 0;
-}
-
-/* printf-style logging through the producer's logger, if the level is
- * enabled; returns the logger's status (an error on top of the stack). */
-int prd_logf(lua_State *L, prd_producer *p, int level, const char *fmt, ...)
-{
-    char line[PRD_TEXT_MAX];
-    prd_line l;
-    va_list ap;
-
-    if (level < p->log_level)
-        return LUA_OK;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    prd_redact(p->secrets, line);
-    if (p->logger == LUA_NOREF) {
-        prd_log_host(L, level_names[level], line);   /* host's hook or stderr */
-        return LUA_OK;
-    }
-    l.logger = p->logger;
-    l.level = level_names[level];
-    l.line = line;
-    return prd_call_busy(L, p, &log_line_key, log_line, &l);
-}
+/* The keys of the functions prd_call_push_function keeps (their addresses). */
+static const char serve_reports_key, collect_reports_key;
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
 {
@@ -233,7 +115,7 @@ static void push_error_object(lua_State *L, prd_producer *p, const rd_kafka_mess
         flags = PRD_E_FATAL;
     }
     push_error(L, p, m);
-    prd_push_error(L, err, lua_tostring(L, -1), flags);
+    prd_kafka_error_push(L, err, lua_tostring(L, -1), flags);
     lua_remove(L, -2);
 }
 
@@ -287,52 +169,22 @@ static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_
         return LUA_OK;
 
     if (has_cause(p, m))
-        return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
+        return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
                         topic, (int)m->partition, rd_kafka_err2str(m->err),
                         rd_kafka_err2name(m->err), p->last_error_text,
                         rd_kafka_err2name(p->last_error));
     if (m->err)
-        return prd_logf(L, p, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
+        return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
                      topic, (int)m->partition, rd_kafka_err2str(m->err),
                      rd_kafka_err2name(m->err));
-    return prd_logf(L, p, PRD_DEBUG, "delivered to %s [%d] at offset %lld",
+    return prd_log_f(L, &p->log, &p->busy, PRD_DEBUG, "delivered to %s [%d] at offset %lld",
                  topic, (int)m->partition, (long long)m->offset);
-}
-
-/* An opaque holding the value's string ref too (and the callback's, if
- * any): NULL when out of memory. */
-void *prd_opaque_keep(int ref, int takes_report, int value)
-{
-    prd_msgstate *s = malloc(sizeof *s);
-
-    if (s) {
-        s->callback = ref;
-        s->takes_report = takes_report;
-        s->value = value;
-    }
-    return s;
-}
-
-/* Releases the refs an opaque holds, and its memory. */
-void prd_opaque_release(lua_State *L, void *opaque)
-{
-    prd_msgstate *s = opaque;
-
-    if (!opaque)
-        return;
-    if (prd_opaque_packed(opaque)) {
-        luaL_unref(L, LUA_REGISTRYINDEX, prd_opaque_ref(opaque));
-        return;
-    }
-    luaL_unref(L, LUA_REGISTRYINDEX, s->callback);
-    luaL_unref(L, LUA_REGISTRYINDEX, s->value);
-    free(s);
 }
 
 /* Counts m's report: served, delivered or failed, its bytes and latency. */
 static void count_report(prd_producer *p, const rd_kafka_message_t *m)
 {
-    p->outstanding--;
+    p->queued--;
     prd_latency_record(&p->latency, rd_kafka_message_latency(m));
     if (m->err) {
         p->failures++;
@@ -352,13 +204,13 @@ static void count_report(prd_producer *p, const rd_kafka_message_t *m)
  */
 static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
-    int ref = prd_opaque_ref(m->_private), takes_report;
+    int ref = prd_msgstate_ref(m->_private), takes_report;
 
     if (!m->err && p->only_errors)
         return LUA_OK;
     if (ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        takes_report = prd_opaque_takes_report(m->_private);
+        takes_report = prd_msgstate_takes_report(m->_private);
     } else if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         takes_report = p->on_delivery_report;
@@ -384,6 +236,19 @@ typedef struct {
     int status;                 /* a logger's error status */
 } prd_batch;
 
+/* The next report of the batch p->pending; NULL once the batch is done
+ * (and destroyed). */
+static const rd_kafka_message_t *batch_next(prd_producer *p)
+{
+    const rd_kafka_message_t *m = rd_kafka_event_message_next(p->pending);
+
+    if (!m) {
+        rd_kafka_event_destroy(p->pending);
+        p->pending = NULL;
+    }
+    return m;
+}
+
 /*
  * Serves the reports of the batch p->pending, called in a protected call
  * (serve_batch): one for the batch rather than one for each report. The
@@ -399,17 +264,14 @@ static int serve_reports(lua_State *L)
     const rd_kafka_message_t *m;
 
     while (p->pending && *b->served < b->max) {
-        if (!(m = rd_kafka_event_message_next(p->pending))) {
-            rd_kafka_event_destroy(p->pending);
-            p->pending = NULL;
+        if (!(m = batch_next(p)))
             break;
-        }
         (*b->served)++;
         count_report(p, m);
         b->opaque = m->_private;        /* m may be freed by a callback's poll */
         if ((b->status = report(L, p, m)) != LUA_OK)
             return 1;
-        prd_opaque_release(L, b->opaque);
+        prd_msgstate_release(L, b->opaque);
         b->opaque = NULL;
     }
     return 0;
@@ -420,7 +282,7 @@ static int serve_reports(lua_State *L)
 static void hold_batch(prd_producer *p, rd_kafka_event_t *ev)
 {
     p->pending = ev;
-    prd_latency_tick(&p->latency, prd_now_ms());
+    prd_latency_tick(&p->latency, prd_clock_now_ms());
 }
 
 /* Serves p->pending in one protected call, with the traceback handler at
@@ -432,15 +294,13 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int 
     int status;
 
     if (!*handler) {
-        push_handler(L);
+        prd_call_push_handler(L);
         *handler = lua_gettop(L);
     }
-    prd_push_function(L, &serve_reports_key, serve_reports);
+    prd_call_push_function(L, &serve_reports_key, serve_reports);
     lua_pushlightuserdata(L, &b);
-    p->busy++;
-    status = lua_pcall(L, 1, 1, *handler);
-    p->busy--;
-    prd_opaque_release(L, b.opaque);    /* the report whose call failed */
+    status = prd_call_pcall(L, &p->busy, 1, 1, *handler);
+    prd_msgstate_release(L, b.opaque);    /* the report whose call failed */
     if (status == LUA_OK && (status = b.status) == LUA_OK)
         lua_pop(L, 1);
     return status;
@@ -468,56 +328,10 @@ static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
           : level <= 6 ? PRD_INFO : PRD_DEBUG;
     if (strcmp(fac, "FAIL") == 0 && level != PRD_DEBUG)
         return LUA_OK;
-    return prd_logf(L, p, level, "librdkafka %s: %s", fac, str);
+    return prd_log_f(L, &p->log, &p->busy, level, "librdkafka %s: %s", fac, str);
 }
 
-/* A client-level error for on_error: what call_on_error needs. */
-typedef struct {
-    int on_error;               /* registry ref */
-    rd_kafka_resp_err_t err;
-    const char *text;           /* redacted */
-    int fatal;
-} prd_client_error;
-
-/* Protected: calls on_error with the error object. */
-static int call_on_error(lua_State *L)
-{
-    const prd_client_error *e = lua_touserdata(L, 1);
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->on_error);
-    prd_push_error(L, e->err, e->text, e->fatal ? PRD_E_FATAL : 0);
-    lua_call(L, 1, 0);
-    return 0;
-}
-
-/*
- * A client-level error (a broker down, failed authentication, a fatal
- * error), handed to on_error or, without one, logged. It is kept as the
- * likely cause of the local failures that follow (has_cause). text:
- * PRD_TEXT_MAX bytes, redacted here.
- */
-int prd_report_error(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
-                     char *text, int fatal)
-{
-    prd_client_error e = {p->on_error, err, NULL, fatal};
-
-    prd_redact(p->secrets, text);
-    /* "all brokers are down" follows the error that took them down:
-     * it names the cause only when there is no other */
-    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || !p->last_error) {
-        p->last_error = err;
-        snprintf(p->last_error_text, sizeof p->last_error_text, "%.*s",
-                 (int)sizeof p->last_error_text - 1, text);
-    }
-    if (p->on_error != LUA_NOREF) {
-        e.text = text;
-        return prd_call_busy(L, p, &on_error_key, call_on_error, &e);
-    }
-    return prd_logf(L, p, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
-                    text, rd_kafka_err2name(err));
-}
-
-/* An error event: prd_report_error (its FAIL line is dropped: serve_log). */
+/* An error event: prd_kafka_error_report (its FAIL line is dropped: serve_log). */
 static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
 {
     char text[PRD_TEXT_MAX];
@@ -525,7 +339,7 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     if (prd_oauth_echo(p, ev))
         return LUA_OK;
     snprintf(text, sizeof text, "%s", rd_kafka_event_error_string(ev));
-    return prd_report_error(L, p, rd_kafka_event_error(ev), text,
+    return prd_kafka_error_report(L, p, rd_kafka_event_error(ev), text,
                             rd_kafka_event_error_is_fatal(ev));
 }
 
@@ -545,41 +359,25 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     }
 }
 
-/* Empties the wake-up pipe of event_fd(), if any. */
-void prd_clear_wake(prd_producer *p)
-{
-    char buf[64];
-    ssize_t n;
-
-    if (p->wake[0] < 0)
-        return;
-    do
-        n = read(p->wake[0], buf, sizeof buf);
-    while (n > 0 || (n < 0 && errno == EINTR));
-}
-
 /*
  * Called by librdkafka, on one of its threads and with the queue locked,
  * when an event arrives in the empty main queue: marks the producer ready
- * and wakes the pipe of event_fd(). Atomics and write(2) only.
+ * and wakes the pipe of event_fd() (wake.c: atomics and write(2) only).
  */
-void prd_queue_event(rd_kafka_t *rk, void *opaque)
+void prd_report_wake(rd_kafka_t *rk, void *opaque)
 {
     prd_producer *p = opaque;
-    int fd = atomic_load(&p->wake_fd);
 
     (void)rk;
-    atomic_store(&p->ready, 1);
-    if (fd >= 0)
-        (void)!write(fd, "1", 1);
+    prd_wake_signal(&p->wake);
 }
 
 /* When events are waiting (after an early return, or as event_fd()
- * makes its pipe): ready, and the event loop woken, as prd_queue_event. */
-void prd_wake_if_waiting(prd_producer *p)
+ * makes its pipe): ready, and the event loop woken, as prd_report_wake. */
+void prd_report_wake_if_waiting(prd_producer *p)
 {
     if (p->pending || rd_kafka_queue_length(p->queue) > 0)
-        prd_queue_event(p->rk, p);
+        prd_wake_signal(&p->wake);
 }
 
 /* Whether the waiting call was interrupted (signal.c): recorded in
@@ -593,7 +391,7 @@ static int interrupted(lua_State *L, prd_producer *p)
  * interrupt ends the wait; NULL at the timeout or when interrupted. */
 static rd_kafka_event_t *wait_event(lua_State *L, prd_producer *p, int timeout_ms)
 {
-    int64_t deadline = prd_now_ms() + timeout_ms;
+    int64_t deadline = prd_clock_now_ms() + timeout_ms;
     rd_kafka_event_t *ev;
     int slice;
 
@@ -601,8 +399,54 @@ static rd_kafka_event_t *wait_event(lua_State *L, prd_producer *p, int timeout_m
         slice = timeout_ms < PRD_WATCH_SLICE_MS ? timeout_ms : PRD_WATCH_SLICE_MS;
         if ((ev = rd_kafka_queue_poll(p->queue, slice)) || slice == timeout_ms)
             return ev;
-        if (interrupted(L, p) || (timeout_ms = (int)(deadline - prd_now_ms())) <= 0)
+        if (interrupted(L, p) || (timeout_ms = (int)(deadline - prd_clock_now_ms())) <= 0)
             return NULL;
+    }
+}
+
+/* How queue_batch walks the queue. */
+enum {
+    Q_WATCH = 1,                /* waits in slices; an interrupt (before
+                                   each event too) stops the walk */
+    Q_SERVE = 2                 /* events other than reports are served
+                                   (Lua runs); else dropped */
+};
+
+/*
+ * The one walk over the main queue that every serving shares: makes
+ * p->pending the batch of reports to serve next, the batch left there or
+ * the next one from the queue (waiting up to *timeout_ms for the first
+ * event, 0 after). Events that are not reports are served on the way
+ * (Q_SERVE: logs, errors, statistics, tokens) or dropped (__gc). Returns
+ * 1 with a batch in p->pending; 0 when the queue is empty, the wait
+ * ended, an interrupt came (Q_WATCH) or an event's Lua failed (*status,
+ * the error on top of the stack). batch_next takes its reports.
+ */
+static int queue_batch(lua_State *L, prd_producer *p, int *timeout_ms, int how, int *status)
+{
+    rd_kafka_event_t *ev;
+
+    for (;;) {
+        if ((how & Q_WATCH) && interrupted(L, p))
+            return 0;
+        if (p->pending)
+            return 1;
+        ev = how & Q_WATCH ? wait_event(L, p, *timeout_ms)
+                           : rd_kafka_queue_poll(p->queue, *timeout_ms);
+        if (!ev)
+            return 0;
+        *timeout_ms = 0;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+            hold_batch(p, ev);
+            return 1;
+        }
+        if (how & Q_SERVE)
+            *status = serve_other(L, p, ev);
+        rd_kafka_event_destroy(ev);
+        if (*status != LUA_OK)
+            return 0;
+        if (how & Q_WATCH)
+            prd_watch_hook(L, &p->watch);   /* Lua ran: hooks it set are its own */
     }
 }
 
@@ -612,27 +456,11 @@ static rd_kafka_event_t *wait_event(lua_State *L, prd_producer *p, int timeout_m
 static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
                         int max, int *handler)
 {
-    rd_kafka_event_t *ev;
-    int status;
+    int status = LUA_OK;
 
     while (*served < max) {
-        if (interrupted(L, p))
-            return LUA_OK;
-        if (!p->pending) {
-            ev = wait_event(L, p, timeout_ms);
-            if (!ev)
-                return LUA_OK;
-            timeout_ms = 0;
-            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
-                status = serve_other(L, p, ev);
-                rd_kafka_event_destroy(ev);
-                if (status != LUA_OK)
-                    return status;
-                prd_watch_hook(L, &p->watch);   /* Lua ran: hooks it set are its own */
-                continue;
-            }
-            hold_batch(p, ev);
-        }
+        if (!queue_batch(L, p, &timeout_ms, Q_WATCH | Q_SERVE, &status))
+            return status;
         if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
             return status;
         prd_watch_hook(L, &p->watch);
@@ -665,33 +493,19 @@ typedef struct {
 static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int *status)
 {
     const rd_kafka_message_t *m;
-    rd_kafka_event_t *ev;
+    int timeout_ms = 0;
 
-    for (;;) {
-        if (!p->pending) {
-            if (!(ev = rd_kafka_queue_poll(p->queue, 0)))
-                return NULL;
-            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
-                *status = serve_other(L, p, ev);
-                rd_kafka_event_destroy(ev);
-                if (*status != LUA_OK)
-                    return NULL;
-                continue;
-            }
-            hold_batch(p, ev);
-        }
-        if ((m = rd_kafka_event_message_next(p->pending)))
+    while (queue_batch(L, p, &timeout_ms, Q_SERVE, status))
+        if ((m = batch_next(p)))
             return m;
-        rd_kafka_event_destroy(p->pending);
-        p->pending = NULL;
-    }
+    return NULL;
 }
 
 /* Pushes m's report as a value: the report table, with err and its own
  * callback (on_delivery) as fields. */
 static void push_report_value(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
 {
-    int ref = prd_opaque_ref(m->_private);
+    int ref = prd_msgstate_ref(m->_private);
 
     push_report(L, p, m);
     push_error(L, p, m);
@@ -718,7 +532,7 @@ static int collect_reports(lua_State *L)
             push_report_value(L, p, m);
             lua_rawseti(L, 2, ++n);
         }
-        prd_opaque_release(L, m->_private);
+        prd_msgstate_release(L, m->_private);
     }
     return status == LUA_OK ? 1 : 2;                 /* list[, error] */
 }
@@ -728,32 +542,26 @@ static int collect_reports(lua_State *L)
  * called); logs and errors go to the logger. Pushes the list, and a
  * logger's error if one raised; returns the number of values pushed.
  */
-int prd_take_reports(lua_State *L, prd_producer *p, int max)
+int prd_report_take(lua_State *L, prd_producer *p, int max)
 {
     prd_take t = {p, max};
-    int status;
+    int base, status;
 
     if (p->busy) {
         lua_newtable(L);
         return 1;
     }
-    atomic_store(&p->ready, 0);
-    prd_clear_wake(p);
-    prd_push_function(L, &collect_reports_key, collect_reports);
+    prd_wake_take(&p->wake);
+    base = lua_gettop(L) + 1;
+    prd_call_push_handler(L);
+    prd_call_push_function(L, &collect_reports_key, collect_reports);
     lua_pushlightuserdata(L, &t);
-    p->busy++;
-    status = lua_pcall(L, 1, 2, 0);
-    p->busy--;
-    prd_wake_if_waiting(p);         /* what max left behind */
+    status = prd_call_pcall(L, &p->busy, 1, 2, base);
+    lua_remove(L, base);
+    prd_report_wake_if_waiting(p);         /* what max left behind */
     if (status != LUA_OK)
         lua_error(L);
     return lua_isnil(L, -1) ? (lua_pop(L, 1), 1) : 2;
-}
-
-/* Messages produced whose report has not been served. */
-long prd_waiting(prd_producer *p)
-{
-    return p->outstanding;
 }
 
 /*
@@ -762,7 +570,7 @@ long prd_waiting(prd_producer *p)
  * delivery reports served to *served. Returns LUA_OK, or a Lua error
  * status with the error object on top of the stack.
  */
-int prd_serve_max(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
+int prd_report_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
 {
     int status;
 
@@ -775,24 +583,18 @@ int prd_serve_max(lua_State *L, prd_producer *p, int timeout_ms, int *served, in
         p->interrupted = 0;
     /* Not waiting and nothing arrived since the queue was last emptied:
      * done, without taking the queue's lock (produce calls this each time). */
-    if (timeout_ms == 0 && !p->pending && !atomic_load(&p->ready))
+    if (timeout_ms == 0 && !p->pending && !prd_wake_ready(&p->wake))
         return LUA_OK;
     /* a call of its own: interrupts count from now (flush and close
      * hold theirs, taken when they started) */
     if (!p->watching)
         prd_watch_start(L, &p->watch);
     /* first: what arrives after this sets them again */
-    atomic_store(&p->ready, 0);
-    prd_clear_wake(p);
+    prd_wake_take(&p->wake);
     status = serve(L, p, timeout_ms, served, max);
     if (status != LUA_OK || *served >= max || p->interrupted)
-        prd_wake_if_waiting(p);         /* what is left stays ready */
+        prd_report_wake_if_waiting(p);         /* what is left stays ready */
     return status;
-}
-
-int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
-{
-    return prd_serve_max(L, p, timeout_ms, served, INT_MAX);
 }
 
 /*
@@ -800,29 +602,89 @@ int prd_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served)
  * timeout_ms for the first event: drops logs, releases the callbacks of
  * reports, counts failed deliveries.
  */
-void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
+static void empty_silently(lua_State *L, prd_producer *p, int timeout_ms)
 {
     const rd_kafka_message_t *m;
-    rd_kafka_event_t *ev;
+    int status = LUA_OK;
 
-    for (;;) {
-        if (!p->pending) {
-            if (!(ev = rd_kafka_queue_poll(p->queue, timeout_ms)))
-                return;
-            timeout_ms = 0;
-            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_DR) {
-                rd_kafka_event_destroy(ev);
-                continue;
-            }
-            hold_batch(p, ev);
-        }
-        while ((m = rd_kafka_event_message_next(p->pending))) {
+    while (queue_batch(L, p, &timeout_ms, 0, &status))
+        while ((m = batch_next(p))) {
             count_report(p, m);
-            prd_opaque_release(L, m->_private);
+            prd_msgstate_release(L, m->_private);
         }
-        rd_kafka_event_destroy(p->pending);
-        p->pending = NULL;
-    }
+}
+
+/* Releases what the reports still queued hold, running no Lua, waiting
+ * for none (the last step of close). */
+void prd_report_drop(lua_State *L, prd_producer *p)
+{
+    empty_silently(L, p, 0);
+}
+
+/*
+ * Has librdkafka send what it holds at once, not when linger.ms runs out,
+ * as confluent-kafka-python's flush does: rd_kafka_flush wakes the
+ * brokers' threads, which send at once while it runs. With reports as
+ * events it serves none and waits for them all; a moment is enough for
+ * the threads to wake, then the caller serves the reports.
+ */
+static void send_now(prd_producer *p)
+{
+    rd_kafka_flush(p->rk, SEND_NOW_MS);
+}
+
+/* The next slice of waiting for reports before the deadline, once
+ * librdkafka has been told to send at once; 0 when nothing is queued any
+ * more or the deadline has passed. */
+static int next_slice(prd_producer *p, int64_t deadline)
+{
+    int64_t left = deadline - prd_clock_now_ms();
+
+    if (!p->rk || p->queued == 0 || left <= 0)
+        return 0;
+    send_now(p);
+    return left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS;
+}
+
+/*
+ * Serves reports until every message produced has had its report, or the
+ * deadline passes. Raises a callback's error unless kept is given: then
+ * the first error is left at the top of the stack, later ones dropped,
+ * *kept counts them, and serving goes on. Returns the messages still
+ * queued.
+ */
+long prd_report_drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
+{
+    int64_t deadline = prd_clock_now_ms() + timeout_ms;
+    int served = 0, slice = 0;
+
+    /* an interrupt (signal.c) ends the wait: p->interrupted says which */
+    prd_watch_start(L, &p->watch);
+    p->watching = 1;
+    p->interrupted = 0;
+    do {                /* serves what waits already, even at timeout 0 */
+        if (prd_report_serve(L, p, slice, &served, INT_MAX) != LUA_OK) {
+            if (!kept) {
+                p->watching = 0;
+                lua_error(L);
+            }
+            if ((*kept)++)
+                lua_pop(L, 1);
+        }
+    } while (!(p->interrupted = prd_watch_check(L, &p->watch)) &&
+             (slice = next_slice(p, deadline)));
+    p->watching = 0;
+    return p->queued;
+}
+
+/* Waits up to timeout_ms for the queue to empty, running no Lua. */
+void prd_report_drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
+{
+    int64_t deadline = prd_clock_now_ms() + timeout_ms;
+    int slice;
+
+    while ((slice = next_slice(p, deadline)))
+        empty_silently(L, p, slice);
 }
 
 /*
@@ -832,11 +694,8 @@ void prd_drain_silently(prd_producer *p, lua_State *L, int timeout_ms)
  */
 void prd_report_open(lua_State *L)
 {
-    push_handler(L);
-    prd_push_function(L, &serve_reports_key, serve_reports);
-    prd_push_function(L, &collect_reports_key, collect_reports);
-    prd_push_function(L, &log_line_key, log_line);
-    prd_push_function(L, &on_error_key, call_on_error);
-    lua_pop(L, 5);
+    prd_call_push_function(L, &serve_reports_key, serve_reports);
+    prd_call_push_function(L, &collect_reports_key, collect_reports);
+    lua_pop(L, 2);
     prd_oauth_open(L);
 }

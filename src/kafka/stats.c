@@ -24,7 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/call.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "kafka/handle.h"
+#include "kafka/stats.h"
 
 #define DEFAULT_WINDOW_MS 5000
 
@@ -64,10 +69,10 @@ int prd_stats_start(lua_State *L, prd_producer *p)
 {
     p->latency.interval_ms = p->stats_interval_ms > 0 ? p->stats_interval_ms
                                                        : DEFAULT_WINDOW_MS;
-    p->latency.start_ms = prd_now_ms();
+    p->latency.start_ms = prd_clock_now_ms();
     if (p->on_stats == LUA_NOREF || p->stats_interval_ms > 0)
         return LUA_OK;
-    return prd_logf(L, p, PRD_WARN, "on_stats is never called: statistics are off "
+    return prd_log_f(L, &p->log, &p->busy, PRD_WARN, "on_stats is never called: statistics are off "
                                     "(set config[\"statistics.interval.ms\"])");
 }
 
@@ -245,10 +250,10 @@ int prd_stats_serve(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     int status;
 
     d.len = strlen(d.json);
-    if ((status = prd_call_busy(L, p, &serve_doc_key, serve_doc, &d)) != LUA_OK)
+    if ((status = prd_call_protected(L, &p->busy, &serve_doc_key, serve_doc, &d)) != LUA_OK)
         return status;
     if (d.error[0])
-        return prd_logf(L, p, PRD_ERROR, "statistics: %s", d.error);
+        return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "statistics: %s", d.error);
     return LUA_OK;
 }
 
@@ -263,7 +268,7 @@ void prd_stats_free(prd_producer *p)
  * prd_report_open does for its own). */
 void prd_stats_open(lua_State *L)
 {
-    prd_push_function(L, &serve_doc_key, serve_doc);
+    prd_call_push_function(L, &serve_doc_key, serve_doc);
     lua_pop(L, 1);
 }
 
@@ -334,14 +339,14 @@ static void set_brokers(lua_State *L, const prd_brokers *kept)
  *   failed = {...}, latency = {avg, p99, count, interval} (seconds),
  *   brokers = {{name, id, state, rtt = {avg, p99}}, ...}}
  */
-int prd_producer_metrics(lua_State *L)
+int prd_stats_metrics(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
+    prd_producer *p = prd_handle_check(L);
     uint64_t done = p->delivered_bytes + p->failed_bytes;
 
-    prd_latency_tick(&p->latency, prd_now_ms());
+    prd_latency_tick(&p->latency, prd_clock_now_ms());
     lua_createtable(L, 0, 5);
-    set_count(L, "queued", prd_waiting(p),
+    set_count(L, "queued", p->queued,
               p->produced_bytes > done ? p->produced_bytes - done : 0);
     set_count(L, "delivered", p->delivered, p->delivered_bytes);
     set_count(L, "failed", p->failures, p->failed_bytes);

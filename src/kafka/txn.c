@@ -37,11 +37,16 @@
  * (PURGE_F_ABORT_TXN): a plain purge left a gap in each partition's
  * sequence numbers that failed the next transaction.
  */
+#include <limits.h>
 #include <stdio.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "core/call.h"
+#include "core/clock.h"
+#include "kafka/errors.h"
+#include "kafka/report.h"
+#include "kafka/txn.h"
 
-#define DEFAULT_TIMEOUT_MS 30000
 #define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
 #define CLOSE_ABORT_MIN_MS 1000   /* its floor, even for close(0): see
                                      prd_txn_close */
@@ -86,12 +91,9 @@ static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
     }
     if (is_fatal(p)) {
         rd_kafka_error_destroy(error);
-        return prd_fail_fatal(L, p->rk);
+        return prd_kafka_fail_fatal(L, p->rk);
     }
-    lua_pushnil(L);
-    lua_pushstring(L, rd_kafka_error_string(error));
-    lua_pushstring(L, rd_kafka_error_name(error));
-    prd_push_rd_error(L, error, NULL);
+    prd_kafka_fail_rd(L, error);
     rd_kafka_error_destroy(error);
     return 4;
 }
@@ -112,7 +114,7 @@ static int is_transactional(prd_producer *p)
 /* Milliseconds to the deadline, 0 when past. */
 static int remaining(int64_t deadline)
 {
-    int64_t left = deadline - prd_now_ms();
+    int64_t left = deadline - prd_clock_now_ms();
 
     return left > 0 ? (int)left : 0;
 }
@@ -121,9 +123,9 @@ static int remaining(int64_t deadline)
  * callback's error raises); the messages left. Raises if the producer
  * was closed meanwhile: defensive, since close is refused while Lua runs
  * from serving (a finalizer run in a callback included). */
-static long settle(lua_State *L, prd_producer *p, int64_t deadline)
+static long drain_or_raise(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    long left = prd_drain(L, p, remaining(deadline));
+    long left = prd_report_drain(L, p, remaining(deadline), NULL);
 
     if (!p->rk)
         luaL_error(L, "producer is closed");
@@ -138,22 +140,22 @@ static long settle(lua_State *L, prd_producer *p, int64_t deadline)
  * (as flush does), so the wait is about one produce round trip; it stops
  * at the first batch of reports with one delivered, so what callbacks
  * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
- * settle.
+ * drain_or_raise.
  */
 static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
 {
-    while (prd_waiting(p) > 0 && p->delivered == p->txn_delivered) {
+    while (p->queued > 0 && p->delivered == p->txn_delivered) {
         int ms = remaining(deadline), served = 0;
 
         rd_kafka_flush(p->rk, ms > 0 ? 1 : 0);      /* linger.ms off for a moment */
-        if (prd_serve(L, p, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served) != LUA_OK)
+        if (prd_report_serve(L, p, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
         if (ms == 0)
             break;
     }
-    return p->delivered == p->txn_delivered ? prd_waiting(p) : 0;
+    return p->delivered == p->txn_delivered ? p->queued : 0;
 }
 
 /*
@@ -173,14 +175,14 @@ static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
     if (!p->txn_committed_at || p->delivered != p->txn_delivered ||
         p->delivered + p->failures == p->txn_done)
         return 1;
-    while (prd_now_ms() < until) {
+    while (prd_clock_now_ms() < until) {
         int served = 0, ms = remaining(deadline);
 
         if (ms == 0)
             return 0;
-        if (ms > until - prd_now_ms())
-            ms = (int)(until - prd_now_ms());
-        if (prd_serve(L, p, ms, &served) != LUA_OK)
+        if (ms > until - prd_clock_now_ms())
+            ms = (int)(until - prd_clock_now_ms());
+        if (prd_report_serve(L, p, ms, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
@@ -206,7 +208,7 @@ static int timed_out(lua_State *L, const char *method, long left)
     snprintf(text, sizeof text,
              "%s: timed out with %ld message(s) waiting for their delivery report",
              method, left);
-    return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
+    return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
 }
 
 typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
@@ -217,14 +219,14 @@ typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
  * the method's own step. */
 static int txn_call(lua_State *L, const char *method, int takes_timeout, txn_step step)
 {
-    prd_producer *p = prd_check_producer(L);
-    int64_t deadline = prd_now_ms();
+    prd_producer *p = prd_handle_check(L);
+    int64_t deadline = prd_clock_now_ms();
 
     if (takes_timeout)
-        deadline += prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
-    prd_check_not_busy(L, p, method);
+        deadline += prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
+    prd_call_check_not_busy(L, p->busy, method);
     if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
+        return prd_kafka_fail_fatal(L, p->rk);
     return step(L, p, deadline);
 }
 
@@ -250,10 +252,10 @@ static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
     rd_kafka_error_t *error;
     long left;
 
-    if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
+    if (is_transactional(p) && (left = drain_or_raise(L, p, deadline)) > 0)
         return timed_out(L, "commit_transaction", left);
     if (!(error = rd_kafka_commit_transaction(p->rk, remaining(deadline))))
-        p->txn_committed_at = prd_now_ms();
+        p->txn_committed_at = prd_clock_now_ms();
     return txn_result(L, p, error);
 }
 
@@ -272,12 +274,12 @@ static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
     if (is_transactional(p)) {
         if ((left = await_delivery(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
-        if (prd_waiting(p) > 0)
+        if (p->queued > 0)
             purge_unsent(p);
-        if ((left = settle(L, p, deadline)) > 0)
+        if ((left = drain_or_raise(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
         if (!await_grace(L, p, deadline))
-            return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
+            return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
                                  "abort_transaction: timed out in the wait after the last "
                                  "commit (no message of the transaction was delivered)");
     }
@@ -375,7 +377,7 @@ void prd_txn_close(prd_producer *p, int timeout_ms)
 {
     rd_kafka_error_t *error;
 
-    if (!is_transactional(p) || is_fatal(p) || prd_waiting(p) > 0)
+    if (!is_transactional(p) || is_fatal(p) || p->queued > 0)
         return;
     if (timeout_ms > CLOSE_ABORT_MS)
         timeout_ms = CLOSE_ABORT_MS;

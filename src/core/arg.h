@@ -1,0 +1,17 @@
+/*
+ * producers - a Kafka producer for Lua over librdkafka.
+ * SPDX-License-Identifier: MIT
+ *
+ * arg.h: the checks of arguments and options every method shares.
+ */
+#ifndef PRD_CORE_ARG_H
+#define PRD_CORE_ARG_H
+
+#include "core/base.h"
+
+int prd_arg_callable(lua_State *L, int idx);
+int prd_arg_takes_report(lua_State *L, int idx);
+int prd_arg_timeout_ms(lua_State *L, int idx, int default_ms);
+const char *prd_arg_c_string(lua_State *L, int idx, size_t *len);
+
+#endif
