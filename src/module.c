@@ -32,12 +32,7 @@ static int prd_encode_value_fn(lua_State *L)
 
     lua_settop(L, 2);
     if (lua_type(L, 1) == LUA_TTABLE && !lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
-        lua_pushvalue(L, 2);
-        lua_pushvalue(L, 1);
-        if (prd_call_pcall(L, NULL, 1, 1, 0) != LUA_OK)
-            luaL_error(L, "value: encoder failed: %s", luaL_tolstring(L, -1, NULL));
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "value: encoder must return a string, got %s", luaL_typename(L, -1));
+        prd_json_call_encoder(L, NULL, lua_upvalueindex(1), 2, 1);
         return 1;
     }
     b = prd_json_buffer(L, lua_upvalueindex(1), 2);

@@ -4,7 +4,7 @@
  *
  * arg.c: the checks of arguments and options every method shares:
  * callables (and whether a callback can see a report), timeouts in
- * seconds, strings C must not cut at a NUL byte.
+ * seconds, strings C must not cut at a NUL byte, integers in a range.
  */
 #include <limits.h>
 #include <string.h>
@@ -95,4 +95,22 @@ const char *prd_arg_c_string(lua_State *L, int idx, size_t *len)
     if (len)
         *len = n;
     return s && strlen(s) == n ? s : NULL;
+}
+
+/*
+ * The number at idx (a number: the caller checks the type) as an integer
+ * from min to max, in *n: returns 0, or PRD_ARG_FRACTION when it has no
+ * integer value (a fraction, or beyond lua_Integer) and PRD_ARG_OUTSIDE
+ * when it is not within min..max (NaN included). Each caller words its
+ * own error, in the order it checks the two.
+ */
+int prd_arg_integer(lua_State *L, int idx, lua_Integer min, lua_Integer max, lua_Integer *n)
+{
+    lua_Number x = lua_tonumber(L, idx);
+    int exact = 0, outside;
+
+    *n = lua_tointegerx(L, idx, &exact);
+    outside = exact ? *n < min || *n > max
+                    : !(x >= (lua_Number)min && x <= (lua_Number)max);
+    return (exact ? 0 : PRD_ARG_FRACTION) | (outside ? PRD_ARG_OUTSIDE : 0);
 }

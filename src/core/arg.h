@@ -14,4 +14,8 @@ int prd_arg_takes_report(lua_State *L, int idx);
 int prd_arg_timeout_ms(lua_State *L, int idx, int default_ms);
 const char *prd_arg_c_string(lua_State *L, int idx, size_t *len);
 
+/* prd_arg_integer's findings: 0, or either or both of these. */
+enum { PRD_ARG_FRACTION = 1, PRD_ARG_OUTSIDE = 2 };
+int prd_arg_integer(lua_State *L, int idx, lua_Integer min, lua_Integer max, lua_Integer *n);
+
 #endif

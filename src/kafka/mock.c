@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/arg.h"
 #include "kafka/errors.h"
 #include "kafka/handle.h"
 #include "kafka/mock.h"
@@ -50,18 +51,20 @@ static lua_Integer check_range(lua_State *L, int arg, const char *what,
                                lua_Integer lo, lua_Integer hi)
 {
     lua_Number x = luaL_checknumber(L, arg);
+    lua_Integer n;
+    int found = prd_arg_integer(L, arg, lo, hi, &n);
     char msg[128];
 
-    if (!(x >= (lua_Number)lo && x <= (lua_Number)hi)) {    /* NaN too */
+    if (found & PRD_ARG_OUTSIDE) {                      /* NaN too */
         snprintf(msg, sizeof msg, "%s must be between %lld and %lld, got %.14g", what,
                  (long long)lo, (long long)hi, (double)x);
         luaL_argerror(L, arg, msg);
     }
-    if ((lua_Number)(lua_Integer)x != x) {
+    if (found & PRD_ARG_FRACTION) {
         snprintf(msg, sizeof msg, "%s must be an integer, got %.14g", what, (double)x);
         luaL_argerror(L, arg, msg);
     }
-    return (lua_Integer)x;
+    return n;
 }
 
 /* Like check_range, with a default when arg is absent or nil. */
@@ -79,7 +82,8 @@ static const char *check_topic(lua_State *L, int arg)
     const char *name = luaL_checklstring(L, arg, &len);
 
     luaL_argcheck(L, len > 0, arg, "topic name must not be empty");
-    luaL_argcheck(L, strlen(name) == len, arg, "topic name must not contain a NUL byte");
+    luaL_argcheck(L, prd_arg_c_string(L, arg, NULL) != NULL, arg,
+                  "topic name must not contain a NUL byte");
     return name;
 }
 

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/arg.h"
 #include "core/call.h"
 #include "kafka/config.h"
 #include "kafka/errors.h"
@@ -57,13 +58,7 @@ static const char *kind(lua_State *L, int idx)
  * without NUL bytes. */
 static const char *c_string(lua_State *L, int idx)
 {
-    size_t len;
-    const char *s;
-
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return NULL;
-    s = lua_tolstring(L, idx, &len);
-    return strlen(s) == len ? s : NULL;
+    return lua_type(L, idx) == LUA_TSTRING ? prd_arg_c_string(L, idx, NULL) : NULL;
 }
 
 /*

@@ -202,14 +202,14 @@ static lua_Integer opt_integer(lua_State *L, int opts, const char *field,
                                lua_Integer def, lua_Integer min, lua_Integer max)
 {
     lua_Integer n = def;
-    int type = raw_field(L, opts, field), ok = 0;
+    int type = raw_field(L, opts, field), found;
 
     if (type != LUA_TNIL) {
-        n = lua_tointegerx(L, -1, &ok);
-        if (!ok || type != LUA_TNUMBER)
+        found = type == LUA_TNUMBER ? prd_arg_integer(L, -1, min, max, &n) : PRD_ARG_FRACTION;
+        if (found & PRD_ARG_FRACTION)
             luaL_error(L, "opts.%s: expected an integer, got %s", field,
                        type == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-        if (n < min || n > max) {
+        if (found & PRD_ARG_OUTSIDE) {
             char range[96];     /* lua_pushfstring has no %I on 5.1 */
             snprintf(range, sizeof range, "(%lld to %lld), got %lld",
                      (long long)min, (long long)max, (long long)n);
@@ -419,45 +419,18 @@ static void check_args(lua_State *L, message *m)
         m->takes_report = prd_arg_takes_report(L, CALLBACK);
 }
 
-/* The protected half of encode_with_lua: the encoder (function at 1, or
- * lua-cjson's when nil) on the value at 2; returns the bytes. */
-static int call_encoder(lua_State *L)
-{
-    size_t len;
-
-    if (lua_isnil(L, 1)) {
-        prd_json_encode_value(L, 2, lua_upvalueindex(1), NULL, &len);
-        return 1;
-    }
-    lua_settop(L, 2);
-    lua_call(L, 1, 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "value: encoder must return a string, got %s",
-                          luaL_typename(L, -1));
-    return 1;
-}
-
 /* The table at 4 encoded by Lua code (lua-cjson, or json = function),
  * with the producer busy, so that code cannot close it; the bytes are
  * left in slot ENCODED. Raises what the encoder raised. */
 static void encode_with_lua(lua_State *L, prd_producer *p)
 {
-    int status;
-
-    lua_pushvalue(L, lua_upvalueindex(2));               /* call_encoder */
-    if (p->encoder == LUA_NOREF)
-        lua_pushnil(L);
-    else
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->encoder);
-    lua_pushvalue(L, 4);
-    /* no traceback: the error is raised again as produce's own */
-    status = prd_call_pcall(L, &p->busy, 2, 1, 0);
-    if (status != LUA_OK) {
-        if (p->encoder != LUA_NOREF && lua_type(L, -1) == LUA_TSTRING &&
-            strncmp(lua_tostring(L, -1), "value: ", 7) != 0)
-            luaL_error(L, "value: encoder failed: %s", lua_tostring(L, -1));
-        lua_error(L);
+    if (p->encoder == LUA_NOREF) {
+        prd_json_call_encoder(L, &p->busy, lua_upvalueindex(1), 0, 4);
+        return;
     }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->encoder);      /* ENCODED, for now */
+    prd_json_call_encoder(L, &p->busy, lua_upvalueindex(1), ENCODED, 4);
+    lua_remove(L, ENCODED);
 }
 
 /* The value at 4 into m: a string as it is, nil as a tombstone, a table
@@ -605,12 +578,11 @@ static int prd_producer_produce(lua_State *L)
 static int check_max_reports(lua_State *L, int idx, int def)
 {
     lua_Integer max = def;
-    int exact = 1;
 
     if (!lua_isnoneornil(L, idx))
-        max = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &exact) : 0;
-    luaL_argcheck(L, exact && max >= 1 && max <= INT32_MAX, idx,
-                  "max must be an integer from 1 to 2147483647");
+        luaL_argcheck(L, lua_type(L, idx) == LUA_TNUMBER &&
+                         prd_arg_integer(L, idx, 1, INT32_MAX, &max) == 0, idx,
+                      "max must be an integer from 1 to 2147483647");
     return (int)max;
 }
 
@@ -946,8 +918,7 @@ static const luaL_Reg metamethods[] = {
 
 /*
  * Makes the Producer metatable; pushes the method table. Every method
- * shares two upvalues: the JSON state (json.c) at json_idx, and
- * call_encoder.
+ * has the JSON state (json.c) at json_idx as its upvalue.
  */
 void prd_producer_open(lua_State *L, int json_idx)
 {
@@ -961,9 +932,7 @@ void prd_producer_open(lua_State *L, int json_idx)
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);                         /* mt, methods */
     lua_pushvalue(L, json_idx);
-    lua_pushvalue(L, json_idx);
-    lua_pushcclosure(L, call_encoder, 1);
-    luaL_setfuncs(L, methods, 2);
+    luaL_setfuncs(L, methods, 1);
     luaL_setfuncs(L, prd_txn_methods, 0);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");

@@ -120,7 +120,7 @@ static int remaining(int64_t deadline)
 }
 
 /* Serves reports until none is waiting or the deadline passes (a
- * callback's error raises); the messages left. Raises if the producer
+ * callback's error raises); the messages still queued. Raises if the producer
  * was closed meanwhile: defensive, since close is refused while Lua runs
  * from serving (a finalizer run in a callback included). */
 static long drain_or_raise(lua_State *L, prd_producer *p, int64_t deadline)
@@ -136,7 +136,7 @@ static long drain_or_raise(lua_State *L, prd_producer *p, int64_t deadline)
  * Before abort purges (a purged message is never delivered): serves
  * reports until a message of the transaction has been delivered, no
  * report is waiting, or the deadline passes. Returns the messages still
- * waiting when none was delivered, else 0. What lingers is sent at once
+ * queued when none was delivered, else 0. What lingers is sent at once
  * (as flush does), so the wait is about one produce round trip; it stops
  * at the first batch of reports with one delivered, so what callbacks
  * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
@@ -198,9 +198,9 @@ static void purge_unsent(prd_producer *p)
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
 }
 
-/* The retriable _TIMED_OUT failure of commit or abort when reports are
- * still waiting at the deadline: the transaction is untouched, call the
- * same method again. */
+/* The retriable _TIMED_OUT failure of commit or abort when messages are
+ * still queued at the deadline (err.queued, as flush's): the transaction
+ * is untouched, call the same method again. */
 static int timed_out(lua_State *L, const char *method, long left)
 {
     char text[160];
@@ -208,7 +208,10 @@ static int timed_out(lua_State *L, const char *method, long left)
     snprintf(text, sizeof text,
              "%s: timed out with %ld message(s) waiting for their delivery report",
              method, left);
-    return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
+    prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
+    lua_pushinteger(L, left);
+    lua_setfield(L, -2, "queued");
+    return 4;
 }
 
 typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
