@@ -69,9 +69,9 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_pushstring(L, rd_kafka_version_str());
     lua_setfield(L, -2, "librdkafka_version");
     lua_pushvalue(L, json);
-    lua_pushcclosure(L, prd_producer_new, 1);
+    lua_pushcclosure(L, prd_kafka_new, 1);
     lua_setfield(L, -2, "new");
-    prd_producer_open(L, json);
+    prd_kafka_open(L, json);
     lua_setfield(L, -2, "methods");
     prd_mock_open(L);
     lua_setfield(L, -2, "mock_cluster");

@@ -7,7 +7,6 @@
  * seconds, strings C must not cut at a NUL byte, integers in a range.
  */
 #include <limits.h>
-#include <string.h>
 
 #include "core/arg.h"
 #include "core/call.h"
@@ -82,19 +81,6 @@ int prd_arg_timeout_ms(lua_State *L, int idx, int default_ms)
     if (s * 1000 >= (lua_Number)INT_MAX)
         return INT_MAX;
     return (int)(s * 1000 + 0.5);
-}
-
-/* The string at idx (its length in *len when len is given), or NULL when
- * it holds a NUL byte, which C would cut it at: the caller raises or
- * fails, naming what it was. */
-const char *prd_arg_c_string(lua_State *L, int idx, size_t *len)
-{
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-
-    if (len)
-        *len = n;
-    return s && strlen(s) == n ? s : NULL;
 }
 
 /*

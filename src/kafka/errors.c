@@ -213,7 +213,7 @@ static int call_on_error(lua_State *L)
  * likely cause of the local failures that follow (has_cause). text:
  * PRD_TEXT_MAX bytes, redacted here.
  */
-int prd_kafka_error_report(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
+int prd_kafka_error_report(lua_State *L, prd_kafka *p, rd_kafka_resp_err_t err,
                            char *text, int fatal)
 {
     prd_client_error e = {p->on_error, err, NULL, fatal};
@@ -228,9 +228,9 @@ int prd_kafka_error_report(lua_State *L, prd_producer *p, rd_kafka_resp_err_t er
     }
     if (p->on_error != LUA_NOREF) {
         e.text = text;
-        return prd_call_protected(L, &p->busy, &on_error_key, call_on_error, &e);
+        return prd_call_protected(L, &p->base.busy, &on_error_key, call_on_error, &e);
     }
-    return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
+    return prd_log_f(L, &p->base.log, &p->base.busy, PRD_ERROR, "%s: %s (%s)", e.fatal ? "fatal error" : "error",
                     text, rd_kafka_err2name(err));
 }
 

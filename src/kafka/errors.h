@@ -21,7 +21,7 @@ int prd_kafka_fail_fatal(lua_State *L, rd_kafka_t *rk);
 rd_kafka_resp_err_t prd_kafka_check_err_name(lua_State *L, int idx);
 int prd_kafka_error_new(lua_State *L);
 int prd_kafka_error_string(lua_State *L);
-int prd_kafka_error_report(lua_State *L, prd_producer *p, rd_kafka_resp_err_t err,
+int prd_kafka_error_report(lua_State *L, prd_kafka *p, rd_kafka_resp_err_t err,
                            char *text, int fatal);
 void prd_kafka_errors_open(lua_State *L);
 

@@ -2,10 +2,11 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * handle.h: the Kafka producer's state (the Producer userdata) and how a
- * method finds it on the stack. Every file of src/kafka/ includes it;
- * librdkafka's threads touch a producer only through prd_wake_signal
- * (report.c's prd_report_wake).
+ * handle.h: the Kafka producer's state (the Producer userdata): core's
+ * prd_producer first, then librdkafka's handle and what the Kafka
+ * transport keeps. Every file of src/kafka/ includes it; librdkafka's
+ * threads touch a producer only through prd_wake_signal (report.c's
+ * prd_report_wake).
  */
 #ifndef PRD_KAFKA_HANDLE_H
 #define PRD_KAFKA_HANDLE_H
@@ -13,11 +14,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/base.h"
-#include "core/log.h"
-#include "core/signal.h"
-#include "core/wake.h"
-
-#define PRD_PRODUCER_T "producers.Producer"
+#include "core/producer.h"
 
 #define PRD_TOPIC_CACHE 8
 
@@ -65,12 +62,10 @@ static inline void prd_latency_record(prd_latency *l, int64_t us)
         l->max_us = us;
 }
 
-typedef struct prd_producer {
-    const void *magic;           /* marks a producer (prd_handle_check) */
+typedef struct prd_kafka {
+    prd_producer base;           /* first: core's part (core/producer.h) */
     rd_kafka_t *rk;              /* NULL once closed */
     rd_kafka_queue_t *queue;     /* main queue: delivery reports, logs, errors */
-    rd_kafka_event_t *pending;   /* report batch being served; resumed after
-                                    a callback raised */
     int on_delivery;             /* registry ref: producer-wide callback */
     int on_delivery_report;      /* it takes a report (prd_arg_takes_report) */
     int on_error;                /* registry ref: function(err), or LUA_NOREF:
@@ -79,27 +74,14 @@ typedef struct prd_producer {
                                     LUA_NOREF (oauth.c) */
     int token_failed;            /* a token refresh failed: librdkafka's
                                     error that repeats it is dropped */
-    prd_log log;                 /* the Lua logger and its level (log.c) */
-    int gc_flush_ms;             /* how long __gc waits for deliveries */
-    long failures;               /* failed deliveries reported so far */
-    long delivered;              /* successful deliveries reported so far */
-    long queued;                 /* produced, report not yet served */
     int only_errors;             /* delivery.report.only.error=true: Lua
                                     sees failures only (librdkafka still
                                     reports every message, so each
                                     message's state is released) */
-    int busy;                    /* > 0 while Lua called by one of its
-                                    methods runs (callbacks, loggers, an
-                                    encoder): close is refused, and
-                                    nested calls serve no reports
-                                    (call.c) */
-    int closing;                 /* PRD_CLOSING, PRD_PURGED: in teardown */
     int encoder;                 /* registry ref: json = function, or
                                     LUA_NOREF */
     struct prd_secrets *secrets; /* values of secret properties, hidden
                                     from every string handed to Lua */
-    prd_wake wake;               /* ready flag and event_fd's pipe, set by
-                                    librdkafka's threads (report.c) */
     struct prd_buf *json;        /* the C encoder's buffer (the Lua state's,
                                     kept by the methods' upvalue), or NULL
                                     for json = "lua-cjson" */
@@ -108,10 +90,8 @@ typedef struct prd_producer {
     char last_error_text[256];
     int serve_on_produce;        /* produce serves reports (default) */
     int max_msg_bytes;           /* message.max.bytes, read at creation */
-    int generation;              /* the process's fork generation when made */
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */
-    char name[128];              /* rd_kafka_name(), kept for tostring */
     /* metrics and statistics (stats.c) */
     int on_stats;                /* registry ref: function(stats), or LUA_NOREF */
     int stats_interval_ms;       /* statistics.interval.ms; 0: no statistics */
@@ -120,29 +100,18 @@ typedef struct prd_producer {
     uint64_t failed_bytes;       /* failed */
     struct prd_brokers *brokers; /* of the last statistics, or NULL */
     prd_latency latency;         /* of the reports served */
-    /* interrupts (signal.c) */
-    prd_watch watch;             /* what the waiting call started with */
-    int watching;                /* a flush or close holds watch: serving
-                                    does not take it anew */
-    int interrupted;             /* the last wait was cut short: 0, a
-                                    trapped signal's number or
-                                    PRD_INTR_HOOK; __gc then waits no more */
     /* what abort needs to know of the transaction and the last commit
      * (txn.c) */
     long txn_delivered;          /* delivered when the transaction began */
     long txn_done;               /* delivered + failures then */
     int64_t txn_committed_at;    /* prd_clock_now_ms() when a commit last returned
                                     true; 0 before the first */
-} prd_producer;
+} prd_kafka;
 
-enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };
-
-prd_producer *prd_handle_check(lua_State *L);
-prd_producer *prd_handle_new(lua_State *L);
-int prd_handle_forked(const prd_producer *p);
-void prd_handle_watch_forks(void);
-
-#define PRD_HANDLE_FORKED_MSG "producer was created in another process (before fork): " \
-    "create it in the process that uses it (in nginx, in init_worker_by_lua)"
+/* The open Kafka producer at 1 (raises as prd_producer_check). */
+static inline prd_kafka *prd_kafka_check(lua_State *L)
+{
+    return (prd_kafka *)prd_producer_check(L);
+}
 
 #endif

@@ -262,7 +262,7 @@ static const luaL_Reg mock_methods[] = {
  */
 int prd_mock_test_fatal_error(lua_State *L)
 {
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+    prd_kafka *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
     rd_kafka_resp_err_t err = prd_kafka_check_err_name(L, 2);
     const char *reason = luaL_optstring(L, 3, "test fatal error");
 

@@ -9,8 +9,8 @@
 
 #include "kafka/handle.h"
 
-int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev);
-int prd_oauth_echo(const prd_producer *p, rd_kafka_event_t *ev);
+int prd_oauth_refresh(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev);
+int prd_oauth_echo(const prd_kafka *p, rd_kafka_event_t *ev);
 void prd_oauth_open(lua_State *L);
 
 #endif

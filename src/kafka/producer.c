@@ -2,14 +2,11 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * producer.c: the Producer userdata and its methods.
- *
- * The userdata holds the prd_producer itself. close, __close and __gc
- * share one teardown that is safe to run twice; __gc runs no Lua code: it
- * waits a bounded time for deliveries, purges the rest and writes the
- * number of undelivered messages to stderr.
- *
- * Every method but close raises "producer is closed" after close.
+ * producer.c: the Kafka transport: its producer (prd_kafka: core's
+ * prd_producer, then librdkafka's handle), made by core.new; produce and
+ * purge, the methods that are Kafka's; and prd_kafka_transport, the table
+ * of functions core's serving and teardown call (core/transport.h). poll,
+ * flush, close and the others are core's (core/producer.c).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -18,19 +15,20 @@
 
 #include "core/arg.h"
 #include "core/call.h"
-#include "core/host.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/msgstate.h"
+#include "core/producer.h"
+#include "core/queue.h"
 #include "kafka/config.h"
 #include "kafka/errors.h"
 #include "kafka/handle.h"
+#include "kafka/oauth.h"
 #include "kafka/producer.h"
 #include "kafka/report.h"
 #include "kafka/stats.h"
 #include "kafka/txn.h"
 
-#define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 /* Strings from this size are lent to librdkafka, not copied: beyond it
  * a copy costs more than the ref that keeps the string (bench/README.md,
  * bench/large_values.lua; a build with -DPRD_NOCOPY_MIN=... compares). */
@@ -45,10 +43,12 @@ static void unref(lua_State *L, int *ref)
 }
 
 /* What a producer holds apart from librdkafka's handle. */
-static void release(lua_State *L, prd_producer *p)
+static void release(lua_State *L, prd_producer *base)
 {
+    prd_kafka *p = (prd_kafka *)base;
+
     unref(L, &p->on_delivery);
-    unref(L, &p->log.logger);
+    unref(L, &p->base.log.logger);
     unref(L, &p->on_error);
     unref(L, &p->on_token);
     unref(L, &p->encoder);
@@ -60,19 +60,20 @@ static void release(lua_State *L, prd_producer *p)
 
 /* In a forked child: forgets librdkafka's handle, whose threads stayed
  * in the parent (destroying it would wait for them forever). */
-static void abandon(lua_State *L, prd_producer *p)
+static void abandon(lua_State *L, prd_producer *base)
 {
+    prd_kafka *p = (prd_kafka *)base;
     int i;
 
     for (i = 0; i < PRD_TOPIC_CACHE; i++) {
         free(p->topics[i].name);
         p->topics[i].name = NULL;
     }
-    prd_wake_close(&p->wake);
+    prd_wake_close(&p->base.wake);
     p->rk = NULL;
     p->queue = NULL;
-    p->pending = NULL;
-    release(L, p);
+    p->base.pending = NULL;
+    release(L, base);
 }
 
 /* The optional callable field of the table at idx as a registry ref. */
@@ -121,18 +122,19 @@ static int conf_is_true(rd_kafka_conf_t *conf, const char *name)
  *   (callable: OAUTHBEARER tokens, oauth.c)
  * @treturn userdata producer
  */
-int prd_producer_new(lua_State *L)
+int prd_kafka_new(lua_State *L)
 {
     char errstr[PRD_TEXT_MAX];
     rd_kafka_conf_t *conf;
-    prd_producer *p;
+    prd_kafka *p;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
 
-    p = prd_handle_new(L);                   /* conf, opts, p */
+    p = (prd_kafka *)prd_producer_new(L, &prd_kafka_transport);  /* conf, opts, p */
+    p->on_delivery = p->on_error = p->on_token = p->encoder = p->on_stats = LUA_NOREF;
 
-    p->log.logger = opt_callback_ref(L, 2, "logger", "opts");
+    p->base.log.logger = opt_callback_ref(L, 2, "logger", "opts");
     p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
     p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
     p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
@@ -143,9 +145,9 @@ int prd_producer_new(lua_State *L)
         lua_pop(L, 1);
     }
     lua_getfield(L, 2, "log_level");
-    p->log.level = (int)luaL_optinteger(L, -1, PRD_INFO);
+    p->base.log.level = (int)luaL_optinteger(L, -1, PRD_INFO);
     lua_getfield(L, 2, "gc_flush_timeout");
-    p->gc_flush_ms = prd_arg_timeout_ms(L, -1, 1000);
+    p->base.gc_flush_ms = prd_arg_timeout_ms(L, -1, 1000);
     lua_getfield(L, 2, "serve_on_produce");
     p->serve_on_produce = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -159,8 +161,8 @@ int prd_producer_new(lua_State *L)
     lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1, &p->secrets);
-    p->log.redact = prd_redact_log;
-    p->log.redact_ud = &p->secrets;      /* oauth.c may replace p->secrets */
+    p->base.log.redact = prd_redact_log;
+    p->base.log.redact_ud = &p->secrets;      /* oauth.c may replace p->secrets */
     p->max_msg_bytes = conf_int(conf, "message.max.bytes");
     /* librdkafka would free a delivered message without a report, and
      * with it the state its opaque holds: every report comes, and those
@@ -183,7 +185,8 @@ int prd_producer_new(lua_State *L)
     rd_kafka_set_log_queue(p->rk, NULL);     /* logs onto the main queue */
     p->queue = rd_kafka_queue_get_main(p->rk);
     rd_kafka_queue_cb_event_enable(p->queue, prd_report_wake, p);
-    snprintf(p->name, sizeof p->name, "%s", rd_kafka_name(p->rk));
+    snprintf(p->base.name, sizeof p->base.name, "%s", rd_kafka_name(p->rk));
+    p->base.closed = 0;
     if (prd_stats_start(L, p) != LUA_OK)
         return lua_error(L);
     return 1;
@@ -299,7 +302,7 @@ static void drop_topic(prd_topic *t)
  * by name takes a lock and a list walk on every produce. NULL if
  * librdkafka refuses the name.
  */
-static rd_kafka_topic_t *topic_handle(prd_producer *p, const char *name)
+static rd_kafka_topic_t *topic_handle(prd_kafka *p, const char *name)
 {
     prd_topic *t;
     char *copy;
@@ -323,7 +326,7 @@ static rd_kafka_topic_t *topic_handle(prd_producer *p, const char *name)
     return t->rkt;
 }
 
-static void free_topics(prd_producer *p)
+static void free_topics(prd_kafka *p)
 {
     int i;
 
@@ -333,11 +336,11 @@ static void free_topics(prd_producer *p)
 }
 
 /* Serves reports without waiting; raises what a callback raised. */
-static void serve_now(lua_State *L, prd_producer *p)
+static void serve_now(lua_State *L, prd_kafka *p)
 {
     int served = 0;
 
-    if (prd_report_serve(L, p, 0, &served, INT_MAX) != LUA_OK)
+    if (prd_queue_serve(L, &p->base, 0, &served, INT_MAX) != LUA_OK)
         lua_error(L);
 }
 
@@ -422,20 +425,20 @@ static void check_args(lua_State *L, message *m)
 /* The table at 4 encoded by Lua code (lua-cjson, or json = function),
  * with the producer busy, so that code cannot close it; the bytes are
  * left in slot ENCODED. Raises what the encoder raised. */
-static void encode_with_lua(lua_State *L, prd_producer *p)
+static void encode_with_lua(lua_State *L, prd_kafka *p)
 {
     if (p->encoder == LUA_NOREF) {
-        prd_json_call_encoder(L, &p->busy, lua_upvalueindex(1), 0, 4);
+        prd_json_call_encoder(L, &p->base.busy, lua_upvalueindex(1), 0, 4);
         return;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->encoder);      /* ENCODED, for now */
-    prd_json_call_encoder(L, &p->busy, lua_upvalueindex(1), ENCODED, 4);
+    prd_json_call_encoder(L, &p->base.busy, lua_upvalueindex(1), ENCODED, 4);
     lua_remove(L, ENCODED);
 }
 
 /* The value at 4 into m: a string as it is, nil as a tombstone, a table
  * encoded. The last step of produce that may run Lua. */
-static void encode(lua_State *L, prd_producer *p, message *m)
+static void encode(lua_State *L, prd_kafka *p, message *m)
 {
     switch (lua_type(L, 4)) {
     case LUA_TSTRING:
@@ -478,7 +481,7 @@ static void *message_state(lua_State *L, message *m, int *msgflags)
 }
 
 /* Hands m to librdkafka. */
-static rd_kafka_resp_err_t send_message(prd_producer *p, const message *m, int msgflags,
+static rd_kafka_resp_err_t send_message(prd_kafka *p, const message *m, int msgflags,
                                 rd_kafka_headers_t *hdrs, void *opaque)
 {
     rd_kafka_topic_t *rkt = topic_handle(p, m->topic);
@@ -507,7 +510,7 @@ static rd_kafka_resp_err_t send_message(prd_producer *p, const message *m, int m
  * limit (the record's overhead counts too, so a message a little under
  * the limit can be refused).
  */
-static int fail_too_large(lua_State *L, prd_producer *p, const message *m)
+static int fail_too_large(lua_State *L, prd_kafka *p, const message *m)
 {
     char text[PRD_TEXT_MAX];
     size_t size = m->key_len + m->value_len;
@@ -536,9 +539,9 @@ static int fail_too_large(lua_State *L, prd_producer *p, const message *m)
  * @raise on bad arguments, and with the error of a delivery callback
  *   served after queueing (the message is queued all the same)
  */
-static int prd_producer_produce(lua_State *L)
+static int producer_produce(lua_State *L)
 {
-    prd_producer *p = prd_handle_check(L);
+    prd_kafka *p = prd_kafka_check(L);
     int msgflags = RD_KAFKA_MSG_F_COPY;
     message m = {0};
     rd_kafka_headers_t *hdrs = NULL;
@@ -552,7 +555,7 @@ static int prd_producer_produce(lua_State *L)
      * encoder's buffer holds the bytes. */
     if (!p->rk)
         return luaL_error(L, "producer is closed");
-    if (p->closing == PRD_PURGED)
+    if (p->base.closing == PRD_PURGED)
         return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__DESTROY, "producer is closing");
     if (lua_istable(L, HEADERS))
         hdrs = make_headers(L, HEADERS);
@@ -566,79 +569,12 @@ static int prd_producer_produce(lua_State *L)
             return fail_too_large(L, p, &m);
         return err == RD_KAFKA_RESP_ERR__FATAL ? prd_kafka_fail_fatal(L, p->rk) : prd_kafka_fail(L, err);
     }
-    p->queued++;
+    p->base.queued++;
     p->produced_bytes += m.key_len + m.value_len;
     if (p->serve_on_produce)
         serve_now(L, p);
     lua_pushboolean(L, 1);
     return 1;
-}
-
-/* The optional bound on reports at idx: an integer from 1, or def. */
-static int check_max_reports(lua_State *L, int idx, int def)
-{
-    lua_Integer max = def;
-
-    if (!lua_isnoneornil(L, idx))
-        luaL_argcheck(L, lua_type(L, idx) == LUA_TNUMBER &&
-                         prd_arg_integer(L, idx, 1, INT32_MAX, &max) == 0, idx,
-                      "max must be an integer from 1 to 2147483647");
-    return (int)max;
-}
-
-/***
- * Serves delivery reports, logs and errors, waiting up to timeout for
- * the first one; with max_reports, serves at most that many reports
- * (the rest wait for the next call, and event_fd stays readable).
- * @function poll
- * @number[opt=0] timeout seconds
- * @int[opt] max_reports
- * @treturn int number of delivery reports served
- */
-static int prd_producer_poll(lua_State *L)
-{
-    prd_producer *p = prd_handle_check(L);
-    int timeout_ms = prd_arg_timeout_ms(L, 2, 0);
-    int max = check_max_reports(L, 3, INT32_MAX), served = 0;
-
-    if (!p->busy)
-        prd_wake_clear(&p->wake);      /* event_fd is not readable after a poll
-                                   that finds nothing */
-    if (prd_report_serve(L, p, timeout_ms, &served, max) != LUA_OK)
-        return lua_error(L);
-    lua_pushinteger(L, served);
-    return 1;
-}
-
-/***
- * Waits until every queued message is delivered or has failed, serving
- * their reports; what waits for linger.ms is sent at once.
- * @function flush
- * @number[opt=30] timeout seconds
- * @treturn[1] true
- * @treturn[2] nil
- * @treturn[2] string "timed out" (or "interrupted by SIGINT": docs/signals.md)
- * @treturn[2] string "_TIMED_OUT" (or "_INTR")
- * @treturn[2] table error object, whose queued is the number of messages
- *   still queued
- */
-static int prd_producer_flush(lua_State *L)
-{
-    prd_producer *p = prd_handle_check(L);
-    int timeout_ms = prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
-    long left;
-
-    prd_call_check_not_busy(L, p->busy, "flush");
-    left = prd_report_drain(L, p, timeout_ms, NULL);
-
-    if (left == 0) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    if (p->interrupted)
-        return prd_watch_fail(L, p->interrupted, left);
-    return prd_fail_queued(L, PRD_ERR_TIMED_OUT, "_TIMED_OUT", "timed out", PRD_E_RETRIABLE,
-                           left);
 }
 
 /* purge's options (the table at idx, read raw) as librdkafka's flags:
@@ -679,9 +615,9 @@ static int purge_flags(lua_State *L, int idx)
  * @treturn[1] true
  * @treturn[2] nil, message, name, error object
  */
-static int prd_producer_purge(lua_State *L)
+static int producer_purge(lua_State *L)
 {
-    prd_producer *p = prd_handle_check(L);
+    prd_kafka *p = prd_kafka_check(L);
     int flags = purge_flags(L, 2);
     rd_kafka_resp_err_t err;
 
@@ -691,246 +627,70 @@ static int prd_producer_purge(lua_State *L)
     return 1;
 }
 
-/* Waits for reports, serving them with Lua (keeping the first error) or,
- * in __gc, without. */
-static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
-                   int *kept)
+static const luaL_Reg methods[] = {
+    {"produce", producer_produce},
+    {"purge", producer_purge},
+    {"metrics", prd_stats_metrics},
+    {NULL, NULL}};
+
+/* Purges every message queued and in flight (close, after its wait). */
+static void purge_all(prd_producer *base)
 {
-    if (run_lua)
-        prd_report_drain(L, p, timeout_ms, kept);
-    else
-        prd_report_drain_silently(L, p, timeout_ms);
+    rd_kafka_purge(((prd_kafka *)base)->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 }
 
-/*
- * The one teardown: waits up to timeout_ms for deliveries, purges what is
- * left, serves the purged reports, frees librdkafka's handle and the refs.
- * With run_lua, callbacks and the logger run and the first error they
- * raise is left on the stack (returns 1); without, no Lua runs (__gc).
- */
-static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
+/* After the last report: aborts an open transaction, releases what the
+ * reports left hold, frees librdkafka's handle and the refs. */
+static void close_handle(lua_State *L, prd_producer *base, int timeout_ms)
 {
-    long failures_before = p->failures;
-    int kept = 0;
-    long lost;
-
-    if (!p->rk)
-        return 0;
-    if (prd_handle_forked(p)) {
-        abandon(L, p);
-        if (run_lua)
-            luaL_error(L, PRD_HANDLE_FORKED_MSG);
-        return 0;
-    }
-    if (run_lua)
-        prd_call_check_not_busy(L, p->busy, "close");
-    /* callbacks may still produce while it waits (a retry): their
-     * messages are waited for too; once it purges, produce refuses */
-    p->closing = PRD_CLOSING;
-    settle(L, p, timeout_ms, run_lua, &kept);
-    p->closing = PRD_PURGED;
-    if (p->queued > 0) {
-        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        settle(L, p, PURGE_WAIT_MS, run_lua, &kept);
-    }
-
-    lost = p->failures - failures_before;
-    if (lost > 0 && run_lua) {
-        int status = prd_log_f(L, &p->log, &p->busy, PRD_WARN, "%s closed with %ld message(s) not delivered",
-                              p->name, lost);
-
-        if (status != LUA_OK && kept++)
-            lua_pop(L, 1);
-    } else if (lost > 0) {
-        char line[PRD_TEXT_MAX];
-
-        snprintf(line, sizeof line, "%s collected with %ld message(s) not delivered",
-                 p->name, lost);
-        prd_host_log(L, "warn", line);  /* the host's C hook, or stderr */
-    }
+    prd_kafka *p = (prd_kafka *)base;
 
     prd_txn_close(p, timeout_ms);        /* aborts an open transaction */
-    prd_report_drop(L, p);               /* releases refs of any report left */
+    prd_queue_drop(L, base);             /* releases refs of any report left */
     free_topics(p);
     rd_kafka_queue_cb_event_enable(p->queue, NULL, NULL);   /* none runs after */
-    prd_wake_close(&p->wake);
+    prd_wake_close(&p->base.wake);
     rd_kafka_queue_destroy(p->queue);
     rd_kafka_destroy(p->rk);
     p->rk = NULL;
     p->queue = NULL;
-    release(L, p);
-    return kept > 0;
+    release(L, base);
 }
 
-/***
- * Flushes, then frees the producer. What is still queued after timeout is
- * purged: its reports are served with error "_PURGE_QUEUE" (or
- * "_PURGE_INFLIGHT") and the number lost is logged as a warning. Closing
- * twice is allowed; every other method raises after close.
- * @function close
- * @number[opt=30] timeout seconds
- * @raise the first error a callback raised while closing (after closing)
- */
-static int prd_producer_close(lua_State *L)
-{
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-    int timeout_ms = prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
-
-    if (teardown(L, p, timeout_ms, 1))
-        return lua_error(L);
-    return 0;
-}
-
-/* __close (Lua 5.4): close with the default timeout. */
-static int prd_producer_tbc_close(lua_State *L)
-{
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-
-    /* leaving the scope by an error: that error goes on, not a callback's */
-    if (teardown(L, p, PRD_DEFAULT_TIMEOUT_MS, 1) && lua_isnoneornil(L, 2))
-        return lua_error(L);
-    return 0;
-}
-
-static int prd_producer_gc(lua_State *L)
-{
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-
-    if (p->rk) {   /* lua_close's producers share one deadline (log.c);
-                      one whose last wait was interrupted waits no more */
-        teardown(L, p, p->interrupted ? 0 : prd_host_gc_wait_ms(L, p->gc_flush_ms), 0);
-        prd_host_gc_done(L);
-    }
-    release(L, p);                    /* set even when rd_kafka_new failed */
-    return 0;
-}
-
-/***
- * Messages produced whose report has not been served yet (with
- * delivery.report.only.error: librdkafka's count of messages and events
- * not yet done).
- * @function queue_length
- * @treturn int
- */
-static int prd_producer_queue_length(lua_State *L)
-{
-    lua_pushinteger(L, prd_handle_check(L)->queued);
-    return 1;
-}
-
-/***
- * A file descriptor that becomes readable when reports, logs or errors
- * are waiting, for event loops (luv, cqueues, epoll) to wait on instead of
- * polling on a timer: when it is readable, call p:poll(0), which also
- * empties it. The same descriptor is returned on every call; it is closed
- * by close. Do not read it or close it yourself.
- * @function event_fd
- * @treturn int
- */
-static int prd_producer_event_fd(lua_State *L)
-{
-    prd_producer *p = prd_handle_check(L);
-
-    if (prd_wake_push_fd(L, &p->wake))
-        prd_report_wake_if_waiting(p);          /* events already waiting */
-    return 1;
-}
-
-/***
- * Counters since the producer was made: delivered and failed messages
- * (their reports served), and queued (produced, report not yet served).
- * Counting deliveries this way needs no per-message callback.
- * @function stats
- * @treturn table {delivered = n, failed = n, queued = n}
- */
-static int prd_producer_stats(lua_State *L)
-{
-    prd_producer *p = prd_handle_check(L);
-
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, p->delivered);
-    lua_setfield(L, -2, "delivered");
-    lua_pushinteger(L, p->failures);
-    lua_setfield(L, -2, "failed");
-    lua_pushinteger(L, p->queued);
-    lua_setfield(L, -2, "queued");
-    return 1;
-}
-
-/***
- * Serves up to max waiting delivery reports as values, for event loops
- * that run callbacks in their own coroutines: no callback is called.
- * Logs and errors still go to the logger. Returns {} inside a callback
- * of the same producer.
- * @function reports
- * @int[opt=1000] max
- * @treturn table an array of reports, each with err (the message, absent
- *   on success) and on_delivery (the message's own callback, not called)
- * @treturn[opt] the error a logger raised, which stopped the serving
- */
-static int prd_producer_reports(lua_State *L)
-{
-    prd_producer *p = prd_handle_check(L);
-
-    return prd_report_take(L, p, check_max_reports(L, 2, 1000));
-}
-
-/***
- * True once closed.
- * @function is_closed
- */
-static int prd_producer_is_closed(lua_State *L)
-{
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-
-    lua_pushboolean(L, p->rk == NULL);
-    return 1;
-}
-
-static int prd_producer_tostring(lua_State *L)
-{
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-
-    lua_pushfstring(L, "producers.kafka (%s%s)", p->name,
-                    p->rk ? "" : ", closed");
-    return 1;
-}
-
-static const luaL_Reg methods[] = {
-    {"produce", prd_producer_produce},
-    {"poll", prd_producer_poll},
-    {"flush", prd_producer_flush},
-    {"close", prd_producer_close},
-    {"queue_length", prd_producer_queue_length},
-    {"is_closed", prd_producer_is_closed},
-    {"event_fd", prd_producer_event_fd},
-    {"stats", prd_producer_stats},
-    {"reports", prd_producer_reports},
-    {"purge", prd_producer_purge},
-    {"metrics", prd_stats_metrics},
-    {NULL, NULL}};
-
-static const luaL_Reg metamethods[] = {
-    {"__gc", prd_producer_gc},
-    {"__close", prd_producer_tbc_close},
-    {"__tostring", prd_producer_tostring},
-    {NULL, NULL}};
+const prd_transport prd_kafka_transport = {
+    .type = PRD_PRODUCER_T,
+    .kind = "producers.kafka",
+    .size = sizeof(prd_kafka),
+    .next_event = prd_report_next_event,
+    .next_report = prd_report_next,
+    .report_state = prd_report_state,
+    .count = prd_report_count,
+    .report = prd_report_call,
+    .push_report = prd_report_push,
+    .waiting = prd_report_waiting,
+    .send_now = prd_report_send_now,
+    .purge = purge_all,
+    .close = close_handle,
+    .abandon = abandon,
+    .release = release,
+};
 
 /*
- * Makes the Producer metatable; pushes the method table. Every method
- * has the JSON state (json.c) at json_idx as its upvalue.
+ * Makes the Producer metatable; pushes the method table: core's methods
+ * (core/producer.c) and the Kafka transport's, which have the JSON state
+ * (json.c) at json_idx as their upvalue.
  */
-void prd_producer_open(lua_State *L, int json_idx)
+void prd_kafka_open(lua_State *L, int json_idx)
 {
-    prd_handle_watch_forks();
-    prd_call_open(L);
+    prd_producer_open(L);
     prd_kafka_errors_open(L);
-    prd_report_open(L);
+    prd_oauth_open(L);
     prd_stats_open(L);
     json_idx = lua_absindex(L, json_idx);
     luaL_newmetatable(L, PRD_PRODUCER_T);
-    luaL_setfuncs(L, metamethods, 0);
+    prd_producer_metamethods(L);
     lua_newtable(L);                         /* mt, methods */
+    prd_producer_methods(L);
     lua_pushvalue(L, json_idx);
     luaL_setfuncs(L, methods, 1);
     luaL_setfuncs(L, prd_txn_methods, 0);

@@ -2,44 +2,30 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * report.c: serving the producer's main queue on the caller's thread.
+ * report.c: the Kafka side of serving (core/queue.c serves): librdkafka's
+ * main queue as prd_transport's events.
  *
- * librdkafka puts delivery reports (in batches), log lines, errors and
- * OAUTHBEARER token requests (served by oauth.c) on the main queue as
- * events. prd_serve takes them off after librdkafka has returned, so Lua
- * runs only here, in protected calls (one for a batch of reports): a Lua
- * error never unwinds through librdkafka. When a callback
- * raises, the batch being served is kept in p->pending and the next call
- * resumes with the report after it: no report is lost or served twice.
- *
- * A message's own callback, and the string of a value librdkafka does not
- * copy, ride in its opaque (prd_opaque, prd_msgstate_keep) and are unreffed
- * when its report has been served. A callback declared with one
- * parameter, function(err), gets no report table: none is built.
+ * librdkafka puts delivery reports (in batches), log lines, errors,
+ * statistics (stats.c) and OAUTHBEARER token requests (oauth.c) on the
+ * main queue as events, and calls prd_report_wake, on one of its threads,
+ * when the empty queue gets one. A batch is held in p->base.pending for
+ * queue.c; the other events are served here (loggers and on_error run in
+ * protected calls of their own). A report's table says what librdkafka
+ * says of the message: topic, partition, offset, key, value, timestamp,
+ * latency, headers, the error and its likely cause. A callback declared
+ * with one parameter, function(err), gets no report table: none is built.
  */
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/call.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/msgstate.h"
-#include "core/signal.h"
 #include "kafka/errors.h"
 #include "kafka/oauth.h"
 #include "kafka/report.h"
 #include "kafka/stats.h"
 
-#define SERVE_SLICE_MS 100        /* drain serves in slices of this */
 #define SEND_NOW_MS 1             /* send_now's wait */
-
-/* The keys of the functions prd_call_push_function keeps (their addresses). */
-static const char serve_reports_key, collect_reports_key;
 
 static void set_bytes(lua_State *L, const char *field, const void *bytes, size_t len)
 {
@@ -79,7 +65,7 @@ static void push_headers(lua_State *L, const rd_kafka_message_t *m)
 
 /* A local failure (timed out, purged) after a client error: that error
  * is its likely cause, named in the report and the default log line. */
-static int has_cause(const prd_producer *p, const rd_kafka_message_t *m)
+static int has_cause(const prd_kafka *p, const rd_kafka_message_t *m)
 {
     return m->err < 0 && p->last_error;
 }
@@ -89,7 +75,7 @@ static int has_cause(const prd_producer *p, const rd_kafka_message_t *m)
  * out, purged) that follows a client error such as failed authentication
  * names that error too.
  */
-static void push_error(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+static void push_error(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
 {
     if (has_cause(p, m))
         lua_pushfstring(L, "%s (last error: %s)", rd_kafka_err2str(m->err),
@@ -102,7 +88,7 @@ static void push_error(lua_State *L, prd_producer *p, const rd_kafka_message_t *
 
 /* Pushes m's failure as an error object, with err's message (push_error).
  * A message failed by a fatal error (_FATAL) names that error. */
-static void push_error_object(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+static void push_error_object(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
 {
     rd_kafka_resp_err_t err = m->err;
     int flags = 0;
@@ -120,7 +106,7 @@ static void push_error_object(lua_State *L, prd_producer *p, const rd_kafka_mess
 }
 
 /* Pushes the report table of message m. */
-static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+static void push_report(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
 {
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -159,51 +145,57 @@ static void push_report(lua_State *L, prd_producer *p, const rd_kafka_message_t 
 }
 
 /* The default report: failures at error level, successes at debug. */
-static int default_report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+static int default_report(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
 
     /* purged by close: its one summary line counts them */
-    if (p->closing && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+    if (p->base.closing && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                        m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
         return LUA_OK;
 
     if (has_cause(p, m))
-        return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
+        return prd_log_f(L, &p->base.log, &p->base.busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s; last error: %s (%s))",
                         topic, (int)m->partition, rd_kafka_err2str(m->err),
                         rd_kafka_err2name(m->err), p->last_error_text,
                         rd_kafka_err2name(p->last_error));
     if (m->err)
-        return prd_log_f(L, &p->log, &p->busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
+        return prd_log_f(L, &p->base.log, &p->base.busy, PRD_ERROR, "delivery failed: %s [%d]: %s (%s)",
                      topic, (int)m->partition, rd_kafka_err2str(m->err),
                      rd_kafka_err2name(m->err));
-    return prd_log_f(L, &p->log, &p->busy, PRD_DEBUG, "delivered to %s [%d] at offset %lld",
+    return prd_log_f(L, &p->base.log, &p->base.busy, PRD_DEBUG, "delivered to %s [%d] at offset %lld",
                  topic, (int)m->partition, (long long)m->offset);
 }
 
 /* Counts m's report: served, delivered or failed, its bytes and latency. */
-static void count_report(prd_producer *p, const rd_kafka_message_t *m)
+void prd_report_count(prd_producer *base, const void *report)
 {
-    p->queued--;
+    prd_kafka *p = (prd_kafka *)base;
+    const rd_kafka_message_t *m = report;
+
+    p->base.queued--;
     prd_latency_record(&p->latency, rd_kafka_message_latency(m));
     if (m->err) {
-        p->failures++;
+        p->base.failures++;
         p->failed_bytes += m->len + m->key_len;
     } else {
-        p->delivered++;
+        p->base.delivered++;
         p->delivered_bytes += m->len + m->key_len;
         p->last_error = RD_KAFKA_RESP_ERR_NO_ERROR;   /* the cluster answers again */
     }
 }
 
 /*
- * Calls m's callback with err and, if it takes one, the report table,
- * unprotected: serve_batch's protected call holds the batch. Without a
+ * prd_transport's report: calls m's callback with err and, if it takes
+ * one, the report table, unprotected: queue.c's protected call holds the
+ * batch. Without a
  * callback, the default report, whose logger runs in a protected call of
  * its own: returns its status, an error on top of the stack.
  */
-static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
+int prd_report_call(lua_State *L, prd_producer *base, const void *report)
 {
+    prd_kafka *p = (prd_kafka *)base;
+    const rd_kafka_message_t *m = report;
     int ref = prd_msgstate_ref(m->_private), takes_report;
 
     if (!m->err && p->only_errors)
@@ -227,83 +219,31 @@ static int report(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
     return LUA_OK;
 }
 
-/* One run of serve_reports: what it needs, and what it leaves behind. */
-typedef struct {
-    prd_producer *p;
-    int *served;
-    int max;                    /* stop when *served reaches it */
-    void *opaque;               /* of the report being served, until released */
-    int status;                 /* a logger's error status */
-} prd_batch;
-
-/* The next report of the batch p->pending; NULL once the batch is done
- * (and destroyed). */
-static const rd_kafka_message_t *batch_next(prd_producer *p)
+/* prd_transport's next_report: the next report of the batch
+ * p->base.pending; NULL once the batch is done (and destroyed). */
+const void *prd_report_next(prd_producer *base)
 {
-    const rd_kafka_message_t *m = rd_kafka_event_message_next(p->pending);
+    const rd_kafka_message_t *m = rd_kafka_event_message_next(base->pending);
 
     if (!m) {
-        rd_kafka_event_destroy(p->pending);
-        p->pending = NULL;
+        rd_kafka_event_destroy(base->pending);
+        base->pending = NULL;
     }
     return m;
 }
 
-/*
- * Serves the reports of the batch p->pending, called in a protected call
- * (serve_batch): one for the batch rather than one for each report. The
- * batch is read anew each turn: a callback may have served (and finished)
- * it itself by calling poll or flush. A finished batch is destroyed here.
- * A logger's error is returned, its status in b->status; a callback's
- * error unwinds to serve_batch, which releases what b->opaque holds.
- */
-static int serve_reports(lua_State *L)
+/* prd_transport's report_state: a report's message state (its opaque). */
+void *prd_report_state(const void *report)
 {
-    prd_batch *b = lua_touserdata(L, 1);
-    prd_producer *p = b->p;
-    const rd_kafka_message_t *m;
-
-    while (p->pending && *b->served < b->max) {
-        if (!(m = batch_next(p)))
-            break;
-        (*b->served)++;
-        count_report(p, m);
-        b->opaque = m->_private;        /* m may be freed by a callback's poll */
-        if ((b->status = report(L, p, m)) != LUA_OK)
-            return 1;
-        prd_msgstate_release(L, b->opaque);
-        b->opaque = NULL;
-    }
-    return 0;
+    return ((const rd_kafka_message_t *)report)->_private;
 }
 
 /* Makes ev, a batch of reports, the one being served: a new batch is
  * where the latency window may turn (stats.c), one clock read a batch. */
-static void hold_batch(prd_producer *p, rd_kafka_event_t *ev)
+static void hold_batch(prd_kafka *p, rd_kafka_event_t *ev)
 {
-    p->pending = ev;
+    p->base.pending = ev;
     prd_latency_tick(&p->latency, prd_clock_now_ms());
-}
-
-/* Serves p->pending in one protected call, with the traceback handler at
- * *handler (pushed at the top when 0). Returns LUA_OK, or an error status
- * with the error on top of the stack. */
-static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int *handler)
-{
-    prd_batch b = {p, served, max, NULL, LUA_OK};
-    int status;
-
-    if (!*handler) {
-        prd_call_push_handler(L);
-        *handler = lua_gettop(L);
-    }
-    prd_call_push_function(L, &serve_reports_key, serve_reports);
-    lua_pushlightuserdata(L, &b);
-    status = prd_call_pcall(L, &p->busy, 1, 1, *handler);
-    prd_msgstate_release(L, b.opaque);    /* the report whose call failed */
-    if (status == LUA_OK && (status = b.status) == LUA_OK)
-        lua_pop(L, 1);
-    return status;
 }
 
 /*
@@ -316,7 +256,7 @@ static int serve_batch(lua_State *L, prd_producer *p, int *served, int max, int 
  * Matching the two instead fails when brokers fail together and their
  * lines interleave.
  */
-static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+static int serve_log(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
     int level;
@@ -328,11 +268,11 @@ static int serve_log(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
           : level <= 6 ? PRD_INFO : PRD_DEBUG;
     if (strcmp(fac, "FAIL") == 0 && level != PRD_DEBUG)
         return LUA_OK;
-    return prd_log_f(L, &p->log, &p->busy, level, "librdkafka %s: %s", fac, str);
+    return prd_log_f(L, &p->base.log, &p->base.busy, level, "librdkafka %s: %s", fac, str);
 }
 
 /* An error event: prd_kafka_error_report (its FAIL line is dropped: serve_log). */
-static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+static int serve_error(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev)
 {
     char text[PRD_TEXT_MAX];
 
@@ -343,7 +283,7 @@ static int serve_error(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
                             rd_kafka_event_error_is_fatal(ev));
 }
 
-static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+static int serve_other(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev)
 {
     switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_LOG:
@@ -364,149 +304,45 @@ static int serve_other(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
  * when an event arrives in the empty main queue: marks the producer ready
  * and wakes the pipe of event_fd() (wake.c: atomics and write(2) only).
  */
+/* prd_transport's next_event: the next event of the main queue, waiting
+ * up to timeout_ms; a batch of reports is held, any other event served
+ * (serve) or dropped. */
+int prd_report_next_event(lua_State *L, prd_producer *base, int timeout_ms, int serve, int *status)
+{
+    prd_kafka *p = (prd_kafka *)base;
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(p->queue, timeout_ms);
+
+    if (!ev)
+        return PRD_EVENT_NONE;
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+        hold_batch(p, ev);
+        return PRD_EVENT_BATCH;
+    }
+    if (serve)
+        *status = serve_other(L, p, ev);
+    rd_kafka_event_destroy(ev);
+    return PRD_EVENT_OTHER;
+}
+
 void prd_report_wake(rd_kafka_t *rk, void *opaque)
 {
-    prd_producer *p = opaque;
+    prd_kafka *p = opaque;
 
     (void)rk;
-    prd_wake_signal(&p->wake);
+    prd_wake_signal(&p->base.wake);
 }
 
-/* When events are waiting (after an early return, or as event_fd()
- * makes its pipe): ready, and the event loop woken, as prd_report_wake. */
-void prd_report_wake_if_waiting(prd_producer *p)
+/* prd_transport's push_report: m's report as a value, the report table
+ * with err and its own callback (on_delivery) as fields; none for a
+ * success with delivery.report.only.error. */
+int prd_report_push(lua_State *L, prd_producer *base, const void *report)
 {
-    if (p->pending || rd_kafka_queue_length(p->queue) > 0)
-        prd_wake_signal(&p->wake);
-}
-
-/* Whether the waiting call was interrupted (signal.c): recorded in
- * p->interrupted. */
-static int interrupted(lua_State *L, prd_producer *p)
-{
-    return (p->interrupted = prd_watch_check(L, &p->watch)) != 0;
-}
-
-/* The next event, waiting up to timeout_ms in slices between which an
- * interrupt ends the wait; NULL at the timeout or when interrupted. */
-static rd_kafka_event_t *wait_event(lua_State *L, prd_producer *p, int timeout_ms)
-{
-    int64_t deadline = prd_clock_now_ms() + timeout_ms;
-    rd_kafka_event_t *ev;
-    int slice;
-
-    for (;;) {
-        slice = timeout_ms < PRD_WATCH_SLICE_MS ? timeout_ms : PRD_WATCH_SLICE_MS;
-        if ((ev = rd_kafka_queue_poll(p->queue, slice)) || slice == timeout_ms)
-            return ev;
-        if (interrupted(L, p) || (timeout_ms = (int)(deadline - prd_clock_now_ms())) <= 0)
-            return NULL;
-    }
-}
-
-/* How queue_batch walks the queue. */
-enum {
-    Q_WATCH = 1,                /* waits in slices; an interrupt (before
-                                   each event too) stops the walk */
-    Q_SERVE = 2                 /* events other than reports are served
-                                   (Lua runs); else dropped */
-};
-
-/*
- * The one walk over the main queue that every serving shares: makes
- * p->pending the batch of reports to serve next, the batch left there or
- * the next one from the queue (waiting up to *timeout_ms for the first
- * event, 0 after). Events that are not reports are served on the way
- * (Q_SERVE: logs, errors, statistics, tokens) or dropped (__gc). Returns
- * 1 with a batch in p->pending; 0 when the queue is empty, the wait
- * ended, an interrupt came (Q_WATCH) or an event's Lua failed (*status,
- * the error on top of the stack). batch_next takes its reports.
- */
-static int queue_batch(lua_State *L, prd_producer *p, int *timeout_ms, int how, int *status)
-{
-    rd_kafka_event_t *ev;
-
-    for (;;) {
-        if ((how & Q_WATCH) && interrupted(L, p))
-            return 0;
-        if (p->pending)
-            return 1;
-        ev = how & Q_WATCH ? wait_event(L, p, *timeout_ms)
-                           : rd_kafka_queue_poll(p->queue, *timeout_ms);
-        if (!ev)
-            return 0;
-        *timeout_ms = 0;
-        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
-            hold_batch(p, ev);
-            return 1;
-        }
-        if (how & Q_SERVE)
-            *status = serve_other(L, p, ev);
-        rd_kafka_event_destroy(ev);
-        if (*status != LUA_OK)
-            return 0;
-        if (how & Q_WATCH)
-            prd_watch_hook(L, &p->watch);   /* Lua ran: hooks it set are its own */
-    }
-}
-
-/* Serves events until max reports are served or the queue is empty.
- * Before each, an interrupt stops it: no Lua runs once the interpreter's
- * hook is set, so that it fires in the caller, at once. */
-static int serve_events(lua_State *L, prd_producer *p, int timeout_ms, int *served,
-                        int max, int *handler)
-{
-    int status = LUA_OK;
-
-    while (*served < max) {
-        if (!queue_batch(L, p, &timeout_ms, Q_WATCH | Q_SERVE, &status))
-            return status;
-        if ((status = serve_batch(L, p, served, max, handler)) != LUA_OK)
-            return status;
-        prd_watch_hook(L, &p->watch);
-    }
-    return LUA_OK;
-}
-
-/* Serves with one traceback handler on the stack for every batch's
- * protected call, pushed when first needed and removed after (an error
- * object above it moves down). */
-static int serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
-{
-    int handler = 0, status;
-
-    status = serve_events(L, p, timeout_ms, served, max, &handler);
-    if (handler)
-        lua_remove(L, handler);
-    return status;
-}
-
-/* One run of collect_reports. */
-typedef struct {
-    prd_producer *p;
-    int max;
-} prd_take;
-
-/* The next report of p->pending, or NULL when the queue has none. Other
- * events are served on the way (logger); a logger's error stops it:
- * *status, with the error on top of the stack. */
-static const rd_kafka_message_t *next_report(lua_State *L, prd_producer *p, int *status)
-{
-    const rd_kafka_message_t *m;
-    int timeout_ms = 0;
-
-    while (queue_batch(L, p, &timeout_ms, Q_SERVE, status))
-        if ((m = batch_next(p)))
-            return m;
-    return NULL;
-}
-
-/* Pushes m's report as a value: the report table, with err and its own
- * callback (on_delivery) as fields. */
-static void push_report_value(lua_State *L, prd_producer *p, const rd_kafka_message_t *m)
-{
+    prd_kafka *p = (prd_kafka *)base;
+    const rd_kafka_message_t *m = report;
     int ref = prd_msgstate_ref(m->_private);
 
+    if (!m->err && p->only_errors)
+        return 0;
     push_report(L, p, m);
     push_error(L, p, m);
     lua_setfield(L, -2, "err");
@@ -514,111 +350,7 @@ static void push_report_value(lua_State *L, prd_producer *p, const rd_kafka_mess
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         lua_setfield(L, -2, "on_delivery");
     }
-}
-
-/* Protected: fills a new list with up to max reports; returns it, and a
- * logger's error when one stopped it. */
-static int collect_reports(lua_State *L)
-{
-    prd_take *t = lua_touserdata(L, 1);
-    prd_producer *p = t->p;
-    const rd_kafka_message_t *m;
-    int n = 0, status = LUA_OK;
-
-    lua_newtable(L);                                 /* t, list */
-    while (n < t->max && (m = next_report(L, p, &status))) {
-        count_report(p, m);
-        if (m->err || !p->only_errors) {
-            push_report_value(L, p, m);
-            lua_rawseti(L, 2, ++n);
-        }
-        prd_msgstate_release(L, m->_private);
-    }
-    return status == LUA_OK ? 1 : 2;                 /* list[, error] */
-}
-
-/*
- * Serves up to max waiting delivery reports as values (no callback is
- * called); logs and errors go to the logger. Pushes the list, and a
- * logger's error if one raised; returns the number of values pushed.
- */
-int prd_report_take(lua_State *L, prd_producer *p, int max)
-{
-    prd_take t = {p, max};
-    int base, status;
-
-    if (p->busy) {
-        lua_newtable(L);
-        return 1;
-    }
-    prd_wake_take(&p->wake);
-    base = lua_gettop(L) + 1;
-    prd_call_push_handler(L);
-    prd_call_push_function(L, &collect_reports_key, collect_reports);
-    lua_pushlightuserdata(L, &t);
-    status = prd_call_pcall(L, &p->busy, 1, 2, base);
-    lua_remove(L, base);
-    prd_report_wake_if_waiting(p);         /* what max left behind */
-    if (status != LUA_OK)
-        lua_error(L);
-    return lua_isnil(L, -1) ? (lua_pop(L, 1), 1) : 2;
-}
-
-/*
- * Serves events for up to timeout_ms (waiting only for the first one)
- * until the queue is empty or *served reaches max, adding the number of
- * delivery reports served to *served. Returns LUA_OK, or a Lua error
- * status with the error object on top of the stack.
- */
-int prd_report_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, int max)
-{
-    int status;
-
-    /* Called by Lua that serving runs (a callback that produces): the
-     * outer call goes on serving, so the depth stays one however many
-     * reports a batch holds. */
-    if (p->busy)
-        return LUA_OK;
-    if (!p->watching)
-        p->interrupted = 0;
-    /* Not waiting and nothing arrived since the queue was last emptied:
-     * done, without taking the queue's lock (produce calls this each time). */
-    if (timeout_ms == 0 && !p->pending && !prd_wake_ready(&p->wake))
-        return LUA_OK;
-    /* a call of its own: interrupts count from now (flush and close
-     * hold theirs, taken when they started) */
-    if (!p->watching)
-        prd_watch_start(L, &p->watch);
-    /* first: what arrives after this sets them again */
-    prd_wake_take(&p->wake);
-    status = serve(L, p, timeout_ms, served, max);
-    if (status != LUA_OK || *served >= max || p->interrupted)
-        prd_report_wake_if_waiting(p);         /* what is left stays ready */
-    return status;
-}
-
-/*
- * Empties the queue without running Lua (for __gc), waiting up to
- * timeout_ms for the first event: drops logs, releases the callbacks of
- * reports, counts failed deliveries.
- */
-static void empty_silently(lua_State *L, prd_producer *p, int timeout_ms)
-{
-    const rd_kafka_message_t *m;
-    int status = LUA_OK;
-
-    while (queue_batch(L, p, &timeout_ms, 0, &status))
-        while ((m = batch_next(p))) {
-            count_report(p, m);
-            prd_msgstate_release(L, m->_private);
-        }
-}
-
-/* Releases what the reports still queued hold, running no Lua, waiting
- * for none (the last step of close). */
-void prd_report_drop(lua_State *L, prd_producer *p)
-{
-    empty_silently(L, p, 0);
+    return 1;
 }
 
 /*
@@ -628,74 +360,13 @@ void prd_report_drop(lua_State *L, prd_producer *p)
  * events it serves none and waits for them all; a moment is enough for
  * the threads to wake, then the caller serves the reports.
  */
-static void send_now(prd_producer *p)
+void prd_report_send_now(prd_producer *base)
 {
-    rd_kafka_flush(p->rk, SEND_NOW_MS);
+    rd_kafka_flush(((prd_kafka *)base)->rk, SEND_NOW_MS);
 }
 
-/* The next slice of waiting for reports before the deadline, once
- * librdkafka has been told to send at once; 0 when nothing is queued any
- * more or the deadline has passed. */
-static int next_slice(prd_producer *p, int64_t deadline)
+/* prd_transport's waiting: events in the main queue. */
+int prd_report_waiting(prd_producer *base)
 {
-    int64_t left = deadline - prd_clock_now_ms();
-
-    if (!p->rk || p->queued == 0 || left <= 0)
-        return 0;
-    send_now(p);
-    return left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS;
-}
-
-/*
- * Serves reports until every message produced has had its report, or the
- * deadline passes. Raises a callback's error unless kept is given: then
- * the first error is left at the top of the stack, later ones dropped,
- * *kept counts them, and serving goes on. Returns the messages still
- * queued.
- */
-long prd_report_drain(lua_State *L, prd_producer *p, int timeout_ms, int *kept)
-{
-    int64_t deadline = prd_clock_now_ms() + timeout_ms;
-    int served = 0, slice = 0;
-
-    /* an interrupt (signal.c) ends the wait: p->interrupted says which */
-    prd_watch_start(L, &p->watch);
-    p->watching = 1;
-    p->interrupted = 0;
-    do {                /* serves what waits already, even at timeout 0 */
-        if (prd_report_serve(L, p, slice, &served, INT_MAX) != LUA_OK) {
-            if (!kept) {
-                p->watching = 0;
-                lua_error(L);
-            }
-            if ((*kept)++)
-                lua_pop(L, 1);
-        }
-    } while (!(p->interrupted = prd_watch_check(L, &p->watch)) &&
-             (slice = next_slice(p, deadline)));
-    p->watching = 0;
-    return p->queued;
-}
-
-/* Waits up to timeout_ms for the queue to empty, running no Lua. */
-void prd_report_drain_silently(lua_State *L, prd_producer *p, int timeout_ms)
-{
-    int64_t deadline = prd_clock_now_ms() + timeout_ms;
-    int slice;
-
-    while ((slice = next_slice(p, deadline)))
-        empty_silently(L, p, slice);
-}
-
-/*
- * Makes the functions the serving pushes, once per Lua state, before any
- * producer exists: made later, on first use, the allocation could run a
- * finalizer that closes the producer being served.
- */
-void prd_report_open(lua_State *L)
-{
-    prd_call_push_function(L, &serve_reports_key, serve_reports);
-    prd_call_push_function(L, &collect_reports_key, collect_reports);
-    lua_pop(L, 2);
-    prd_oauth_open(L);
+    return rd_kafka_queue_length(((prd_kafka *)base)->queue) > 0;
 }

@@ -43,8 +43,8 @@
 #include "core/arg.h"
 #include "core/call.h"
 #include "core/clock.h"
+#include "core/queue.h"
 #include "kafka/errors.h"
-#include "kafka/report.h"
 #include "kafka/txn.h"
 
 #define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
@@ -75,7 +75,7 @@
 /* Checked before each call too: a fatal error raised outside the
  * transactional code (librdkafka's test hook, the idempotent producer)
  * leaves librdkafka's transaction state as it was. */
-static int is_fatal(prd_producer *p)
+static int is_fatal(prd_kafka *p)
 {
     return rd_kafka_fatal_error(p->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
@@ -83,7 +83,7 @@ static int is_fatal(prd_producer *p)
 /* true, or nil, message, name, error object for librdkafka's error
  * (which is destroyed). A fatal error comes as produce returns it: nil,
  * "Local: Fatal error", "_FATAL", the object naming the cause. */
-static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
+static int txn_result(lua_State *L, prd_kafka *p, rd_kafka_error_t *error)
 {
     if (!error) {
         lua_pushboolean(L, 1);
@@ -100,7 +100,7 @@ static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
 
 /* Whether the producer has a transactional.id: without one, commit and
  * abort leave its messages alone (librdkafka returns _NOT_CONFIGURED). */
-static int is_transactional(prd_producer *p)
+static int is_transactional(prd_kafka *p)
 {
     char id[8];
     size_t size = sizeof id;
@@ -123,9 +123,9 @@ static int remaining(int64_t deadline)
  * callback's error raises); the messages still queued. Raises if the producer
  * was closed meanwhile: defensive, since close is refused while Lua runs
  * from serving (a finalizer run in a callback included). */
-static long drain_or_raise(lua_State *L, prd_producer *p, int64_t deadline)
+static long drain_or_raise(lua_State *L, prd_kafka *p, int64_t deadline)
 {
-    long left = prd_report_drain(L, p, remaining(deadline), NULL);
+    long left = prd_queue_drain(L, &p->base, remaining(deadline), NULL);
 
     if (!p->rk)
         luaL_error(L, "producer is closed");
@@ -142,20 +142,20 @@ static long drain_or_raise(lua_State *L, prd_producer *p, int64_t deadline)
  * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
  * drain_or_raise.
  */
-static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
+static long await_delivery(lua_State *L, prd_kafka *p, int64_t deadline)
 {
-    while (p->queued > 0 && p->delivered == p->txn_delivered) {
+    while (p->base.queued > 0 && p->base.delivered == p->txn_delivered) {
         int ms = remaining(deadline), served = 0;
 
         rd_kafka_flush(p->rk, ms > 0 ? 1 : 0);      /* linger.ms off for a moment */
-        if (prd_report_serve(L, p, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served, INT_MAX) != LUA_OK)
+        if (prd_queue_serve(L, &p->base, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
         if (ms == 0)
             break;
     }
-    return p->delivered == p->txn_delivered ? p->queued : 0;
+    return p->base.delivered == p->txn_delivered ? p->base.queued : 0;
 }
 
 /*
@@ -168,12 +168,12 @@ static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
  * came first (librdkafka's abort, which drops the registrations, is not
  * called then).
  */
-static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
+static int await_grace(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     int64_t until = p->txn_committed_at + REGISTER_GRACE_MS;
 
-    if (!p->txn_committed_at || p->delivered != p->txn_delivered ||
-        p->delivered + p->failures == p->txn_done)
+    if (!p->txn_committed_at || p->base.delivered != p->txn_delivered ||
+        p->base.delivered + p->base.failures == p->txn_done)
         return 1;
     while (prd_clock_now_ms() < until) {
         int served = 0, ms = remaining(deadline);
@@ -182,7 +182,7 @@ static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
             return 0;
         if (ms > until - prd_clock_now_ms())
             ms = (int)(until - prd_clock_now_ms());
-        if (prd_report_serve(L, p, ms, &served, INT_MAX) != LUA_OK)
+        if (prd_queue_serve(L, &p->base, ms, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
@@ -191,7 +191,7 @@ static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
 }
 
 /* What is not sent yet, as librdkafka's abort purges it. */
-static void purge_unsent(prd_producer *p)
+static void purge_unsent(prd_kafka *p)
 {
     if (rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | PURGE_F_ABORT_TXN) ==
         RD_KAFKA_RESP_ERR__INVALID_ARG)
@@ -214,7 +214,7 @@ static int timed_out(lua_State *L, const char *method, long left)
     return 4;
 }
 
-typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
+typedef int (*txn_step)(lua_State *L, prd_kafka *p, int64_t deadline);
 
 /* What every method does first: checks the producer and, when the method
  * takes one, the timeout at 2 (the deadline); refuses to run from the
@@ -222,35 +222,35 @@ typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
  * the method's own step. */
 static int txn_call(lua_State *L, const char *method, int takes_timeout, txn_step step)
 {
-    prd_producer *p = prd_handle_check(L);
+    prd_kafka *p = prd_kafka_check(L);
     int64_t deadline = prd_clock_now_ms();
 
     if (takes_timeout)
         deadline += prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
-    prd_call_check_not_busy(L, p->busy, method);
+    prd_call_check_not_busy(L, p->base.busy, method);
     if (is_fatal(p))
         return prd_kafka_fail_fatal(L, p->rk);
     return step(L, p, deadline);
 }
 
-static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int init_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     return txn_result(L, p, rd_kafka_init_transactions(p->rk, remaining(deadline)));
 }
 
-static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int begin_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
 
     (void)deadline;
     if (!error) {
-        p->txn_delivered = p->delivered;
-        p->txn_done = p->delivered + p->failures;
+        p->txn_delivered = p->base.delivered;
+        p->txn_done = p->base.delivered + p->base.failures;
     }
     return txn_result(L, p, error);
 }
 
-static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int commit_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     rd_kafka_error_t *error;
     long left;
@@ -270,14 +270,14 @@ static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
  * _TIMED_OUT and leaves the transaction open (purged or not): the next
  * call resumes.
  */
-static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int abort_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     long left;
 
     if (is_transactional(p)) {
         if ((left = await_delivery(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
-        if (p->queued > 0)
+        if (p->base.queued > 0)
             purge_unsent(p);
         if ((left = drain_or_raise(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
@@ -376,11 +376,11 @@ static int prd_txn_abort(lua_State *L)
  * abort runs no Lua, so it cannot serve reports through abort_step's
  * grace).
  */
-void prd_txn_close(prd_producer *p, int timeout_ms)
+void prd_txn_close(prd_kafka *p, int timeout_ms)
 {
     rd_kafka_error_t *error;
 
-    if (!is_transactional(p) || is_fatal(p) || p->queued > 0)
+    if (!is_transactional(p) || is_fatal(p) || p->base.queued > 0)
         return;
     if (timeout_ms > CLOSE_ABORT_MS)
         timeout_ms = CLOSE_ABORT_MS;

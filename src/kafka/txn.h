@@ -10,6 +10,6 @@
 #include "kafka/handle.h"
 
 extern const luaL_Reg prd_txn_methods[];
-void prd_txn_close(prd_producer *p, int timeout_ms);
+void prd_txn_close(prd_kafka *p, int timeout_ms);
 
 #endif
