@@ -13,11 +13,12 @@
 #define PRD_ERROR_T "producers.Error"
 
 /* Error codes core itself fails with. Every transport reports Kafka's
- * numbers and names (librdkafka's RD_KAFKA_RESP_ERR__TIMED_OUT and
- * RD_KAFKA_RESP_ERR__INTR), so an error reads the same whatever the
+ * numbers and names (librdkafka's RD_KAFKA_RESP_ERR__TIMED_OUT,
+ * RD_KAFKA_RESP_ERR__INTR and RD_KAFKA_RESP_ERR__DESTROY), so an error reads the same whatever the
  * backend. */
 #define PRD_ERR_TIMED_OUT (-185)
 #define PRD_ERR_INTR (-163)
+#define PRD_ERR_DESTROY (-197)
 
 /* The error object's flags. */
 enum { PRD_E_RETRIABLE = 1, PRD_E_FATAL = 2, PRD_E_TXN_ABORT = 4 };

@@ -7,15 +7,17 @@
  *
  * A transport's producer struct starts with a prd_producer (its first
  * member, so a pointer to one is a pointer to the other) and points it at
- * its prd_transport, a table of functions core calls: the next event of
- * its queue, the reports of a batch, calling a report's callback, sending
- * what lingers, purging, closing. Core owns what every backend shares: the
- * serving loop (queue.c), the busy guard, interrupts, the wake-up
- * descriptor, logging, and the methods that need nothing else (poll,
- * flush, close, reports, event_fd, queue_length, stats, is_closed, __gc,
- * __close, __tostring: producer.c). A transport adds its own (produce,
- * purge, ...) and registers both (prd_producer_methods). A transport
- * includes core's headers; core includes none of a transport's.
+ * its prd_transport, a table of functions core calls: sending a message,
+ * the next event of its queue, the reports of a batch, calling a report's
+ * callback, sending what lingers, purging, closing. Core owns what every
+ * backend shares: produce's checks and encoding (produce.c), the serving
+ * loop (queue.c), the busy guard, interrupts, the wake-up descriptor,
+ * logging, and the methods that need nothing else (poll, flush, close,
+ * reports, event_fd, queue_length, stats, is_closed, __gc, __close,
+ * __tostring: producer.c). A transport adds its own (Kafka: purge,
+ * metrics, transactions) and registers them beside core's
+ * (prd_producer_methods, prd_produce_methods). A transport includes
+ * core's headers; core includes none of a transport's.
  */
 #ifndef PRD_CORE_TRANSPORT_H
 #define PRD_CORE_TRANSPORT_H
@@ -27,6 +29,29 @@
 
 typedef struct prd_producer prd_producer;
 
+/* A message produce hands to the transport's send. */
+typedef struct prd_message {
+    const char *topic, *key, *value;    /* value NULL: a tombstone */
+    size_t key_len, value_len;
+    lua_Integer partition;      /* or PRD_PARTITION_ANY: the transport's pick */
+    lua_Integer timestamp;      /* ms since the epoch, or 0: now */
+    int headers;                /* stack index of the headers table
+                                   (checked: string names and values, a map
+                                   or {name, value} pairs;
+                                   prd_produce_each_header), or 0 */
+    int takes_report;           /* the message's callback takes a report */
+    int value_string;           /* stack index of a Lua string holding the
+                                   value's bytes, or 0 (the encoder's buffer,
+                                   valid until the next encoding) */
+    int lent;                   /* the value's string is kept alive by the
+                                   state until the report: the transport
+                                   may keep a pointer instead of copying */
+    void *state;                /* the message's state (msgstate.h), for
+                                   its report */
+} prd_message;
+
+#define PRD_PARTITION_ANY (-1)   /* Kafka's RD_KAFKA_PARTITION_UA */
+
 /* What next_event found. */
 enum { PRD_EVENT_NONE, PRD_EVENT_BATCH, PRD_EVENT_OTHER };
 
@@ -34,6 +59,10 @@ typedef struct prd_transport {
     const char *type;            /* the metatable's name */
     const char *kind;            /* tostring's "producers.kafka" */
     size_t size;                 /* of the transport's producer struct */
+    /* Queues m: 0, or pushes the failure (nil, message, name, err) and
+     * returns its count; then nothing of m is kept (its state is released
+     * by the caller). Runs no Lua. */
+    int (*send)(lua_State *L, prd_producer *p, const prd_message *m);
     /* The next event of the queue, waiting up to timeout_ms: a batch of
      * reports, then held in p->pending (PRD_EVENT_BATCH); another event,
      * served when serve is set (Lua may run: its status in *status) and
@@ -88,6 +117,12 @@ struct prd_producer {
                                     (call.c) */
     int closing;                 /* PRD_CLOSING, PRD_PURGED: in teardown */
     int gc_flush_ms;             /* how long __gc waits for deliveries */
+    int serve_on_produce;        /* produce serves reports (default) */
+    int encoder;                 /* registry ref: json = function, or
+                                    LUA_NOREF */
+    struct prd_buf *json;        /* the C encoder's buffer (the Lua state's,
+                                    kept by produce's upvalue), or NULL for
+                                    json = "lua-cjson" or a function */
     prd_log log;                 /* the Lua logger and its level (log.c) */
     prd_wake wake;               /* ready flag and event_fd's pipe, set by
                                     the transport's threads */

@@ -78,17 +78,11 @@ typedef struct prd_kafka {
                                     sees failures only (librdkafka still
                                     reports every message, so each
                                     message's state is released) */
-    int encoder;                 /* registry ref: json = function, or
-                                    LUA_NOREF */
     struct prd_secrets *secrets; /* values of secret properties, hidden
                                     from every string handed to Lua */
-    struct prd_buf *json;        /* the C encoder's buffer (the Lua state's,
-                                    kept by the methods' upvalue), or NULL
-                                    for json = "lua-cjson" */
     rd_kafka_resp_err_t last_error;     /* of the last error event, until a
                                            delivery succeeds */
     char last_error_text[256];
-    int serve_on_produce;        /* produce serves reports (default) */
     int max_msg_bytes;           /* message.max.bytes, read at creation */
     prd_topic topics[PRD_TOPIC_CACHE];  /* handles of recent topics */
     unsigned next_evict;         /* round robin over topics[] when full */
