@@ -410,8 +410,9 @@ const prd_transport prd_kafka_transport = {
 
 /*
  * Makes the Producer metatable; pushes the method table: core's methods
- * (core/producer.c) and the Kafka transport's, which have the JSON state
- * (json.c) at json_idx as their upvalue.
+ * (core/producer.c; produce, core/produce.c, with the JSON state at
+ * json_idx as its upvalue), then the Kafka transport's (purge, metrics,
+ * the transactions).
  */
 void prd_kafka_open(lua_State *L, int json_idx)
 {
