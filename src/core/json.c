@@ -38,8 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_double.h"
-#include "prd.h"
+#include "core/json_double.h"
+#include "core/call.h"
+#include "core/json.h"
 
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))  /* a rare path kept out of a hot loop */
@@ -767,14 +768,62 @@ static inline void put_value(prd_buf *b, lua_State *L, int type, int depth)
 
 /* ---- the module's side ---------------------------------------------- */
 
-/* Pushes the module's JSON state: a table { buffer, cjson_encode }, the
- * latter set by the first json = "lua-cjson" (open_cjson). */
+/* The protected half of prd_json_call_encoder: the encoder at 1 (or,
+ * when nil, the lua-cjson instance of the JSON state, upvalue 1) on the
+ * value at 2; returns the bytes. */
+static int call_encoder(lua_State *L)
+{
+    size_t len;
+
+    if (lua_isnil(L, 1)) {
+        prd_json_encode_value(L, 2, lua_upvalueindex(1), NULL, &len);
+        return 1;
+    }
+    lua_settop(L, 2);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "value: encoder must return a string, got %s",
+                          luaL_typename(L, -1));
+    return 1;
+}
+
+/*
+ * The value at val_idx encoded by Lua code: the encoder at enc_idx (json =
+ * function), or lua-cjson's instance when enc_idx is 0, in a protected
+ * call with *busy raised (the producer's: that code cannot close it).
+ * Pushes the bytes, a string. Raises "value: encoder failed: <its
+ * error>" for a string a user's encoder raised, other errors as they are.
+ */
+void prd_json_call_encoder(lua_State *L, int *busy, int state_idx, int enc_idx, int val_idx)
+{
+    val_idx = lua_absindex(L, val_idx);
+    lua_rawgeti(L, state_idx, 3);                       /* call_encoder */
+    if (enc_idx)
+        lua_pushvalue(L, enc_idx);
+    else
+        lua_pushnil(L);
+    lua_pushvalue(L, val_idx);
+    /* no traceback: the error is raised again as the caller's own */
+    if (prd_call_pcall(L, busy, 2, 1, 0) != LUA_OK) {
+        if (enc_idx && lua_type(L, -1) == LUA_TSTRING &&
+            strncmp(lua_tostring(L, -1), "value: ", 7) != 0)
+            luaL_error(L, "value: encoder failed: %s", lua_tostring(L, -1));
+        lua_error(L);
+    }
+}
+
+/* Pushes the module's JSON state: a table { buffer, cjson_encode,
+ * call_encoder }, cjson_encode set by the first json = "lua-cjson"
+ * (open_cjson). */
 void prd_json_open(lua_State *L)
 {
     prd_buf *b;
     int i;
 
-    lua_createtable(L, 2, 0);
+    lua_createtable(L, 3, 0);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, call_encoder, 1);
+    lua_rawseti(L, -2, 3);
     b = lua_newuserdata(L, sizeof *b);
     memset(b, 0, sizeof *b);
     b->keys_ref = LUA_NOREF;
@@ -805,7 +854,7 @@ static void open_cjson(lua_State *L, int state_idx)
 {
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    if (prd_call_pcall(L, NULL, 1, 1, 0) != LUA_OK)
         luaL_error(L, "json = \"lua-cjson\": %s", lua_tostring(L, -1));
     lua_getfield(L, -1, "new");             /* cjson, new */
     if (!lua_isfunction(L, -1))
@@ -857,8 +906,8 @@ prd_buf *prd_json_buffer(lua_State *L, int state_idx, int json_idx)
  * state_idx, whose string is left on the stack. Raises on a value that
  * cannot be sent.
  */
-const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
-                             size_t *len)
+const char *prd_json_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
+                                  size_t *len)
 {
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -877,7 +926,7 @@ const char *prd_encode_value(lua_State *L, int idx, int state_idx, prd_buf *b,
     if (!b) {
         lua_rawgeti(L, state_idx, 2);
         lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        if (prd_call_pcall(L, NULL, 1, 1, 0) != LUA_OK) {
             const char *why = lua_tostring(L, -1);
             luaL_error(L, CANNOT_ENCODE "%s", why ? why : "(error object is not a string)");
         }

@@ -5,12 +5,12 @@
  * embed.c: producers_preload and producers_version, for C hosts
  * (include/producers.h). Puts a loader for each of the module's Lua
  * files, compiled in, and for producers.core into package.preload. Each
- * file's chunk gets its module name and, second, log.c's writer, which
+ * file's chunk gets its module name and, second, host.c's writer, which
  * log.lua's default logger uses: it works with no io or os library and
  * reaches the host's producers_set_log hook.
  */
-#include "prd.h"
-#include "embed.h"
+#include "core/host.h"
+#include "core/embed.h"
 #include "producers.h"
 
 /* package.preload loader: upvalue 1 is the index in prd_embedded_files. */
@@ -21,7 +21,7 @@ static int load_embedded(lua_State *L)
     if (luaL_loadbuffer(L, f->bytes, f->len, f->chunkname) != LUA_OK)
         return lua_error(L);
     lua_pushstring(L, f->module);
-    lua_pushcfunction(L, prd_log_write);
+    lua_pushcfunction(L, prd_host_write);
     lua_call(L, 2, 1);
     return 1;
 }

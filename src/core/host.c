@@ -2,16 +2,16 @@
  * producers - a Kafka producer for Lua over librdkafka.
  * SPDX-License-Identifier: MIT
  *
- * log.c: what a lua_State's host hears outside any Lua logger, and the
+ * host.c: what a lua_State's host hears outside any Lua logger, and the
  * one deadline its producers' __gc share.
  *
  * - producers_set_log (include/producers.h): a C function that receives
  *   the lines the library would write to stderr: a producer collected
  *   with messages not delivered, a log line with no Lua logger, and the
- *   default Lua logger's lines under libproducers (prd_log_write).
- * - prd_log_write: the default logger's writer for hosts that open no io
+ *   default Lua logger's lines under libproducers (prd_host_write).
+ * - prd_host_write: the default logger's writer for hosts that open no io
  *   or os library (a sandbox); producers_preload hands it to log.lua.
- * - prd_gc_wait_ms / prd_gc_done: lua_close finalizes every producer in
+ * - prd_host_gc_wait_ms / prd_host_gc_done: lua_close finalizes every producer in
  *   turn; each waiting its gc_flush_timeout made four unreachable
  *   producers take four timeouts. The first __gc of a burst sets a
  *   deadline for the state and the next ones, if they follow within
@@ -29,7 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "prd.h"
+#include "core/clock.h"
+#include "core/host.h"
 #include "producers.h"
 
 #define HOST_KEY "producers.host"
@@ -38,7 +39,7 @@
 typedef struct prd_host {
     producers_log_fn log;
     void *log_ud;
-    int64_t gc_deadline;         /* prd_now_ms of the current burst's end */
+    int64_t gc_deadline;         /* prd_clock_now_ms of the current burst's end */
     int64_t gc_last;             /* when the last __gc returned, or 0 */
 } prd_host;
 
@@ -70,7 +71,7 @@ PRODUCERS_API void producers_set_log(lua_State *L, producers_log_fn fn, void *ud
 
 /* A line for the host: to its hook when set, else to stderr as
  * "producers: LEVEL: line". */
-void prd_log_host(lua_State *L, const char *level, const char *line)
+void prd_host_log(lua_State *L, const char *level, const char *line)
 {
     prd_host *h = get_host(L, 0);
 
@@ -85,7 +86,7 @@ void prd_log_host(lua_State *L, const char *level, const char *line)
  * set, else one line on stderr, "2025-01-31T12:00:00Z producers WARN
  * message", as log.lua writes it with io and os.
  */
-int prd_log_write(lua_State *L)
+int prd_host_write(lua_State *L)
 {
     const char *level = luaL_checkstring(L, 1);
     const char *message = luaL_checkstring(L, 2);
@@ -111,10 +112,10 @@ int prd_log_write(lua_State *L)
 
 /* How long a producer collected now may wait for deliveries: its own
  * timeout_ms, or what is left of the state's deadline within a burst. */
-int prd_gc_wait_ms(lua_State *L, int timeout_ms)
+int prd_host_gc_wait_ms(lua_State *L, int timeout_ms)
 {
     prd_host *h = get_host(L, 1);
-    int64_t now = prd_now_ms();
+    int64_t now = prd_clock_now_ms();
 
     if (h->gc_last && now - h->gc_last <= GC_BURST_GAP_MS) {
         int64_t left = h->gc_deadline - now;
@@ -129,9 +130,9 @@ int prd_gc_wait_ms(lua_State *L, int timeout_ms)
 
 /* Marks the end of a producer's __gc: one that follows soon joins the
  * burst. */
-void prd_gc_done(lua_State *L)
+void prd_host_gc_done(lua_State *L)
 {
     prd_host *h = get_host(L, 1);
 
-    h->gc_last = prd_now_ms();
+    h->gc_last = prd_clock_now_ms();
 }

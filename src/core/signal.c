@@ -23,9 +23,11 @@
  * trap in one Lua state, caught in every one.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/error.h"
+#include "core/signal.h"
 
 /* What trap knows, by name (without "SIG"). */
 static struct {
@@ -124,7 +126,9 @@ int prd_watch_check(lua_State *L, const prd_watch *w)
     return 0;
 }
 
-int prd_interrupted_fail(lua_State *L, int why, long left)
+/* The failure of a wait cut short by why (prd_watch_check): nil,
+ * "interrupted by SIGINT", "_INTR", err with err.queued. */
+int prd_watch_fail(lua_State *L, int why, long queued)
 {
     char text[64];
 
@@ -132,11 +136,7 @@ int prd_interrupted_fail(lua_State *L, int why, long left)
         snprintf(text, sizeof text, "interrupted");
     else
         snprintf(text, sizeof text, "interrupted by SIG%s", signal_name(why));
-    lua_pushnil(L);
-    lua_pushstring(L, text);
-    lua_pushinteger(L, left);
-    prd_push_error(L, RD_KAFKA_RESP_ERR__INTR, text, 0);
-    return 4;
+    return prd_fail_queued(L, PRD_ERR_INTR, "_INTR", text, 0, queued);
 }
 
 /* The names of the table at 1 (or of the arguments) as indexes into

@@ -27,7 +27,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "core/call.h"
+#include "kafka/config.h"
+#include "kafka/errors.h"
+#include "kafka/oauth.h"
 
 #define FAILED "token refresh failed: "
 /* what librdkafka raises after set_token_failure: ours said it already */
@@ -35,7 +39,7 @@
 
 /* One refresh: what call_token needs, and why it failed. */
 typedef struct {
-    prd_producer *p;
+    prd_kafka *p;
     const char *config;          /* sasl.oauthbearer.config, or NULL */
     char reason[PRD_TEXT_MAX - sizeof FAILED];   /* "" when it worked */
 } prd_refresh;
@@ -54,13 +58,7 @@ static const char *kind(lua_State *L, int idx)
  * without NUL bytes. */
 static const char *c_string(lua_State *L, int idx)
 {
-    size_t len;
-    const char *s;
-
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return NULL;
-    s = lua_tolstring(L, idx, &len);
-    return strlen(s) == len ? s : NULL;
+    return lua_type(L, idx) == LUA_TSTRING ? prd_arg_c_string(L, idx, NULL) : NULL;
 }
 
 /*
@@ -120,7 +118,7 @@ static int extensions(lua_State *L, int idx, prd_refresh *r, const char ***out)
  */
 static void set_token(lua_State *L, prd_refresh *r)
 {
-    prd_producer *p = r->p;
+    prd_kafka *p = r->p;
     const char *token = c_string(L, 2), *principal = c_string(L, 4), **kv = NULL;
     char errstr[512];
     lua_Integer lifetime = 0;
@@ -212,17 +210,17 @@ static void take_error(lua_State *L, prd_refresh *r)
  * Returns LUA_OK, or the status of on_error or the logger (their error on
  * top of the stack).
  */
-int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+int prd_oauth_refresh(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev)
 {
     prd_refresh r = {p, rd_kafka_event_config_string(ev), ""};
     char text[PRD_TEXT_MAX], *eol;
 
     /* close asks for a token only while messages wait to be sent */
-    if (p->closing == PRD_PURGED || (p->closing && prd_waiting(p) == 0))
+    if (p->base.closing == PRD_PURGED || (p->base.closing && p->base.queued == 0))
         return LUA_OK;
     if (p->on_token == LUA_NOREF)        /* OAUTHBEARER set through config */
         snprintf(r.reason, sizeof r.reason, "no on_oauthbearer_token option");
-    else if (prd_call_busy(L, p, &call_token_key, call_token, &r) != LUA_OK)
+    else if (prd_call_protected(L, &p->base.busy, &call_token_key, call_token, &r) != LUA_OK)
         take_error(L, &r);
     if (!r.reason[0])
         return LUA_OK;
@@ -234,12 +232,12 @@ int prd_oauth_refresh(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
     rd_kafka_oauthbearer_set_token_failure(p->rk, text + sizeof FAILED - 1);
     if (eol)
         *eol = '\n';
-    return prd_report_error(L, p, RD_KAFKA_RESP_ERR__AUTHENTICATION, text, 0);
+    return prd_kafka_error_report(L, p, RD_KAFKA_RESP_ERR__AUTHENTICATION, text, 0);
 }
 
 /* Whether the error event ev repeats the failure prd_oauth_refresh
  * reported (librdkafka raises it after set_token_failure). */
-int prd_oauth_echo(const prd_producer *p, rd_kafka_event_t *ev)
+int prd_oauth_echo(const prd_kafka *p, rd_kafka_event_t *ev)
 {
     const char *text = rd_kafka_event_error_string(ev);
 
@@ -249,7 +247,7 @@ int prd_oauth_echo(const prd_producer *p, rd_kafka_event_t *ev)
 }
 
 /* Makes call_token's function once per Lua state, before any producer
- * exists (see prd_report_open). */
+ * exists (see prd_call_open). */
 void prd_oauth_open(lua_State *L)
 {
     lua_pushcfunction(L, call_token);

@@ -10,7 +10,7 @@
  * (json_decode.c), keeps its brokers for metrics() and calls on_stats
  * with the table, in a protected call with the producer busy, as a
  * delivery callback. The message and byte counts and the latency
- * histogram are kept by report.c's count_report for every report served,
+ * histogram are kept by report.c's prd_report_count for every report served,
  * with or without statistics.
  *
  * Caveats:
@@ -24,7 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/call.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "kafka/handle.h"
+#include "kafka/stats.h"
 
 #define DEFAULT_WINDOW_MS 5000
 
@@ -60,14 +65,14 @@ int prd_stats_interval_ms(rd_kafka_conf_t *conf)
  * on_stats is given without statistics, for it will never be called.
  * Returns the logger's status (its error on top of the stack).
  */
-int prd_stats_start(lua_State *L, prd_producer *p)
+int prd_stats_start(lua_State *L, prd_kafka *p)
 {
     p->latency.interval_ms = p->stats_interval_ms > 0 ? p->stats_interval_ms
                                                        : DEFAULT_WINDOW_MS;
-    p->latency.start_ms = prd_now_ms();
+    p->latency.start_ms = prd_clock_now_ms();
     if (p->on_stats == LUA_NOREF || p->stats_interval_ms > 0)
         return LUA_OK;
-    return prd_logf(L, p, PRD_WARN, "on_stats is never called: statistics are off "
+    return prd_log_f(L, &p->base.log, &p->base.busy, PRD_WARN, "on_stats is never called: statistics are off "
                                     "(set config[\"statistics.interval.ms\"])");
 }
 
@@ -176,7 +181,7 @@ static int by_id(const void *a, const void *b)
 
 /* The brokers of the statistics table at doc, replacing p's, in order of
  * id. On a lack of memory p keeps none. */
-static void keep_brokers(lua_State *L, prd_producer *p, int doc)
+static void keep_brokers(lua_State *L, prd_kafka *p, int doc)
 {
     int brokers, n = 0;
     prd_brokers *kept;
@@ -203,7 +208,7 @@ static void keep_brokers(lua_State *L, prd_producer *p, int doc)
 
 /* One statistics document for serve_doc. */
 typedef struct {
-    prd_producer *p;
+    prd_kafka *p;
     const char *json;
     size_t len;
     char error[160];            /* why it could not be decoded, or "" */
@@ -214,7 +219,7 @@ typedef struct {
 static int serve_doc(lua_State *L)
 {
     prd_doc *d = lua_touserdata(L, 1);
-    prd_producer *p = d->p;
+    prd_kafka *p = d->p;
 
     if (!prd_json_decode(L, d->json, d->len)) {
         snprintf(d->error, sizeof d->error, "%s", lua_tostring(L, -1));
@@ -239,31 +244,31 @@ static int serve_doc(lua_State *L)
  * a traceback) on top of the stack. A document that does not decode is
  * logged as an error, and on_stats not called.
  */
-int prd_stats_serve(lua_State *L, prd_producer *p, rd_kafka_event_t *ev)
+int prd_stats_serve(lua_State *L, prd_kafka *p, rd_kafka_event_t *ev)
 {
     prd_doc d = {p, rd_kafka_event_stats(ev), 0, ""};
     int status;
 
     d.len = strlen(d.json);
-    if ((status = prd_call_busy(L, p, &serve_doc_key, serve_doc, &d)) != LUA_OK)
+    if ((status = prd_call_protected(L, &p->base.busy, &serve_doc_key, serve_doc, &d)) != LUA_OK)
         return status;
     if (d.error[0])
-        return prd_logf(L, p, PRD_ERROR, "statistics: %s", d.error);
+        return prd_log_f(L, &p->base.log, &p->base.busy, PRD_ERROR, "statistics: %s", d.error);
     return LUA_OK;
 }
 
 /* Frees the brokers kept (close, __gc, and before new ones are kept). */
-void prd_stats_free(prd_producer *p)
+void prd_stats_free(prd_kafka *p)
 {
     free(p->brokers);
     p->brokers = NULL;
 }
 
 /* Makes serve_doc's function before any producer exists (as
- * prd_report_open does for its own). */
+ * prd_queue_open does for its own). */
 void prd_stats_open(lua_State *L)
 {
-    prd_push_function(L, &serve_doc_key, serve_doc);
+    prd_call_push_function(L, &serve_doc_key, serve_doc);
     lua_pop(L, 1);
 }
 
@@ -334,17 +339,17 @@ static void set_brokers(lua_State *L, const prd_brokers *kept)
  *   failed = {...}, latency = {avg, p99, count, interval} (seconds),
  *   brokers = {{name, id, state, rtt = {avg, p99}}, ...}}
  */
-int prd_producer_metrics(lua_State *L)
+int prd_stats_metrics(lua_State *L)
 {
-    prd_producer *p = prd_check_producer(L);
+    prd_kafka *p = prd_kafka_check(L);
     uint64_t done = p->delivered_bytes + p->failed_bytes;
 
-    prd_latency_tick(&p->latency, prd_now_ms());
+    prd_latency_tick(&p->latency, prd_clock_now_ms());
     lua_createtable(L, 0, 5);
-    set_count(L, "queued", prd_waiting(p),
+    set_count(L, "queued", p->base.queued,
               p->produced_bytes > done ? p->produced_bytes - done : 0);
-    set_count(L, "delivered", p->delivered, p->delivered_bytes);
-    set_count(L, "failed", p->failures, p->failed_bytes);
+    set_count(L, "delivered", p->base.delivered, p->delivered_bytes);
+    set_count(L, "failed", p->base.failures, p->failed_bytes);
     set_latency(L, &p->latency);
     set_brokers(L, p->brokers);
     return 1;

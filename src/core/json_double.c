@@ -63,8 +63,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "json_double.h"
-#include "json_double_table.h"
+#include "core/json_double.h"
+#include "core/json_double_table.h"
 
 /* JSON_DOUBLE_PORTABLE defined: the code for compilers without unsigned
  * __int128 or __builtin_clzll and for big-endian machines, also here (to

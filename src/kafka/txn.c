@@ -37,11 +37,16 @@
  * (PURGE_F_ABORT_TXN): a plain purge left a gap in each partition's
  * sequence numbers that failed the next transaction.
  */
+#include <limits.h>
 #include <stdio.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "core/call.h"
+#include "core/clock.h"
+#include "core/queue.h"
+#include "kafka/errors.h"
+#include "kafka/txn.h"
 
-#define DEFAULT_TIMEOUT_MS 30000
 #define CLOSE_ABORT_MS 5000       /* bound on close's abort (one EndTxn) */
 #define CLOSE_ABORT_MIN_MS 1000   /* its floor, even for close(0): see
                                      prd_txn_close */
@@ -70,7 +75,7 @@
 /* Checked before each call too: a fatal error raised outside the
  * transactional code (librdkafka's test hook, the idempotent producer)
  * leaves librdkafka's transaction state as it was. */
-static int is_fatal(prd_producer *p)
+static int is_fatal(prd_kafka *p)
 {
     return rd_kafka_fatal_error(p->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
@@ -78,7 +83,7 @@ static int is_fatal(prd_producer *p)
 /* true, or nil, message, name, error object for librdkafka's error
  * (which is destroyed). A fatal error comes as produce returns it: nil,
  * "Local: Fatal error", "_FATAL", the object naming the cause. */
-static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
+static int txn_result(lua_State *L, prd_kafka *p, rd_kafka_error_t *error)
 {
     if (!error) {
         lua_pushboolean(L, 1);
@@ -86,19 +91,16 @@ static int txn_result(lua_State *L, prd_producer *p, rd_kafka_error_t *error)
     }
     if (is_fatal(p)) {
         rd_kafka_error_destroy(error);
-        return prd_fail_fatal(L, p->rk);
+        return prd_kafka_fail_fatal(L, p->rk);
     }
-    lua_pushnil(L);
-    lua_pushstring(L, rd_kafka_error_string(error));
-    lua_pushstring(L, rd_kafka_error_name(error));
-    prd_push_rd_error(L, error, NULL);
+    prd_kafka_fail_rd(L, error);
     rd_kafka_error_destroy(error);
     return 4;
 }
 
 /* Whether the producer has a transactional.id: without one, commit and
  * abort leave its messages alone (librdkafka returns _NOT_CONFIGURED). */
-static int is_transactional(prd_producer *p)
+static int is_transactional(prd_kafka *p)
 {
     char id[8];
     size_t size = sizeof id;
@@ -112,18 +114,18 @@ static int is_transactional(prd_producer *p)
 /* Milliseconds to the deadline, 0 when past. */
 static int remaining(int64_t deadline)
 {
-    int64_t left = deadline - prd_now_ms();
+    int64_t left = deadline - prd_clock_now_ms();
 
     return left > 0 ? (int)left : 0;
 }
 
 /* Serves reports until none is waiting or the deadline passes (a
- * callback's error raises); the messages left. Raises if the producer
+ * callback's error raises); the messages still queued. Raises if the producer
  * was closed meanwhile: defensive, since close is refused while Lua runs
  * from serving (a finalizer run in a callback included). */
-static long settle(lua_State *L, prd_producer *p, int64_t deadline)
+static long drain_or_raise(lua_State *L, prd_kafka *p, int64_t deadline)
 {
-    long left = prd_drain(L, p, remaining(deadline));
+    long left = prd_queue_drain(L, &p->base, remaining(deadline), NULL);
 
     if (!p->rk)
         luaL_error(L, "producer is closed");
@@ -134,26 +136,26 @@ static long settle(lua_State *L, prd_producer *p, int64_t deadline)
  * Before abort purges (a purged message is never delivered): serves
  * reports until a message of the transaction has been delivered, no
  * report is waiting, or the deadline passes. Returns the messages still
- * waiting when none was delivered, else 0. What lingers is sent at once
+ * queued when none was delivered, else 0. What lingers is sent at once
  * (as flush does), so the wait is about one produce round trip; it stops
  * at the first batch of reports with one delivered, so what callbacks
  * produce meanwhile lingers and is purged. Callbacks run (and raise) as in
- * settle.
+ * drain_or_raise.
  */
-static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
+static long await_delivery(lua_State *L, prd_kafka *p, int64_t deadline)
 {
-    while (prd_waiting(p) > 0 && p->delivered == p->txn_delivered) {
+    while (p->base.queued > 0 && p->base.delivered == p->txn_delivered) {
         int ms = remaining(deadline), served = 0;
 
         rd_kafka_flush(p->rk, ms > 0 ? 1 : 0);      /* linger.ms off for a moment */
-        if (prd_serve(L, p, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served) != LUA_OK)
+        if (prd_queue_serve(L, &p->base, ms < WAIT_SLICE_MS ? ms : WAIT_SLICE_MS, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
         if (ms == 0)
             break;
     }
-    return p->delivered == p->txn_delivered ? prd_waiting(p) : 0;
+    return p->base.delivered == p->txn_delivered ? p->base.queued : 0;
 }
 
 /*
@@ -166,21 +168,21 @@ static long await_delivery(lua_State *L, prd_producer *p, int64_t deadline)
  * came first (librdkafka's abort, which drops the registrations, is not
  * called then).
  */
-static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
+static int await_grace(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     int64_t until = p->txn_committed_at + REGISTER_GRACE_MS;
 
-    if (!p->txn_committed_at || p->delivered != p->txn_delivered ||
-        p->delivered + p->failures == p->txn_done)
+    if (!p->txn_committed_at || p->base.delivered != p->txn_delivered ||
+        p->base.delivered + p->base.failures == p->txn_done)
         return 1;
-    while (prd_now_ms() < until) {
+    while (prd_clock_now_ms() < until) {
         int served = 0, ms = remaining(deadline);
 
         if (ms == 0)
             return 0;
-        if (ms > until - prd_now_ms())
-            ms = (int)(until - prd_now_ms());
-        if (prd_serve(L, p, ms, &served) != LUA_OK)
+        if (ms > until - prd_clock_now_ms())
+            ms = (int)(until - prd_clock_now_ms());
+        if (prd_queue_serve(L, &p->base, ms, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
@@ -189,16 +191,16 @@ static int await_grace(lua_State *L, prd_producer *p, int64_t deadline)
 }
 
 /* What is not sent yet, as librdkafka's abort purges it. */
-static void purge_unsent(prd_producer *p)
+static void purge_unsent(prd_kafka *p)
 {
     if (rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | PURGE_F_ABORT_TXN) ==
         RD_KAFKA_RESP_ERR__INVALID_ARG)
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
 }
 
-/* The retriable _TIMED_OUT failure of commit or abort when reports are
- * still waiting at the deadline: the transaction is untouched, call the
- * same method again. */
+/* The retriable _TIMED_OUT failure of commit or abort when messages are
+ * still queued at the deadline (err.queued, as flush's): the transaction
+ * is untouched, call the same method again. */
 static int timed_out(lua_State *L, const char *method, long left)
 {
     char text[160];
@@ -206,10 +208,13 @@ static int timed_out(lua_State *L, const char *method, long left)
     snprintf(text, sizeof text,
              "%s: timed out with %ld message(s) waiting for their delivery report",
              method, left);
-    return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
+    prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT, text);   /* retriable */
+    lua_pushinteger(L, left);
+    lua_setfield(L, -2, "queued");
+    return 4;
 }
 
-typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
+typedef int (*txn_step)(lua_State *L, prd_kafka *p, int64_t deadline);
 
 /* What every method does first: checks the producer and, when the method
  * takes one, the timeout at 2 (the deadline); refuses to run from the
@@ -217,43 +222,43 @@ typedef int (*txn_step)(lua_State *L, prd_producer *p, int64_t deadline);
  * the method's own step. */
 static int txn_call(lua_State *L, const char *method, int takes_timeout, txn_step step)
 {
-    prd_producer *p = prd_check_producer(L);
-    int64_t deadline = prd_now_ms();
+    prd_kafka *p = prd_kafka_check(L);
+    int64_t deadline = prd_clock_now_ms();
 
     if (takes_timeout)
-        deadline += prd_check_timeout_ms(L, 2, DEFAULT_TIMEOUT_MS);
-    prd_check_not_busy(L, p, method);
+        deadline += prd_arg_timeout_ms(L, 2, PRD_DEFAULT_TIMEOUT_MS);
+    prd_call_check_not_busy(L, p->base.busy, method);
     if (is_fatal(p))
-        return prd_fail_fatal(L, p->rk);
+        return prd_kafka_fail_fatal(L, p->rk);
     return step(L, p, deadline);
 }
 
-static int init_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int init_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     return txn_result(L, p, rd_kafka_init_transactions(p->rk, remaining(deadline)));
 }
 
-static int begin_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int begin_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
 
     (void)deadline;
     if (!error) {
-        p->txn_delivered = p->delivered;
-        p->txn_done = p->delivered + p->failures;
+        p->txn_delivered = p->base.delivered;
+        p->txn_done = p->base.delivered + p->base.failures;
     }
     return txn_result(L, p, error);
 }
 
-static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int commit_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     rd_kafka_error_t *error;
     long left;
 
-    if (is_transactional(p) && (left = settle(L, p, deadline)) > 0)
+    if (is_transactional(p) && (left = drain_or_raise(L, p, deadline)) > 0)
         return timed_out(L, "commit_transaction", left);
     if (!(error = rd_kafka_commit_transaction(p->rk, remaining(deadline))))
-        p->txn_committed_at = prd_now_ms();
+        p->txn_committed_at = prd_clock_now_ms();
     return txn_result(L, p, error);
 }
 
@@ -265,19 +270,19 @@ static int commit_step(lua_State *L, prd_producer *p, int64_t deadline)
  * _TIMED_OUT and leaves the transaction open (purged or not): the next
  * call resumes.
  */
-static int abort_step(lua_State *L, prd_producer *p, int64_t deadline)
+static int abort_step(lua_State *L, prd_kafka *p, int64_t deadline)
 {
     long left;
 
     if (is_transactional(p)) {
         if ((left = await_delivery(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
-        if (prd_waiting(p) > 0)
+        if (p->base.queued > 0)
             purge_unsent(p);
-        if ((left = settle(L, p, deadline)) > 0)
+        if ((left = drain_or_raise(L, p, deadline)) > 0)
             return timed_out(L, "abort_transaction", left);
         if (!await_grace(L, p, deadline))
-            return prd_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
+            return prd_kafka_fail_text(L, RD_KAFKA_RESP_ERR__TIMED_OUT,    /* retriable */
                                  "abort_transaction: timed out in the wait after the last "
                                  "commit (no message of the transaction was delivered)");
     }
@@ -371,11 +376,11 @@ static int prd_txn_abort(lua_State *L)
  * abort runs no Lua, so it cannot serve reports through abort_step's
  * grace).
  */
-void prd_txn_close(prd_producer *p, int timeout_ms)
+void prd_txn_close(prd_kafka *p, int timeout_ms)
 {
     rd_kafka_error_t *error;
 
-    if (!is_transactional(p) || is_fatal(p) || prd_waiting(p) > 0)
+    if (!is_transactional(p) || is_fatal(p) || p->base.queued > 0)
         return;
     if (timeout_ms > CLOSE_ABORT_MS)
         timeout_ms = CLOSE_ABORT_MS;

@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "kafka/config.h"
 
 /* The values of a producer's secret properties: librdkafka's error texts
  * may quote them (a malformed sasl.oauthbearer.config, for one). */
@@ -39,15 +40,6 @@ static int is_secret(const char *name)
            strcmp(name, "ssl.key.pem") == 0;
 }
 
-/* The string at idx, or NULL when it holds a NUL byte (C would cut it). */
-static const char *whole_string(lua_State *L, int idx)
-{
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-
-    return strlen(s) == len ? s : NULL;
-}
-
 /* The value at the top of the stack as a property string; NULL with *why
  * set when it cannot be one. */
 static const char *value_string(lua_State *L, char *buf, size_t size, const char **why)
@@ -57,7 +49,7 @@ static const char *value_string(lua_State *L, char *buf, size_t size, const char
     switch (lua_type(L, -1)) {
     case LUA_TSTRING:
         *why = "must not contain a NUL byte";
-        return whole_string(L, -1);
+        return prd_arg_c_string(L, -1, NULL);
     case LUA_TBOOLEAN:
         return lua_toboolean(L, -1) ? "true" : "false";
     case LUA_TNUMBER:
@@ -192,7 +184,7 @@ static void set_property(lua_State *L, conf_build *c)
     if (lua_type(L, -2) != LUA_TSTRING)
         conf_error(L, c, "config: property names must be strings, got %s",
                    luaL_typename(L, -2));
-    if (!(name = whole_string(L, -2)))
+    if (!(name = prd_arg_c_string(L, -2, NULL)))
         conf_error(L, c, "config: property names must not contain a NUL byte");
     if (!(value = value_string(L, num, sizeof num, &why)))
         conf_error(L, c, "config: '%s' %s, got %s", name, why,
@@ -310,4 +302,29 @@ void prd_redact(const prd_secrets *secrets, char *text)
         out[o] = '\0';
         memcpy(text, out, o + 1);
     }
+}
+
+/* prd_redact in prd_log's shape (a producer's log lines): ud is the
+ * address of the producer's secrets pointer, which a new token replaces. */
+void prd_redact_log(const void *ud, char *text)
+{
+    prd_redact(*(prd_secrets *const *)ud, text);
+}
+
+/***
+ * Checks librdkafka properties as new would, without making a handle.
+ * @function core.check_config
+ * @tparam table conf
+ * @treturn true
+ * @raise naming the property
+ */
+int prd_conf_check(lua_State *L)
+{
+    prd_secrets *secrets;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    rd_kafka_conf_destroy(prd_conf_from_table(L, 1, &secrets));
+    prd_secrets_free(secrets);
+    lua_pushboolean(L, 1);
+    return 1;
 }

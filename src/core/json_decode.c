@@ -3,8 +3,8 @@
  * SPDX-License-Identifier: MIT
  *
  * json_decode.c: a small, strict JSON text to Lua value decoder, for
- * librdkafka's statistics (stats.c); core.json_decode exposes it to the
- * specs (internal, not part of the API).
+ * librdkafka's statistics (kafka/stats.c); core.json_decode exposes it to
+ * producers-cat's JSON lines and the specs (internal, not part of the API).
  *
  * Objects become tables with string keys, arrays tables with keys 1..n,
  * integers that fit a lua_Integer Lua integers, other numbers floats.
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/json.h"
 
 #define NUMBER_MAX 64
 #define DEPTH_MAX 64              /* objects and arrays in one another */

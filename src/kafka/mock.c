@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "prd.h"
+#include "core/arg.h"
+#include "kafka/errors.h"
+#include "kafka/handle.h"
+#include "kafka/mock.h"
+#include <librdkafka/rdkafka_mock.h>
 
 /* Bounds that keep the casts to int exact and the mock's allocations
  * small; far above what a test needs. */
@@ -47,18 +51,20 @@ static lua_Integer check_range(lua_State *L, int arg, const char *what,
                                lua_Integer lo, lua_Integer hi)
 {
     lua_Number x = luaL_checknumber(L, arg);
+    lua_Integer n;
+    int found = prd_arg_integer(L, arg, lo, hi, &n);
     char msg[128];
 
-    if (!(x >= (lua_Number)lo && x <= (lua_Number)hi)) {    /* NaN too */
+    if (found & PRD_ARG_OUTSIDE) {                      /* NaN too */
         snprintf(msg, sizeof msg, "%s must be between %lld and %lld, got %.14g", what,
                  (long long)lo, (long long)hi, (double)x);
         luaL_argerror(L, arg, msg);
     }
-    if ((lua_Number)(lua_Integer)x != x) {
+    if (found & PRD_ARG_FRACTION) {
         snprintf(msg, sizeof msg, "%s must be an integer, got %.14g", what, (double)x);
         luaL_argerror(L, arg, msg);
     }
-    return (lua_Integer)x;
+    return n;
 }
 
 /* Like check_range, with a default when arg is absent or nil. */
@@ -76,7 +82,8 @@ static const char *check_topic(lua_State *L, int arg)
     const char *name = luaL_checklstring(L, arg, &len);
 
     luaL_argcheck(L, len > 0, arg, "topic name must not be empty");
-    luaL_argcheck(L, strlen(name) == len, arg, "topic name must not contain a NUL byte");
+    luaL_argcheck(L, prd_arg_c_string(L, arg, NULL) != NULL, arg,
+                  "topic name must not contain a NUL byte");
     return name;
 }
 
@@ -93,7 +100,7 @@ static int32_t check_broker(lua_State *L, int arg, const prd_mock *m)
 static int result(lua_State *L, rd_kafka_resp_err_t err)
 {
     if (err)
-        return prd_fail(L, err);
+        return prd_kafka_fail(L, err);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -208,7 +215,7 @@ static int prd_mock_push_request_errors(lua_State *L)
 
     luaL_argcheck(L, n >= 1 && n <= 64, 3, "between 1 and 64 error names");
     for (i = 0; i < n; i++)
-        errs[i] = prd_check_err_name(L, i + 3);
+        errs[i] = prd_kafka_check_err_name(L, i + 3);
     rd_kafka_mock_push_request_errors_array(m->cluster, apikey, (size_t)n, errs);
     return 0;
 }
@@ -218,7 +225,7 @@ static int prd_mock_topic_set_error(lua_State *L)
 {
     prd_mock *m = check_mock(L);
 
-    rd_kafka_mock_topic_set_error(m->cluster, check_topic(L, 2), prd_check_err_name(L, 3));
+    rd_kafka_mock_topic_set_error(m->cluster, check_topic(L, 2), prd_kafka_check_err_name(L, 3));
     return 0;
 }
 
@@ -248,20 +255,20 @@ static const luaL_Reg mock_methods[] = {
     {NULL, NULL}};
 
 /***
- * core.test_fatal_error(producer, name [, reason]): raises a fatal error
+ * core.testing.fatal_error(producer, name [, reason]): raises a fatal error
  * in the producer as librdkafka would (librdkafka's own test hook), so
  * specs can check what a fatal error does without a broker that fences.
  * @treturn true, or nil, message, name when librdkafka refuses
  */
-int prd_test_fatal_error(lua_State *L)
+int prd_mock_test_fatal_error(lua_State *L)
 {
-    prd_producer *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
-    rd_kafka_resp_err_t err = prd_check_err_name(L, 2);
+    prd_kafka *p = luaL_checkudata(L, 1, PRD_PRODUCER_T);
+    rd_kafka_resp_err_t err = prd_kafka_check_err_name(L, 2);
     const char *reason = luaL_optstring(L, 3, "test fatal error");
 
     luaL_argcheck(L, p->rk != NULL, 1, "producer is closed");
     if ((err = rd_kafka_test_fatal_error(p->rk, err, reason)))
-        return prd_fail(L, err);
+        return prd_kafka_fail(L, err);
     lua_pushboolean(L, 1);
     return 1;
 }
