@@ -13,7 +13,7 @@ local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 -- once, with the plain Lua 5.4 build (the script builds its own)
 local describe_once = (lua == "lua5.4" and not sanitized) and describe or pending
 
-local KILLED = "lua/producers/memory.lua:185:rel:7ff4b2e6"
+local KILLED = "lua/producers/memory.lua:190:rel:7ff4b2e6"
 local EQUIVALENT = "src/kafka/stats.c:178:rel:c4737e8c"
 
 describe_once("scripts/mutate.sh", function()
@@ -26,7 +26,7 @@ describe_once("scripts/mutate.sh", function()
     local report = H.read(work .. "/r.md") or ""
     H.sh("rm -rf " .. work)
     assert.is_true(ok, out)
-    assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:185 | `>=` -> `>` | killed | memory/backend_spec.lua: ",
+    assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:190 | `>=` -> `>` | killed | memory/backend_spec.lua: ",
       report, 1, true)
     assert.matches("| `" .. EQUIVALENT .. "` | src/kafka/stats.c:178 | `<` -> `<=` | equivalent | by_id: the line runs only under",
       report, 1, true)
