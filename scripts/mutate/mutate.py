@@ -44,9 +44,11 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.join(ROOT, "scripts", "mutate")
-DEFAULT_FILES = r"^(src/[a-z_]+\.c|lua/producers/[a-z_]+\.lua)$"
-# Not mutated: the generated table's generator and test doubles.
-SKIP_FILES = {"src/json_double_gen.py"}
+# Every C file under src/ and Lua file under lua/producers/, at any depth
+# (src/core/, src/kafka/, lua/producers/ngx/ ...).
+DEFAULT_FILES = r"^(src/(?:[a-z_]+/)*[a-z_]+\.c|lua/producers/(?:[a-z_]+/)*[a-z_]+\.lua)$"
+# Not mutated: generated tables (only .c and .lua files are, anyway).
+SKIP_FILES = re.compile(r"(^|/)json_double_table\.h$|_gen\.py$")
 
 
 # --------------------------------------------------------------- masking
@@ -175,7 +177,8 @@ def mutants_of(path):
             if key in seen:
                 continue
             seen[key] = 1
-            base = f"{path}\0{op}\0{line.strip()}\0{s - (len(line) - len(line.lstrip()))}\0{rep}"
+            # not the path: a file moved to another folder keeps its ids' hashes
+            base = f"{op}\0{line.strip()}\0{s - (len(line) - len(line.lstrip()))}\0{rep}"
             twins[base] = twins.get(base, 0) + 1        # the same line twice in a file
             h = hashlib.sha1(f"{base}\0{twins[base]}".encode()).hexdigest()[:8]
             out.append({
@@ -198,20 +201,102 @@ def read_map():
     return rules
 
 
+def pattern(pat):
+    """map.txt's path pattern as a regex: ** any folders (none too), * any
+    part of a name."""
+    out, i = [], 0
+    while i < len(pat):
+        if pat.startswith("**/", i):
+            out.append("(?:[^/]+/)*"); i += 3
+        elif pat[i] == "*":
+            out.append("[^/]*"); i += 1
+        else:
+            out.append(re.escape(pat[i])); i += 1
+    return "".join(out)
+
+
 def specs_for(path, rules):
     for pat, specs in rules:
-        if re.fullmatch(pat.replace(".", r"\.").replace("*", "[^/]*"), path):
+        if re.fullmatch(pattern(pat), path):
             return specs
     return []
 
 
+class Known(dict):
+    """known.txt: key (path:op:hash) -> (kind, reason). A lookup that
+    misses the exact key tries the file's name in any folder, then the
+    operator and hash alone when one entry has them, so an entry still
+    applies after its file moved (src/x.c -> src/core/x.c) or was split
+    (lua/producers/ngx.lua -> lua/producers/ngx/*.lua); the hash does
+    not cover the path. --rewrite-known writes the current paths back."""
+
+    def find(self, key):
+        """The entry's own key for a mutant's key, or None. Only entries
+        whose file is gone are matched loosely: the same line in two files
+        has the same hash."""
+        if key in self:
+            return key
+        path, op, h = key.rsplit(":", 2)
+        gone = [k for k in self if k.endswith(f":{op}:{h}") and not os.path.isfile(os.path.join(ROOT, k.rsplit(":", 2)[0]))]
+        name = os.path.basename(path)
+        by_name = [k for k in gone if os.path.basename(k.rsplit(":", 2)[0]) == name]
+        if len(by_name) == 1:
+            return by_name[0]
+        return gone[0] if len(gone) == 1 and not by_name else None
+
+    def get(self, key, default=None):
+        k = self.find(key)
+        return self[k] if k else default
+
+
 def read_known():
-    known = {}
+    known = Known()
     for raw in open(os.path.join(HERE, "known.txt"), encoding="utf-8"):
         if raw.strip() and not raw.startswith("#"):
             kind, key, reason = raw.rstrip("\n").split(None, 2)
             known[key] = (kind, reason)
     return known
+
+
+def id_matches(i, m, pool):
+    """--id i names mutant m: its id or key, or (the file moved) its file's
+    name with the operator and hash, or the operator and hash alone when
+    no other mutant has them."""
+    if i in (m["id"], m["key"]):
+        return True
+    parts = i.split(":")
+    if len(parts) < 2 or parts[-2:] != [m["op"], m["hash"]]:
+        return False
+    if len(parts) >= 3 and os.path.basename(parts[0]) == os.path.basename(m["file"]):
+        return True
+    return sum(o["op"] == m["op"] and o["hash"] == m["hash"] for o in pool) == 1
+
+
+def rewrite_known(pool, known):
+    """Rewrites known.txt's keys that match a mutant under another path
+    to that mutant's key; lists the entries no mutant matches (their line
+    changed: judge them again or delete them)."""
+    path = os.path.join(HERE, "known.txt")
+    now = {}
+    for m in pool:
+        k = known.find(m["key"])
+        if k:
+            now[k] = m["key"]
+    out, moved, stale = [], 0, []
+    for raw in open(path, encoding="utf-8"):
+        if raw.strip() and not raw.startswith("#"):
+            kind, key, reason = raw.rstrip("\n").split(None, 2)
+            if key in now and now[key] != key:
+                raw = raw.replace(key, now[key], 1)
+                moved += 1
+            elif key not in now:
+                stale.append(key)
+        out.append(raw)
+    open(path, "w", encoding="utf-8").write("".join(out))
+    print(f"known.txt: {moved} keys rewritten to their file's current path")
+    for key in stale:
+        print(f"known.txt: no mutant matches {key} (its line changed?)")
+    return 1 if stale else 0
 
 
 # ---------------------------------------------------------------- runner
@@ -312,6 +397,8 @@ def main():
     ap.add_argument("--report", default=None, help="markdown report (default build-mutate/report.md)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per spec file; a timeout kills")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the specs")
+    ap.add_argument("--rewrite-known", action="store_true",
+                    help="rewrite known.txt's keys to the files' current paths (after a move), run nothing")
     ap.add_argument("--rejudge", metavar="REPORT", help="re-read known.txt into an existing report's survived rows, run nothing")
     ap.add_argument("--work", default=os.path.join(ROOT, "build-mutate"),
                     help="the copy and its build (default build-mutate/)")
@@ -321,18 +408,26 @@ def main():
         return rejudge(a.rejudge, read_known())
     files = sorted(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                                   check=True).stdout.split())
-    files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and f not in SKIP_FILES]
+    files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and not SKIP_FILES.search(f)]
     rules, known = read_map(), read_known()
+    if a.rewrite_known:
+        return rewrite_known([m for f in files for m in mutants_of(f)], known)
+    unmapped = [f for f in files if not specs_for(f, rules)]
+    if unmapped:
+        print("mutate: no line of map.txt covers " + ", ".join(unmapped) + " (not mutated)", file=sys.stderr)
     pool = [m for f in files for m in mutants_of(f) if not a.op or re.search(a.op, m["op"])]
     pool = [m for m in pool if specs_for(m["file"], rules)]
     if a.id:
-        want = set(a.id)
-        sample = [m for m in pool if m["id"] in want or m["key"] in want]
+        # file:line:op:hash, path:op:hash, or op:hash alone (any file,
+        # any line: an id from before a file moved still finds its mutant)
+        sample = [m for m in pool if any(id_matches(i, m, pool) for i in a.id)]
     else:
         # Stratified: each operator's mutants shuffled with the seed, then
         # taken in turn, so a small sample still has every operator.
+        # The pool in hash order, not path order: a file that moves keeps
+        # its mutants' places, so the sample changes only where code does.
         rng, by_op = random.Random(a.seed), {}
-        for m in pool:
+        for m in sorted(pool, key=lambda m: (m["hash"], m["file"], m["line"])):
             by_op.setdefault(m["op"], []).append(m)
         lists = [rng.sample(by_op[op], len(by_op[op])) for op in sorted(by_op)]
         sample = []
