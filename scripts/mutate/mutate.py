@@ -27,7 +27,7 @@ over the file, operator, the line's text and the change, so it stays
 the same when other lines move; known.txt keys on file:operator:hash.
 
 Usage: scripts/mutate.sh [--seed N] [--count N] [--file REGEX] [--op REGEX]
-                         [--id ID ...] [--list] [--report FILE]
+                         [--id ID ...] [--spec FILE ...] [--list] [--report FILE]
                          [--timeout S] [--no-baseline] [--work DIR]
        scripts/mutate.sh --rejudge REPORT
 """
@@ -185,7 +185,9 @@ def mutants_of(path):
                 "file": path, "line": no, "op": op, "hash": h,
                 "id": f"{path}:{no}:{op}:{h}", "key": f"{path}:{op}:{h}",
                 "old": line, "new": new,
-                "what": f"`{line[s:e].strip()}` -> `{rep}`" if op != "drop" else f"dropped `{line[s:e].strip()}`",
+                # the column too: a line may have the same operator twice
+                "what": (f"`{line[s:e].strip()}` -> `{rep}` (col {s + 1})" if op != "drop"
+                         else f"dropped `{line[s:e].strip()}`"),
             })
     return out
 
@@ -202,12 +204,14 @@ def read_map():
 
 
 def pattern(pat):
-    """map.txt's path pattern as a regex: ** any folders (none too), * any
-    part of a name."""
+    """map.txt's path pattern as a regex: **/ any folders (none too), **
+    anything, * any part of a name."""
     out, i = [], 0
     while i < len(pat):
         if pat.startswith("**/", i):
             out.append("(?:[^/]+/)*"); i += 3
+        elif pat.startswith("**", i):
+            out.append(".*"); i += 2
         elif pat[i] == "*":
             out.append("[^/]*"); i += 1
         else:
@@ -393,6 +397,8 @@ def main():
     ap.add_argument("--file", default=DEFAULT_FILES, help="regex on the path")
     ap.add_argument("--op", default=None, help="regex on the operator")
     ap.add_argument("--id", action="append", default=[], help="run these ids (file:line:op:hash or file:op:hash)")
+    ap.add_argument("--spec", action="append", default=[],
+                    help="run these spec files instead of map.txt's (to prove a new spec kills a mutant)")
     ap.add_argument("--list", action="store_true", help="list the sample, run nothing")
     ap.add_argument("--report", default=None, help="markdown report (default build-mutate/report.md)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per spec file; a timeout kills")
@@ -410,6 +416,8 @@ def main():
                                   check=True).stdout.split())
     files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and not SKIP_FILES.search(f)]
     rules, known = read_map(), read_known()
+    if a.spec:
+        rules = [("**", a.spec)]
     if a.rewrite_known:
         return rewrite_known([m for f in files for m in mutants_of(f)], known)
     unmapped = [f for f in files if not specs_for(f, rules)]
