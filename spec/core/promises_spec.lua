@@ -292,3 +292,27 @@ describe("event_fd in a luv loop", function()
     assert.is_true(wakeups <= 3, "woken " .. wakeups .. " times in 0.3 s with nothing to serve")
   end)
 end)
+
+-- Found by the mutation check (issue #26): new's misuse names the line
+-- that called new (error level 3 inside check_options), which the specs
+-- stripped before comparing the message.
+describe("producers.kafka.new's misuse", function()
+  local function raised_at(fn)
+    local line = debug.getinfo(2, "l").currentline
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    return err, line
+  end
+
+  it("raises at the caller's line", function()
+    local err, line = raised_at(function() kafka.new("x") end)
+    assert.equal(("spec/core/promises_spec.lua:%d: producers.kafka.new: expected a table of options, got string"):format(line), err)
+    err, line = raised_at(function() kafka.new{ bootstrap_servers = "b", bogus = 1 } end)
+    assert.equal(("spec/core/promises_spec.lua:%d: producers.kafka.new: unknown option 'bogus'"):format(line), err)
+    err, line = raised_at(function() kafka.new{ bootstrap_servers = 1 } end)
+    assert.equal(("spec/core/promises_spec.lua:%d: producers.kafka.new: option 'bootstrap_servers' must be a string, got number")
+      :format(line), err)
+    err, line = raised_at(function() kafka.new{} end)
+    assert.equal(("spec/core/promises_spec.lua:%d: producers.kafka.new: bootstrap_servers is required"):format(line), err)
+  end)
+end)

@@ -1,9 +1,11 @@
--- A failing OAUTHBEARER token callback that quotes a secret (issue #26,
--- found by the mutation check): the reason of the failure goes to
--- librdkafka (which logs it) and to on_error; neither may carry a secret
--- value of the configuration (sasl.oauthbearer.config, any *password*),
--- whole or in part. No broker: librdkafka asks for the first token at
--- creation, served by poll (as in spec/kafka/oauthbearer_spec.lua).
+-- Failing OAUTHBEARER token callbacks (issue #26, found by the mutation
+-- check). One that quotes a secret: the reason of the failure goes to
+-- on_error, or to the log without one; neither may carry a secret value
+-- of the configuration (sasl.oauthbearer.config, any *password*), whole
+-- or in part. One that raises an empty message or a non-string: a failed
+-- refresh all the same, with a reason that says so. No broker: librdkafka
+-- asks for the first token at creation, served by poll (as in
+-- spec/kafka/oauthbearer_spec.lua).
 local producers = require("producers")
 local H = require("helpers")
 
@@ -54,5 +56,24 @@ describe("on_oauthbearer_token raising an error that quotes a secret", function(
     assert.equal(0, #errors)
     assert.matches("error error: token refresh failed: the IdP refused %*%*%* and key %*%*%* %(_AUTHENTICATION%)", log)
     assert_hidden(log)
+  end)
+end)
+
+describe("on_oauthbearer_token raising an empty error", function()
+  it("is a failed refresh all the same, reported as such", function()
+    for _, raised in ipairs({ "", false }) do
+      local errors = {}
+      local p = producers.kafka.new{
+        bootstrap_servers = "127.0.0.1:1", logger = function() end,
+        on_error = function(e) errors[#errors + 1] = e end,
+        config = { ["security.protocol"] = "SASL_PLAINTEXT" },
+        on_oauthbearer_token = function() error(raised, 0) end,
+      }
+      assert.is_true(H.wait_until(function() return #errors > 0 end, 10, function() p:poll(0.05) end))
+      p:close(0)
+      assert.equal("_AUTHENTICATION", errors[1].name)
+      assert.equal(raised == "" and "token refresh failed: (empty error message)"
+        or "token refresh failed: (error object is a boolean value)", errors[1].message)
+    end
   end)
 end)
