@@ -316,3 +316,29 @@ describe("producers.kafka.new's misuse", function()
     assert.equal(("spec/core/promises_spec.lua:%d: producers.kafka.new: bootstrap_servers is required"):format(line), err)
   end)
 end)
+
+-- Found by the mutation check (issue #26): a callback's error gets a
+-- traceback, however short its message; only the interpreter's own
+-- "interrupted!" (Ctrl-C, which prints its own) is left without.
+describe("a delivery callback's error", function()
+  local function raised_by(message)
+    local m = producers.mock_cluster(1)
+    local p = H.producer(m, { on_delivery = function() error(message, 0) end })
+    assert.is_true(p:produce(H.topic("short"), "k", "v"))
+    local ok, err = pcall(p.flush, p, 10)
+    p:close()
+    m:close()
+    assert.is_false(ok)
+    return err
+  end
+
+  it("has a traceback with a message of 12 characters, as with any other", function()
+    local err = raised_by("twelve chars")
+    assert.matches("^twelve chars\nstack traceback:\n", err)
+    assert.matches("^boom\nstack traceback:\n", raised_by("boom"))
+  end)
+
+  it("has none when it is the interpreter's interrupted!", function()
+    assert.equal("interrupted!", raised_by("interrupted!"))
+  end)
+end)
