@@ -338,7 +338,14 @@ describe("a delivery callback's error", function()
     assert.matches("^boom\nstack traceback:\n", raised_by("boom"))
   end)
 
-  it("has none when it is the interpreter's interrupted!", function()
+  it("has none when it is the interpreter's interrupted!, with or without its position", function()
     assert.equal("interrupted!", raised_by("interrupted!"))
+    assert.equal("stdin:12: interrupted!", raised_by("stdin:12: interrupted!"))
+  end)
+
+  it("has one when it only ends like the interpreter's", function()
+    for _, message in ipairs({ "stop 12: interrupted!", "stdin:: interrupted!", "x: interrupted!", "xinterrupted!" }) do
+      assert.matches("^" .. message:gsub("%p", "%%%0") .. "\nstack traceback:\n", raised_by(message))
+    end
   end)
 end)
