@@ -4,9 +4,9 @@
 Applies one small mutation at a time to src/*.c and lua/producers/*.lua,
 rebuilds (Lua 5.4 only, incrementally), runs the spec files that cover
 the mutated file (scripts/mutate/map.txt) and says whether a spec fails
-(killed), none does (survived), or the mutant is a known equivalent one
-(scripts/mutate/known.txt, with the reason). The checkout is never
-written: the work happens in a copy of its tracked files under
+(killed), none does (survived), or the mutant is a known equivalent one,
+or one this build cannot show (scripts/mutate/known.txt, with the
+reason). The checkout is never written: the work happens in a copy of its tracked files under
 build-mutate/tree (its own build folder build-mutate/tree/build), and the
 mutated file of the copy is restored after each mutant, on Ctrl-C and
 TERM too.
@@ -224,6 +224,13 @@ def specs_for(path, rules):
         if re.fullmatch(pattern(pat), path):
             return specs
     return []
+
+
+# Kinds of known.txt not run: equivalent (no program can tell the mutant
+# from the original), elsewhere (none can in the Lua 5.4 build the check
+# runs, e.g. a line only Lua 5.1/LuaJIT or another build runs; the
+# reason says where it is or is not caught). Neither counts in the rate.
+NOT_RUN = ("equivalent", "elsewhere")
 
 
 class Known(dict):
@@ -466,7 +473,7 @@ def main():
         tree.sync()
         if not tree.make(log):
             sys.exit("mutate: the unmutated tree does not build; see " + log.name)
-        need = sorted({s for m in sample if m["key"] not in known or known[m["key"]][0] != "equivalent"
+        need = sorted({s for m in sample if known.get(m["key"], (None,))[0] not in NOT_RUN
                        for s in specs_for(m["file"], rules)})
         if not a.no_baseline:
             for s in need:
@@ -477,8 +484,8 @@ def main():
         for n, m in enumerate(sample, 1):
             kind, reason = known.get(m["key"], (None, None))
             row = dict(m, result=None, by="")
-            if kind == "equivalent":
-                row.update(result="equivalent", by=reason)
+            if kind in NOT_RUN:
+                row.update(result=kind, by=reason)
             else:
                 log.write(f"\n==== {m['id']}\n{m['old']}\n{m['new']}\n")
                 try:
@@ -510,7 +517,7 @@ def main():
 
 
 def write_report(path, rows, a, pool, secs, interrupted):
-    count = {k: sum(r["result"] == k for r in rows) for k in ("killed", "survived", "equivalent", "invalid")}
+    count = {k: sum(r["result"] == k for r in rows) for k in ("killed", "survived", "equivalent", "elsewhere", "invalid")}
     judged = count["killed"] + count["survived"]
     rate = f"{100.0 * count['killed'] / judged:.1f}%" if judged else "n/a"
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -526,7 +533,8 @@ def write_report(path, rows, a, pool, secs, interrupted):
                 f"{secs / 60:.1f} minutes{', INTERRUPTED' if interrupted else ''}). "
                 f"{len(rows)} mutants sampled from {pool}.\n\n")
         f.write(f"**Kill rate: {rate}** of non-equivalent mutants ({count['killed']} killed, "
-                f"{count['survived']} survived; {count['equivalent']} known equivalent and "
+                f"{count['survived']} survived; {count['equivalent']} known equivalent, "
+                f"{count['elsewhere']} not observable in this build (elsewhere) and "
                 f"{count['invalid']} that do not build are not counted).\n\n")
         f.write("| id | file:line | mutation | result | killing spec (first failing case) or reason |\n")
         f.write("|---|---|---|---|---|\n")
@@ -539,16 +547,16 @@ def rejudge(path, known):
     """Survivors of a finished run that known.txt now lists: equivalent
     ones leave the rate, gaps get their note. Nothing runs."""
     text = open(path).read()
-    out, n = [], {"killed": 0, "survived": 0, "equivalent": 0, "invalid": 0}
+    out, n = [], {"killed": 0, "survived": 0, "equivalent": 0, "elsewhere": 0, "invalid": 0}
     for line in text.split("\n"):
         cells = line.split(" | ")
         if line.startswith("| `") and len(cells) == 5:
             i = cells[0][3:-1]
             f, _, op, h = i.rsplit(":", 3)
             kind, reason = known.get(f"{f}:{op}:{h}", (None, None))
-            if cells[3] in ("survived", "equivalent") and kind:
-                cells[3] = "equivalent" if kind == "equivalent" else "survived"
-                cells[4] = (reason if kind == "equivalent" else "gap: " + reason).replace("|", "\\|") + " |"
+            if cells[3] in ("survived",) + NOT_RUN and kind:
+                cells[3] = kind if kind in NOT_RUN else "survived"
+                cells[4] = (reason if kind in NOT_RUN else "gap: " + reason).replace("|", "\\|") + " |"
                 line = " | ".join(cells)
             n[cells[3]] = n.get(cells[3], 0) + 1
         out.append(line)
@@ -556,7 +564,8 @@ def rejudge(path, known):
     judged = n["killed"] + n["survived"]
     rate = f"{100.0 * n['killed'] / judged:.1f}%" if judged else "n/a"
     text = re.sub(r"\*\*Kill rate: .*", f"**Kill rate: {rate}** of non-equivalent mutants ({n['killed']} killed, "
-                  f"{n['survived']} survived; {n['equivalent']} known equivalent and {n['invalid']} that do not "
+                  f"{n['survived']} survived; {n['equivalent']} known equivalent, {n['elsewhere']} not observable in "
+                  f"this build (elsewhere) and {n['invalid']} that do not "
                   f"build are not counted; survivors rejudged against scripts/mutate/known.txt with "
                   f"`scripts/mutate.sh --rejudge`, nothing rerun).", text)
     open(path, "w").write(text)
