@@ -291,6 +291,22 @@ describe("event_fd in a luv loop", function()
     m:close()
     assert.is_true(wakeups <= 3, "woken " .. wakeups .. " times in 0.3 s with nothing to serve")
   end)
+
+  -- found by the mutation check: poll's documented "the rest wait for the
+  -- next call, and event_fd stays readable", at exactly max served
+  it_luv("stays readable after a poll that served its max_reports, until the rest are served", function()
+    local p = kafka.new{ bootstrap_servers = "127.0.0.1:1", logger = function() end, serve_on_produce = false }
+    local fd = p:event_fd()
+    for i = 1, 10 do assert.is_true(p:produce("t", "k" .. i, "v")) end
+    assert.is_true(p:purge())           -- the ten reports wait at once
+    assert.is_true(H.wait_until(function() return H.readable(fd) end, 10, function() require("system").sleep(0.005) end))
+    assert.equal(5, p:poll(0, 5))
+    assert.is_true(H.readable(fd), "five reports wait, and event_fd is not readable")
+    assert.equal(5, p:poll(0, 5))
+    assert.equal(0, p:poll(0))
+    assert.is_false(H.readable(fd))
+    p:close(0)
+  end)
 end)
 
 -- Found by the mutation check (issue #26): new's misuse names the line

@@ -49,3 +49,33 @@ describe("producers.ngx's options (stubbed ngx)", function()
     assert.is_true(kafka.check{ bootstrap_servers = "h:1", max_reports = 1000000, close_timeout = 1.001 })
   end)
 end)
+
+-- Found by the mutation check (issue #26): lua-resty-kafka's broker list
+-- is checked whole before anything is made (not a string, not empty).
+describe("producers.resty_kafka's broker list (stubbed ngx)", function()
+  local S, kafka, producer
+  before_each(function()
+    S = stub()
+    kafka = require("producers.ngx")
+    producer = require("producers.resty_kafka")
+    S.phase = "content"
+  end)
+  after_each(function()
+    S.phase = "exit_worker"
+    kafka.exit()
+    _G.ngx = nil
+    package.loaded["producers.ngx"] = nil
+    package.loaded["producers.resty_kafka"] = nil
+  end)
+
+  it("refuses what is not a list of brokers, naming what it wants, and makes no producer", function()
+    local want = "producers.resty_kafka: broker_list must be a list of { host = ..., port = ... }"
+    for _, bad in ipairs({ "127.0.0.1:9092", {}, 42 }) do
+      local ok, err = pcall(producer.new, producer, bad)
+      assert.is_false(ok)
+      assert.equal("string", type(err))
+      assert.is_truthy(err:find(want, 1, true), err)
+    end
+    assert.equal(0, #S.timers)
+  end)
+end)
