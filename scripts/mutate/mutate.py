@@ -496,7 +496,7 @@ def main():
                         for s in specs_for(m["file"], rules):
                             why = tree.spec(s, a.timeout, log)
                             if why:
-                                row.update(result="killed", by=f"{os.path.basename(s)}: {why}")
+                                row.update(result="killed", by=f"{os.path.relpath(s, 'spec')}: {why}")
                                 break
                         else:
                             row.update(result="survived", by=("gap: " + reason) if kind == "gap" else "")
