@@ -429,7 +429,7 @@ def main():
         return rewrite_known([m for f in files for m in mutants_of(f)], known)
     unmapped = [f for f in files if not specs_for(f, rules)]
     if unmapped:
-        print("mutate: no line of map.txt covers " + ", ".join(unmapped) + " (not mutated)", file=sys.stderr)
+        print("mutate: not mutated, map.txt gives no spec file for: " + ", ".join(unmapped), file=sys.stderr)
     pool = [m for f in files for m in mutants_of(f) if not a.op or re.search(a.op, m["op"])]
     pool = [m for m in pool if specs_for(m["file"], rules)]
     if a.id:
