@@ -100,3 +100,19 @@ int prd_arg_integer(lua_State *L, int idx, lua_Integer min, lua_Integer max, lua
                     : !(x >= (lua_Number)min && x <= (lua_Number)max);
     return (exact ? 0 : PRD_ARG_FRACTION) | (outside ? PRD_ARG_OUTSIDE : 0);
 }
+
+/* The optional callable field of the table at idx as a registry ref, or
+ * LUA_NOREF when absent; raises "what.field: expected a function or
+ * callable, got TYPE" for anything else. */
+int prd_arg_callback_ref(lua_State *L, int idx, const char *field, const char *what)
+{
+    lua_getfield(L, idx, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    if (!prd_arg_callable(L, -1))
+        luaL_error(L, "%s.%s: expected a function or callable, got %s",
+                   what, field, luaL_typename(L, -1));
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}

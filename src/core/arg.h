@@ -14,6 +14,7 @@
 int prd_arg_callable(lua_State *L, int idx);
 int prd_arg_takes_report(lua_State *L, int idx);
 int prd_arg_timeout_ms(lua_State *L, int idx, int default_ms);
+int prd_arg_callback_ref(lua_State *L, int idx, const char *field, const char *what);
 
 /* The string at idx (its length in *len when len is given), or NULL when
  * it holds a NUL byte, which C would cut it at: the caller raises or

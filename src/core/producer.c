@@ -24,6 +24,7 @@
 #include "core/call.h"
 #include "core/error.h"
 #include "core/host.h"
+#include "core/json.h"
 #include "core/producer.h"
 #include "core/queue.h"
 
@@ -60,6 +61,30 @@ prd_producer *prd_producer_new(lua_State *L, const prd_transport *tr)
     prd_wake_init(&p->wake);
     luaL_setmetatable(L, tr->type);
     return p;
+}
+
+/* Reads the options every transport takes alike from the table at idx
+ * (the Lua layer built it from the user's): logger, log_level,
+ * gc_flush_timeout, serve_on_produce, and json (a callable encoder, else
+ * the builtin encoder with the JSON state at json_idx). */
+void prd_producer_options(lua_State *L, prd_producer *p, int idx, int json_idx)
+{
+    p->log.logger = prd_arg_callback_ref(L, idx, "logger", "opts");
+    lua_getfield(L, idx, "log_level");
+    p->log.level = (int)luaL_optinteger(L, -1, PRD_INFO);
+    lua_getfield(L, idx, "gc_flush_timeout");
+    p->gc_flush_ms = prd_arg_timeout_ms(L, -1, 1000);
+    lua_getfield(L, idx, "serve_on_produce");
+    p->serve_on_produce = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "json");
+    if (prd_arg_callable(L, -1)) {
+        lua_pushvalue(L, -1);
+        p->encoder = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        p->json = prd_json_buffer(L, json_idx, -1);
+    }
+    lua_pop(L, 3);
 }
 
 /* The producer at 1, open or not. A userdata that starts with the mark

@@ -11,6 +11,7 @@
 #include "core/transport.h"
 
 prd_producer *prd_producer_new(lua_State *L, const prd_transport *tr);
+void prd_producer_options(lua_State *L, prd_producer *p, int idx, int json_idx);
 prd_producer *prd_producer_check(lua_State *L);
 prd_producer *prd_producer_check_any(lua_State *L);
 void prd_producer_methods(lua_State *L);

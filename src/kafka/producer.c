@@ -70,21 +70,6 @@ static void abandon(lua_State *L, prd_producer *base)
     release(L, base);
 }
 
-/* The optional callable field of the table at idx as a registry ref. */
-static int opt_callback_ref(lua_State *L, int idx, const char *field,
-                            const char *what)
-{
-    lua_getfield(L, idx, field);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return LUA_NOREF;
-    }
-    if (!prd_arg_callable(L, -1))
-        luaL_error(L, "%s.%s: expected a function or callable, got %s",
-                   what, field, luaL_typename(L, -1));
-    return luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 /* The integer property name of conf, or -1. */
 static int conf_int(rd_kafka_conf_t *conf, const char *name)
 {
@@ -128,31 +113,16 @@ int prd_kafka_new(lua_State *L)
     p = (prd_kafka *)prd_producer_new(L, &prd_kafka_transport);  /* conf, opts, p */
     p->on_delivery = p->on_error = p->on_token = p->base.encoder = p->on_stats = LUA_NOREF;
 
-    p->base.log.logger = opt_callback_ref(L, 2, "logger", "opts");
-    p->on_delivery = opt_callback_ref(L, 2, "on_delivery", "opts");
-    p->on_error = opt_callback_ref(L, 2, "on_error", "opts");
-    p->on_stats = opt_callback_ref(L, 2, "on_stats", "opts");
-    p->on_token = opt_callback_ref(L, 2, "on_oauthbearer_token", "opts");
+    prd_producer_options(L, &p->base, 2, lua_upvalueindex(1));
+    p->on_delivery = prd_arg_callback_ref(L, 2, "on_delivery", "opts");
+    p->on_error = prd_arg_callback_ref(L, 2, "on_error", "opts");
+    p->on_stats = prd_arg_callback_ref(L, 2, "on_stats", "opts");
+    p->on_token = prd_arg_callback_ref(L, 2, "on_oauthbearer_token", "opts");
     if (p->on_delivery != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
         p->on_delivery_report = prd_arg_takes_report(L, -1);
         lua_pop(L, 1);
     }
-    lua_getfield(L, 2, "log_level");
-    p->base.log.level = (int)luaL_optinteger(L, -1, PRD_INFO);
-    lua_getfield(L, 2, "gc_flush_timeout");
-    p->base.gc_flush_ms = prd_arg_timeout_ms(L, -1, 1000);
-    lua_getfield(L, 2, "serve_on_produce");
-    p->base.serve_on_produce = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 2, "json");
-    if (prd_arg_callable(L, -1)) {
-        lua_pushvalue(L, -1);
-        p->base.encoder = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else {
-        p->base.json = prd_json_buffer(L, lua_upvalueindex(1), -1);
-    }
-    lua_pop(L, 3);
 
     conf = prd_conf_from_table(L, 1, &p->secrets);
     p->base.log.redact = prd_redact_log;
