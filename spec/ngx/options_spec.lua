@@ -14,7 +14,7 @@ describe("producers.ngx's options (stubbed ngx)", function()
     S.phase = "exit_worker"
     kafka.exit()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
+    stub.unload()
   end)
 
   local BAD = {
@@ -64,8 +64,7 @@ describe("producers.resty_kafka's broker list (stubbed ngx)", function()
     S.phase = "exit_worker"
     kafka.exit()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
-    package.loaded["producers.resty_kafka"] = nil
+    stub.unload()
   end)
 
   it("refuses what is not a list of brokers, naming what it wants, and makes no producer", function()

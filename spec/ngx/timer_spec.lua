@@ -33,7 +33,7 @@ describe("producers.ngx's timer (stubbed ngx)", function()
     S.phase = "exit_worker"
     kafka.exit()
     _G.ngx = nil
-    package.loaded["producers.ngx"] = nil
+    stub.unload()
   end)
 
   it("drains the queue on a premature tick: every report is served before it returns", function()

@@ -1,10 +1,21 @@
 -- A stub `ngx` for specs of producers.ngx and producers.resty_kafka outside
--- nginx (the same as spec/ngx/module_spec.lua's): timers the spec fires
+-- nginx (spec/ngx/*_spec.lua): timers the spec fires
 -- (S.timers from ngx.timer.every, S.zero from ngx.timer.at), a semaphore
 -- that yields the coroutine, phases the spec sets, log lines in S.lines.
 -- local S = require("support.ngx_stub")()  -- fresh stub and modules
 local system = require("system")
 local unpack = table.unpack or unpack
+
+-- Forgets producers.ngx, its parts (producers.ngx.*) and resty_kafka, so
+-- the next require loads them afresh: a new worker, with the current stub
+-- cached in their locals.
+local function unload()
+  for name in pairs(package.loaded) do
+    if name == "producers.ngx" or name:find("^producers%.ngx%.") or name == "producers.resty_kafka" then
+      package.loaded[name] = nil
+    end
+  end
+end
 
 -- A fresh stub and fresh modules for each test.
 local function stub()
@@ -42,8 +53,7 @@ local function stub()
       return sema
     end,
   }
-  package.loaded["producers.ngx"] = nil
-  package.loaded["producers.resty_kafka"] = nil
+  unload()
   S.dict = dict
   function S.tick(premature)
     for _, t in ipairs(S.timers) do t.fn(premature or false, unpack(t.args)) end
@@ -71,5 +81,4 @@ local function stub()
   return S
 end
 
-
-return stub
+return setmetatable({ unload = unload }, { __call = function(_, ...) return stub(...) end })
