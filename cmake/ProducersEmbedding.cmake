@@ -21,7 +21,7 @@ set(PRODUCERS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/${PRODUCERS_NAME})
 foreach(kind static shared)
   string(TOUPPER ${kind} KIND)
   add_library(producers_${kind} ${KIND} $<TARGET_OBJECTS:producers_objects>
-              src/embed.c ${PRODUCERS_EMBEDDED})
+              src/core/embed.c ${PRODUCERS_EMBEDDED})
   set_target_properties(producers_${kind} PROPERTIES OUTPUT_NAME ${PRODUCERS_NAME}
     EXPORT_NAME ${kind} POSITION_INDEPENDENT_CODE ON
     PUBLIC_HEADER "include/producers.h;${CMAKE_BINARY_DIR}/include/producers_lua.h")

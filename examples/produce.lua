@@ -38,8 +38,8 @@ for i = 1, 5 do
   assert(p:produce(topic, "user-" .. i, { event = "user_signup", user_id = i, ok = true }))
 end
 -- true once every report is served, delivered or not: the count says which
-local ok, err, left = p:flush(60)
-if not ok then print(("flush: %s, %d left"):format(err, left)) end
+local ok, err, _, e = p:flush(60)
+if not ok then print(("flush: %s, %d left"):format(err, e.queued)) end
 p:close()
 print(("%d delivered, %d failed"):format(delivered, failed))
 os.exit(failed == 0 and ok and 0 or 1)

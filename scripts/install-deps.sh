@@ -37,3 +37,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# NATS JetStream (issue #23; scripts/nats/README.md): Debian's nats-server
+# 2.9 and nats.c 3.4, and nats-py from PyPI in a venv of our own, the
+# independent reader (scripts/nats/read.py). $PRODUCERS_NATS_VENV moves it.
+NATS_PACKAGES=(nats-server libnats-dev python3-venv)
+nats_missing=()
+for pkg in "${NATS_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || nats_missing+=("$pkg")
+done
+if [ ${#nats_missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${nats_missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${nats_missing[@]}" >/dev/null ||
+    { $SUDO apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${nats_missing[@]}" >/dev/null; }
+fi
+NATS_VENV=${PRODUCERS_NATS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/producers/venv}
+if ! "$NATS_VENV/bin/python" -c 'import nats' 2>/dev/null; then
+  echo "install-deps: nats-py into $NATS_VENV"
+  python3 -m venv "$NATS_VENV"
+  "$NATS_VENV/bin/pip" install -q --disable-pip-version-check 'nats-py>=2.6,<3'
+fi

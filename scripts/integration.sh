@@ -7,6 +7,8 @@
 #   3. a single-node Kafka 4.x: the read-back, SASL_SSL, transactions and
 #      OAUTHBEARER specs again
 #      (1 and 2 run Kafka 3.9: see scripts/kafka/README.md for why)
+#   4. NATS JetStream: spec/integration/nats (#nats), which starts and stops
+#      its own servers (scripts/nats/server.sh; no Kafka broker)
 # Prints busted's summary line for each run ("N successes / N failures /
 # N errors / N pending") with its failed cases (FILE:LINE: name), the
 # broker logs when a run fails, and exits
@@ -20,13 +22,16 @@
 #   scripts/integration.sh failover   # only the 3-node run
 #   scripts/integration.sh kafka4     # only the Kafka 4.x run
 #   scripts/integration.sh nginx      # only the nginx spec (single node)
+#   scripts/integration.sh nats       # only the NATS run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BROKER=scripts/kafka/broker.sh
 LUA=${PRODUCERS_LUA:-lua5.4}
 WHAT=${1:-all}
-case $WHAT in all | single | failover | kafka4 | nginx) ;; *) echo "usage: $0 [all|single|failover|kafka4|nginx]" >&2; exit 2 ;; esac
+case $WHAT in all | single | failover | kafka4 | nginx | nats) ;; *) echo "usage: $0 [all|single|failover|kafka4|nginx|nats]" >&2; exit 2 ;; esac
+NATS_SERVER_SH=scripts/nats/server.sh
+NATS_RUN=
 NGINX_BUILD=${PRODUCERS_NGINX_BUILD_DIR:-$PWD/build-luajit}
 
 status=0
@@ -37,7 +42,7 @@ t_start=$(date +%s)
 
 show_logs() {
   echo "== broker logs"
-  "$BROKER" logs 120 || true
+  if [[ $WHAT == nats ]]; then "$NATS_SERVER_SH" logs 60 || true; else "$BROKER" logs 120 || true; fi
   logs_shown=1
 }
 
@@ -50,7 +55,11 @@ on_exit() {
     wait "$BUSTED_PID" 2>/dev/null || true
   fi
   if ((rc != 0 && logs_shown == 0)); then show_logs; fi
-  "$BROKER" stop >/dev/null 2>&1 || true
+  # only what this run started: a nats run starts no broker (and test.sh runs
+  # it beside a lane whose broker sits at the default folder), and another
+  # run may be using the NATS servers
+  if [[ $WHAT != nats ]]; then "$BROKER" stop >/dev/null 2>&1 || true; fi
+  if [[ -n $NATS_RUN ]]; then "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true; fi
   exit "$rc"
 }
 trap on_exit EXIT
@@ -155,6 +164,13 @@ if [[ $WHAT == all || $WHAT == kafka4 ]]; then
   fi
   "$BROKER" stop >/dev/null 2>&1 || true
   unset PRODUCERS_KAFKA_LINE
+fi
+
+if [[ $WHAT == all || $WHAT == nats ]]; then
+  NATS_RUN=1
+  run_busted "NATS" --tags=nats spec/integration/nats
+  "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
+  NATS_RUN=
 fi
 
 echo

@@ -10,8 +10,8 @@
 #      - two integration lanes (background; they mostly wait on brokers),
 #        scripts/integration.sh on brokers of their own: Kafka 3.9 (a
 #        node: the integration specs, then nginx under LuaJIT; a 3-node
-#        cluster: failover and outages), and Kafka 4.x (on librdkafka
-#        2.0.2, then on 2.8.0);
+#        cluster: failover and outages), and NATS JetStream, then Kafka
+#        4.x (on librdkafka 2.0.2, then on 2.8.0);
 #      - the builds lane (background, niced): build-sanitize (5.4 under
 #        ASan/UBSan), librdkafka 2.8.0 (scripts/librdkafka.sh builds it
 #        once into ~/.cache/producers: about 5 minutes on a fresh
@@ -161,6 +161,12 @@ kafka3_lane() {
   leg "integration, Kafka 3.9, 3 nodes" integration failover || true
 }
 kafka4_lane() {
+  # NATS JetStream first (issue #23; about 20 s, its own servers: scripts/nats/README.md);
+  # a run beside another one (PRODUCERS_KAFKA_PORT_OFFSET, PRODUCERS_KAFKA_DIR) moves it
+  # too: a tenth of the Kafka offset (NATS' own ports are 4000 apart), a folder of its own
+  export PRODUCERS_NATS_PORT_OFFSET=${PRODUCERS_NATS_PORT_OFFSET:-$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} / 10))}
+  [ -z "${PRODUCERS_KAFKA_DIR:-}" ] || export PRODUCERS_NATS_DIR=${PRODUCERS_NATS_DIR:-$PRODUCERS_KAFKA_DIR-nats}
+  leg "integration, NATS" integration nats || true
   export PRODUCERS_KAFKA_DIR=${PRODUCERS_KAFKA_DIR:-/tmp/producers-kafka}-4
   export PRODUCERS_KAFKA_PORT_OFFSET=$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} + 500))
   leg "integration, Kafka 4.x" integration kafka4 || true
@@ -170,7 +176,7 @@ kafka4_lane() {
       | sed "s/^Kafka 4\.x: /Kafka 4.x, librdkafka 2.8: /"; exit "${PIPESTATUS[0]}"' _ "$(await "$logs/rdkafka2.8.prefix")" \
     || true
 }
-legs+=("integration, Kafka 3.9" "integration, Kafka 3.9, 3 nodes" "integration, Kafka 4.x"
+legs+=("integration, Kafka 3.9" "integration, Kafka 3.9, 3 nodes" "integration, NATS" "integration, Kafka 4.x"
        "integration, Kafka 4.x, librdkafka 2.8")
 
 if built build && built build-luajit; then bg kafka3_lane; bg kafka4_lane; fi

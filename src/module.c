@@ -3,11 +3,21 @@
  * SPDX-License-Identifier: MIT
  *
  * module.c: luaopen_producers_core, the C half of the `producers` module.
- * The public module is lua/producers/init.lua on top of it.
+ * The public module is lua/producers/init.lua on top of it. The one file
+ * that knows both src/core/ and the Kafka transport (src/kafka/).
  */
 #include <time.h>
 
-#include "prd.h"
+#include "core/base.h"
+#include "core/call.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/signal.h"
+#include "kafka/config.h"
+#include "kafka/errors.h"
+#include "kafka/mock.h"
+#include "kafka/producer.h"
 #include "producers.h"
 
 /* core.encode_value(value [, json]) --> bytes or nil: a message value as
@@ -22,16 +32,11 @@ static int prd_encode_value_fn(lua_State *L)
 
     lua_settop(L, 2);
     if (lua_type(L, 1) == LUA_TTABLE && !lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
-        lua_pushvalue(L, 2);
-        lua_pushvalue(L, 1);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-            luaL_error(L, "value: encoder failed: %s", luaL_tolstring(L, -1, NULL));
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "value: encoder must return a string, got %s", luaL_typename(L, -1));
+        prd_json_call_encoder(L, NULL, lua_upvalueindex(1), 2, 1);
         return 1;
     }
     b = prd_json_buffer(L, lua_upvalueindex(1), 2);
-    bytes = prd_encode_value(L, 1, lua_upvalueindex(1), b, &len);
+    bytes = prd_json_encode_value(L, 1, lua_upvalueindex(1), b, &len);
     if (bytes)
         lua_pushlstring(L, bytes, len);
     else
@@ -64,28 +69,36 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_pushstring(L, rd_kafka_version_str());
     lua_setfield(L, -2, "librdkafka_version");
     lua_pushvalue(L, json);
-    lua_pushcclosure(L, prd_producer_new, 1);
+    lua_pushcclosure(L, prd_kafka_new, 1);
     lua_setfield(L, -2, "new");
-    prd_producer_open(L, json);
+    prd_kafka_open(L, json);
     lua_setfield(L, -2, "methods");
     prd_mock_open(L);
     lua_setfield(L, -2, "mock_cluster");
-    lua_pushcfunction(L, prd_error_string);
+    lua_pushcfunction(L, prd_kafka_error_string);
     lua_setfield(L, -2, "error_string");
-    lua_pushcfunction(L, prd_test_fatal_error);
-    lua_setfield(L, -2, "test_fatal_error");
     prd_error_open(L);
+    lua_pushcfunction(L, prd_kafka_error_new);
     lua_setfield(L, -2, "error");
+    prd_log_open(L);
+    lua_setfield(L, -2, "log_levels");
     lua_pushcfunction(L, prd_time_ms);
     lua_setfield(L, -2, "time_ms");
-    lua_pushcfunction(L, prd_check_config);
+    lua_pushcfunction(L, prd_conf_check);
     lua_setfield(L, -2, "check_config");
     lua_pushvalue(L, json);
     lua_pushcclosure(L, prd_encode_value_fn, 1);
     lua_setfield(L, -2, "encode_value");
     prd_signal_open(L);
     lua_setfield(L, -2, "signals");
+    /* JSON text into Lua values, as statistics are decoded: for
+     * producers-cat's JSON lines and the specs */
     lua_pushcfunction(L, prd_json_decode_fn);
-    lua_setfield(L, -2, "json_decode");            /* internal: for the specs */
+    lua_setfield(L, -2, "json_decode");
+    /* hooks for the specs only, apart from what backends use */
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, prd_mock_test_fatal_error);
+    lua_setfield(L, -2, "fatal_error");
+    lua_setfield(L, -2, "testing");
     return 1;
 }

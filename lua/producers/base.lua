@@ -7,7 +7,7 @@
 --
 --   p:produce(topic, key, value [, opts]) --> true | nil, message, code, error object
 --   p:poll([timeout_s [, max_reports]])   --> reports served
---   p:flush([timeout_s])                  --> true | nil, "timed out", still queued, error object
+--   p:flush([timeout_s])                  --> true | nil, "timed out", "_TIMED_OUT", error object (err.queued: still queued)
 --   p:close([timeout_s])
 -- @classmod producers.BaseProducer
 

@@ -44,9 +44,9 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.join(ROOT, "scripts", "mutate")
-DEFAULT_FILES = r"^(src/[a-z_]+\.c|lua/producers/[a-z_]+\.lua)$"
+DEFAULT_FILES = r"^(src/(?:[a-z]+/)?[a-z_]+\.c|lua/producers/[a-z_]+\.lua)$"
 # Not mutated: the generated table's generator and test doubles.
-SKIP_FILES = {"src/json_double_gen.py"}
+SKIP_FILES = {"src/core/json_double_gen.py"}
 
 
 # --------------------------------------------------------------- masking

@@ -85,10 +85,11 @@ describe("error objects", function()
   end)
 
   describe("flush", function()
-    it("returns a retriable _TIMED_OUT error object after nil, 'timed out', n", function()
+    it("returns nil, 'timed out', '_TIMED_OUT' and a retriable error object whose queued is n", function()
       local p = unreachable({ config = { ["message.timeout.ms"] = 60000 } })
       assert.is_true(p:produce(H.topic("late"), nil, "x"))
-      local ok, message, left, e = p:flush(0.1)
+      local ok, message, name, e = p:flush(0.1)
+      local left = e.queued
       assert.same({ nil, "timed out", 1 }, { ok, message, left })
       assert.same({ "timed out", "_TIMED_OUT", true, false }, { e.message, e.name, e.retriable, e.fatal })
       p:close(0)
@@ -237,7 +238,7 @@ describe("a fatal error", function()
     local p = H.producer(m, { on_error = function(e) errors[#errors + 1] = e end,
                               on_delivery = function(err, r) reports[#reports + 1] = r end,
                               serve_on_produce = false })
-    assert.is_true(core.test_fatal_error(p, "_FENCED", "fenced in a spec"))
+    assert.is_true(core.testing.fatal_error(p, "_FENCED", "fenced in a spec"))
     for _ = 1, 2 do
       local ok, message, name, e = p:produce(H.topic("fatal"), nil, "x")
       assert.same({ nil, "Local: Fatal error", "_FATAL" }, { ok, message, name })

@@ -62,4 +62,18 @@ describe("producers", function()
       assert.has_error(function() p:flush() end, "producers.lazy (l): flush is not implemented")
     end)
   end)
+
+  describe("producers.core (internal)", function()
+    local core = require("producers.core")
+
+    it("gives C's log level names, lowest first (core.log_levels)", function()
+      assert.same({ "debug", "info", "warn", "error" }, core.log_levels)
+    end)
+
+    it("keeps its test hooks in core.testing, apart from what backends use", function()
+      assert.is_function(core.testing.fatal_error)
+      assert.is_nil(core.test_fatal_error)
+      assert.is_function(core.json_decode)        -- producers-cat decodes with it
+    end)
+  end)
 end)

@@ -44,7 +44,8 @@ describe("purge", function()
     local p = unreachable({ on_delivery = t.cb })
     assert.is_true(p:produce(H.topic("purge"), "a", "v"))
     assert.is_true(p:purge({}))
-    local ok, message, left = p:flush(0.2)
+    local ok, message, _, err = p:flush(0.2)
+    local left = err.queued
     assert.same({ nil, "timed out", 1 }, { ok, message, left })
     assert.is_true(p:purge({ in_flight = true }))      -- nothing is in flight
     assert.equal(0, p:poll(0.2))

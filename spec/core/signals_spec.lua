@@ -250,7 +250,8 @@ describe("signals #signals", function()
         for i = 1, 3 do assert(p:produce("t", nil, "m" .. i)) end
         io.stderr:write("waiting\n")
         local t = now()
-        local ok, message, left, err = p:flush(30)
+        local ok, message, name, err = p:flush(30)
+        local left = err.queued
         print("flush", ok, message, left, err.name, err.retriable, tostring(err))
         print("caught", producers.signals.caught())
         io.stderr:write(("polling after %%d ms\n"):format(now() - t))
@@ -258,7 +259,8 @@ describe("signals #signals", function()
         print("poll", idle:poll(30))
         io.stderr:write(("polled for %%d ms\n"):format(now() - t))
         print("caught", producers.signals.caught())
-        print("flush again", p:flush(0.3))     -- a new call: waits its time out
+        local again, again_message, _, again_err = p:flush(0.3)   -- a new call: waits its time out
+        print("flush again", again, again_message, again_err.queued)
         p:close(0)
         idle:close(0)
       ]]):format(UNREACHABLE, m:bootstraps()) }
@@ -304,7 +306,8 @@ describe("signals #signals", function()
           end }
         assert(p:produce("t", nil, "x"))
         local t = os.time()
-        local ok, message, left, err = p:flush(20)
+        local ok, message, name, err = p:flush(20)
+        local left = err.queued
         print(ok, message, left, err.name, os.time() - t < 5)
         s.restore()
         print("trapped", #s.trapped(), "caught", s.caught())

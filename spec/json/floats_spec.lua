@@ -1,4 +1,4 @@
--- Floats as the builtin encoder writes them (src/json_double.c): the
+-- Floats as the builtin encoder writes them (src/core/json_double.c): the
 -- shortest decimal that reads back as the same double, of those the
 -- nearest, checked against Python (spec/support/json_floats_check.py):
 -- float(text) gives the same bits back, and the digits are repr's, as
@@ -6,7 +6,7 @@
 -- power of two and its neighbours, values near DBL_MAX and DBL_MIN,
 -- integers around 2^53 and powers of ten, decimals of 1 to 17 digits,
 -- computed values, the cases Ryu's and Schubfach's authors list as hard,
--- and the doubles src/json_double_gen.py finds hardest for this
+-- and the doubles src/core/json_double_gen.py finds hardest for this
 -- algorithm. A fixed seed; JSON_FLOATS_COUNT=N in the environment asks
 -- for N random values instead of 100,000 (the fixed families come on top).
 local core = require("producers.core")
@@ -178,11 +178,11 @@ describe("builtin JSON encoder, floats", function()
 
   setup(function()
     hard = {}
-    for h in sh(PLAIN .. "python3 src/json_double_gen.py --hard"):gmatch("%x+") do hard[#hard + 1] = h end
+    for h in sh(PLAIN .. "python3 src/core/json_double_gen.py --hard"):gmatch("%x+") do hard[#hard + 1] = h end
   end)
 
   it("writes the table json_double_gen.py writes, whose proofs hold", function()
-    local out = sh(PLAIN .. "python3 src/json_double_gen.py --check")
+    local out = sh(PLAIN .. "python3 src/core/json_double_gen.py --check")
     assert.truthy(out:find("json_double_table.h is up to date", 1, true), out)
     assert.truthy(out:find("2^-69 is needed", 1, true), out)
   end)

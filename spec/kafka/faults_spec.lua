@@ -149,7 +149,8 @@ local function run_case(m, fault, idempotence, ending)
     p:close(0.2)
     c.flushed = true
   else
-    local ok, msg, left = p:flush(0.2)
+    local ok, msg, _, err = p:flush(0.2)
+    local left = err and err.queued
     c.flush_during = { ok, msg, left, p:queue_length() }
     fault.heal(m, topic)
     produce(2 * third + 1, N)

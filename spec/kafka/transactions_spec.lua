@@ -609,10 +609,10 @@ describe("transactions", function()
       p:close()
     end)
 
-    it("returns the fatal error from every method and produce after a fatal error (core.test_fatal_error)", function()
+    it("returns the fatal error from every method and produce after a fatal error (core.testing.fatal_error)", function()
       local p = ready()
       assert.is_true(p:begin_transaction())
-      assert.is_true(core.test_fatal_error(p, "_FENCED", "fenced in a test"))
+      assert.is_true(core.testing.fatal_error(p, "_FENCED", "fenced in a test"))
       local want = { nil, FATAL, "_FATAL" }
       for _, method in ipairs(METHODS) do
         local r, e = head(p[method](p, 1))

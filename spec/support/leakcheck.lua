@@ -85,7 +85,7 @@ for i = 1, 10 do assert(purged:produce("t", "k" .. i, string.rep("p", 1100 * (i 
 assert(purged:purge())
 while objects < 10 do purged:poll(0.05, 3) end
 assert(select(4, purged:flush(0)) == nil)
-require("producers.core").test_fatal_error(purged, "_FENCED", "leakcheck")
+require("producers.core").testing.fatal_error(purged, "_FENCED", "leakcheck")
 assert(select(4, purged:produce("t", "k", "v")).fatal)
 purged:close(0)
 -- statistics: decoded for on_stats (which raises once) and metrics()

@@ -14,7 +14,7 @@ local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 local describe_once = (lua == "lua5.4" and not sanitized) and describe or pending
 
 local KILLED = "lua/producers/memory.lua:185:rel:7ff4b2e6"
-local EQUIVALENT = "src/stats.c:173:rel:35b1693b"
+local EQUIVALENT = "src/kafka/stats.c:178:rel:c4737e8c"
 
 describe_once("scripts/mutate.sh", function()
   it("kills a mutant the specs catch, reports an equivalent one with its reason, leaves the checkout as it was", function()
@@ -28,7 +28,7 @@ describe_once("scripts/mutate.sh", function()
     assert.is_true(ok, out)
     assert.matches("| `" .. KILLED .. "` | lua/producers/memory.lua:185 | `>=` -> `>` | killed | memory/backend_spec.lua: ",
       report, 1, true)
-    assert.matches("| `" .. EQUIVALENT .. "` | src/stats.c:173 | `<` -> `<=` | equivalent | by_id: the line runs only under",
+    assert.matches("| `" .. EQUIVALENT .. "` | src/kafka/stats.c:178 | `<` -> `<=` | equivalent | by_id: the line runs only under",
       report, 1, true)
     assert.matches("**Kill rate: 100.0%** of non-equivalent mutants (1 killed, 0 survived; 1 known equivalent", report, 1, true)
     assert.equals(status, (H.sh("git status --porcelain --untracked-files=no")))

@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# Runs real NATS servers with JetStream (file storage) on 127.0.0.1 for the
+# NATS backend's specs (issue #23). See README.md beside this file.
+#
+#   server.sh start [--jetstream-dir DIR] [--user U --password P | --token T]
+#                                 wipe the state dir, make TLS material, start
+#                                 the three servers, wait until each is ready
+#   server.sh stop                SIGTERM each server (by pid), wait, then SIGKILL
+#   server.sh restart [NAME...]   stop and start again on the same config and
+#                                 JetStream store (default: all three)
+#   server.sh down NAME...        stop servers, keeping their config and store
+#   server.sh up NAME...          start stopped servers again, wait until ready
+#   server.sh status              which servers run
+#   server.sh env                 print env.sh (NATS_URL, NATS_AUTH_URL, NATS_TLS_URL, ...)
+#   server.sh logs [LINES]        tail of each server's log
+#
+# The servers (NAME: client port, monitoring port, both + $PRODUCERS_NATS_PORT_OFFSET):
+#   plain  14222 18222  no auth, no TLS                  NATS_URL
+#   auth   14223 18223  user/password (or token), no TLS NATS_AUTH_URL
+#   tls    14224 18224  TLS (a throwaway CA) and the same auth   NATS_TLS_URL
+# nats-server 2.9 has one client listener per process and no mixed
+# plain/TLS mode, hence three processes (about 10 MB each).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NDIR=${PRODUCERS_NATS_DIR:-/tmp/producers-nats}
+NDIR=${NDIR%/}
+NATS_SERVER=${PRODUCERS_NATS_SERVER:-nats-server}
+READY_TIMEOUT=${PRODUCERS_NATS_READY_TIMEOUT:-30}
+STOP_TIMEOUT=15
+SERVERS=(plain auth tls)
+
+DEFAULT_USER=producers
+DEFAULT_PASSWORD=producers-secret
+
+log() { printf '[server.sh] %s\n' "$*" >&2; }
+die() { printf '[server.sh] error: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+# ---------------------------------------------------------------- layout
+
+PORT_OFFSET=${PRODUCERS_NATS_PORT_OFFSET:-0}
+# the commands after start act on the servers it started, at their ports
+if [[ ${1:-} != start && -z ${PRODUCERS_NATS_PORT_OFFSET:-} && -f $NDIR/env.sh ]]; then
+  PORT_OFFSET=$(sed -n 's/^NATS_PORT_OFFSET=//p' "$NDIR/env.sh")
+  PORT_OFFSET=${PORT_OFFSET:-0}
+fi
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] || die "PRODUCERS_NATS_PORT_OFFSET must be a number, got '$PORT_OFFSET'"
+
+index_of() { # NAME
+  case $1 in plain) echo 0 ;; auth) echo 1 ;; tls) echo 2 ;; *) die "no server named '$1' (plain, auth, tls)" ;; esac
+}
+client_port() { echo $((14222 + $(index_of "$1") + PORT_OFFSET)); }
+http_port() { echo $((18222 + $(index_of "$1") + PORT_OFFSET)); }
+conf_file() { echo "$NDIR/config/$1.conf"; }
+log_file() { echo "$NDIR/logs/$1.log"; }
+pid_file() { echo "$NDIR/pids/$1.pid"; }
+
+# ------------------------------------------------------------- processes
+
+# prints the pid of server NAME if it runs and is ours (its command line
+# names its config file: a reused pid is not taken for it)
+server_pid() {
+  local f pid
+  f=$(pid_file "$1")
+  [[ -f $f ]] || return 1
+  pid=$(<"$f")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-c $(conf_file "$1")" || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# true while process PID exists and is not a zombie: an orphaned server's
+# new parent may reap it late, and a zombie serves nothing
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+# ready: the monitoring endpoint's /healthz says ok (JetStream up, its
+# streams recovered) and the client port takes a connection
+server_ready() { # NAME
+  local body
+  body=$(curl -s --max-time 2 "http://127.0.0.1:$(http_port "$1")/healthz" 2>/dev/null) || return 1
+  [[ $body == *'"status":"ok"'* ]] || return 1
+  port_open "$(client_port "$1")"
+}
+
+launch() { # NAME
+  local name=$1 pidf
+  pidf=$(pid_file "$name")
+  rm -f "$pidf"
+  printf '\n[server.sh] ---- start of %s at %s ----\n' "$name" "$(date -u +%FT%TZ)" >>"$(log_file "$name")"
+  # setsid: its own session, so the server outlives this script and
+  # ignores the terminal's signals; the shell writes its pid, then becomes
+  # nats-server
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidf" \
+    "$NATS_SERVER" -c "$(conf_file "$name")" </dev/null >>"$(log_file "$name")" 2>&1 &
+  local t=0
+  while [[ ! -s $pidf ]] && ((t < 50)); do sleep 0.1; t=$((t + 1)); done
+  [[ -s $pidf ]] || die "$name did not start (no pid file)"
+}
+
+wait_ready() { # NAME DEADLINE_MS
+  while :; do
+    if ! server_pid "$1" >/dev/null; then
+      log "$1 exited during start-up; tail of $(log_file "$1"):"
+      tail -n 30 "$(log_file "$1")" >&2 || true
+      return 1
+    fi
+    server_ready "$1" && return 0
+    if (($(now_ms) > $2)); then
+      log "$1 not ready after ${READY_TIMEOUT}s; tail of $(log_file "$1"):"
+      tail -n 30 "$(log_file "$1")" >&2 || true
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# stop NAME...: SIGTERM to each (nats-server then syncs its store and
+# exits), up to STOP_TIMEOUT s each, then SIGKILL; pid files removed
+stop_servers() {
+  local name pid pids=() names=()
+  for name in "$@"; do
+    if pid=$(server_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+      names+=("$name")
+    fi
+    rm -f "$(pid_file "$name")"
+  done
+  ((${#pids[@]})) || return 0
+  local k deadline
+  for k in "${!pids[@]}"; do
+    pid=${pids[$k]}
+    deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+    while alive "$pid" && (($(now_ms) < deadline)); do sleep 0.05; done
+    if alive "$pid"; then
+      log "${names[$k]} (pid $pid) still runs after ${STOP_TIMEOUT}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while alive "$pid"; do sleep 0.05; done
+    fi
+  done
+  log "stopped ${names[*]} (pids ${pids[*]})"
+}
+
+# ------------------------------------------------------------------- TLS
+
+# a throwaway CA and a server certificate for localhost and 127.0.0.1
+# (as scripts/kafka/broker.sh makes for Kafka's SASL_SSL listener)
+make_certs() {
+  local d=$NDIR/certs
+  command -v openssl >/dev/null || die "openssl not found"
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+    -subj "/CN=producers-nats-test-ca" -keyout "$d/ca.key" -out "$d/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  cat >"$d/server.ext" <<'EOF'
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1
+EOF
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+    -CAcreateserial -days 3650 -sha256 -extfile "$d/server.ext" \
+    -out "$d/server.pem" 2>/dev/null
+  openssl verify -CAfile "$d/ca.pem" "$d/server.pem" >/dev/null || die "the server certificate does not verify"
+  chmod 600 "$d"/*.key
+}
+
+# ---------------------------------------------------------------- config
+
+# nats-server's config syntax: a quoted string escapes \ and "
+quote() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
+
+write_conf() { # NAME JETSTREAM_ROOT AUTH_MODE USER PASSWORD TOKEN
+  local name=$1 store=$2/$1 mode=$3 f
+  f=$(conf_file "$name")
+  mkdir -p "$store"
+  {
+    echo "# written by scripts/nats/server.sh start"
+    echo "server_name: producers-$name"
+    echo "listen: 127.0.0.1:$(client_port "$name")"
+    echo "http: 127.0.0.1:$(http_port "$name")"
+    echo "jetstream {"
+    echo "  store_dir: $(quote "$store")"
+    echo "  max_memory_store: 64MB"
+    echo "  max_file_store: 1GB"
+    echo "}"
+    if [[ $name != plain ]]; then
+      if [[ $mode == token ]]; then
+        echo "authorization { token: $(quote "$6") }"
+      else
+        echo "authorization { user: $(quote "$4"), password: $(quote "$5") }"
+      fi
+    fi
+    if [[ $name == tls ]]; then
+      echo "tls {"
+      echo "  cert_file: $(quote "$NDIR/certs/server.pem")"
+      echo "  key_file: $(quote "$NDIR/certs/server.key")"
+      echo "  timeout: 2"
+      echo "}"
+    fi
+  } >"$f"
+  chmod 600 "$f"
+}
+
+write_env() { # AUTH_MODE USER PASSWORD TOKEN JETSTREAM_ROOT
+  local n
+  {
+    echo "# written by scripts/nats/server.sh start; one KEY=value a line, no quoting"
+    echo "NATS_PORT_OFFSET=$PORT_OFFSET"
+    echo "NATS_VERSION=$("$NATS_SERVER" --version | sed 's/^nats-server: v//')"
+    echo "NATS_URL=nats://127.0.0.1:$(client_port plain)"
+    echo "NATS_AUTH_URL=nats://127.0.0.1:$(client_port auth)"
+    echo "NATS_TLS_URL=tls://localhost:$(client_port tls)"
+    echo "NATS_AUTH_MODE=$1"
+    if [[ $1 == token ]]; then
+      echo "NATS_TOKEN=$4"
+    else
+      echo "NATS_USER=$2"
+      echo "NATS_PASSWORD=$3"
+    fi
+    echo "NATS_CA=$NDIR/certs/ca.pem"
+    for n in "${SERVERS[@]}"; do
+      echo "NATS_${n^^}_MONITOR=http://127.0.0.1:$(http_port "$n")"
+    done
+    echo "NATS_JETSTREAM_DIR=$5"
+    echo "NATS_LOG_DIR=$NDIR/logs"
+    echo "NATS_DIR=$NDIR"
+    echo "NATS_SERVER_SH=$SCRIPT_DIR/server.sh"
+  } >"$NDIR/env.sh.tmp"
+  echo "export $(sed -n 's/^\(NATS_[A-Z_]*\)=.*/\1/p' "$NDIR/env.sh.tmp" | tr '\n' ' ' | sed 's/ $//')" >>"$NDIR/env.sh.tmp"
+  chmod 600 "$NDIR/env.sh.tmp"
+  mv "$NDIR/env.sh.tmp" "$NDIR/env.sh"
+}
+
+# -------------------------------------------------------------- commands
+
+start_named() { # NAME...: launch, then wait for all
+  local name deadline
+  for name in "$@"; do
+    ! server_pid "$name" >/dev/null || die "$name is already running"
+    ! port_open "$(client_port "$name")" || die "port $(client_port "$name") on 127.0.0.1 is already in use"
+    ! port_open "$(http_port "$name")" || die "port $(http_port "$name") on 127.0.0.1 is already in use"
+  done
+  for name in "$@"; do launch "$name"; done
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  for name in "$@"; do
+    wait_ready "$name" "$deadline" || { stop_servers "${SERVERS[@]}"; exit 1; }
+  done
+}
+
+cmd_start() {
+  local js_root="" mode=user user=$DEFAULT_USER password=$DEFAULT_PASSWORD token="" t0
+  while (($#)); do
+    case $1 in
+      --jetstream-dir) js_root=${2:-}; shift 2 || die "--jetstream-dir needs a value" ;;
+      --user) user=${2:-}; shift 2 || die "--user needs a value" ;;
+      --password) password=${2:-}; shift 2 || die "--password needs a value" ;;
+      --token) token=${2:-}; mode=token; shift 2 || die "--token needs a value" ;;
+      *) die "start: unknown argument '$1'" ;;
+    esac
+  done
+  [[ $mode == user && -n $user && -n $password || $mode == token && -n $token ]] ||
+    die "start: empty credentials"
+  command -v "$NATS_SERVER" >/dev/null || die "$NATS_SERVER not found (scripts/install-deps.sh installs Debian's nats-server)"
+  command -v curl >/dev/null || die "curl not found"
+  t0=$(now_ms)
+  # start wipes the state folder: not one that holds anything else
+  [[ $NDIR == /*/* && $NDIR != "$HOME" ]] || die "PRODUCERS_NATS_DIR='$NDIR': give a folder of its own, like /tmp/producers-nats"
+  if [[ -z $js_root ]]; then
+    js_root=$NDIR/jetstream
+  else
+    [[ $js_root == /* ]] || js_root=$PWD/$js_root
+    js_root=${js_root%/}
+    [[ $js_root != "$NDIR" && $js_root != "$NDIR"/* ]] || die "--jetstream-dir must be outside $NDIR (start wipes it)"
+  fi
+  stop_servers "${SERVERS[@]}"
+  rm -rf "$NDIR"
+  mkdir -p "$NDIR"/{config,logs,pids,certs}
+  chmod 700 "$NDIR"
+  make_certs
+  local name
+  for name in "${SERVERS[@]}"; do write_conf "$name" "$js_root" "$mode" "$user" "$password" "$token"; done
+  start_named "${SERVERS[@]}"
+  write_env "$mode" "$user" "$password" "$token" "$js_root"
+  local pids="" t1
+  for name in "${SERVERS[@]}"; do pids+=" $name=$(server_pid "$name")"; done
+  t1=$(now_ms)
+  log "ready in $((t1 - t0)) ms (nats-server $("$NATS_SERVER" --version | sed 's/^nats-server: v//'));$pids"
+  log "env: $NDIR/env.sh"
+  grep -vE '^NATS_(PASSWORD|TOKEN)=' "$NDIR/env.sh"
+}
+
+# the names given, else all three; each checked
+names_or_all() {
+  local n
+  if (($#)); then for n in "$@"; do index_of "$n" >/dev/null; echo "$n"; done; else printf '%s\n' "${SERVERS[@]}"; fi
+}
+
+need_started() { [[ -f $NDIR/env.sh ]] || die "no servers: $NDIR/env.sh is missing (run: $0 start)"; }
+
+cmd_down() {
+  need_started
+  (($#)) || die "usage: $0 down NAME... (plain, auth, tls)"
+  local names
+  mapfile -t names < <(names_or_all "$@")
+  stop_servers "${names[@]}"
+}
+
+cmd_up() {
+  need_started
+  (($#)) || die "usage: $0 up NAME... (plain, auth, tls)"
+  local names t0
+  mapfile -t names < <(names_or_all "$@")
+  t0=$(now_ms)
+  start_named "${names[@]}"
+  log "${names[*]} serving again after $(($(now_ms) - t0)) ms"
+}
+
+cmd_restart() {
+  need_started
+  local names t0
+  mapfile -t names < <(names_or_all "$@")
+  t0=$(now_ms)
+  stop_servers "${names[@]}"
+  start_named "${names[@]}"
+  log "restarted ${names[*]} in $(($(now_ms) - t0)) ms (JetStream stores kept)"
+}
+
+cmd_status() {
+  need_started
+  local n pid
+  for n in "${SERVERS[@]}"; do
+    if pid=$(server_pid "$n"); then
+      echo "$n: running, pid $pid, 127.0.0.1:$(client_port "$n"), monitoring :$(http_port "$n"), rss $(awk '/VmRSS/{print $2" "$3}' "/proc/$pid/status")"
+    else
+      echo "$n: stopped"
+    fi
+  done
+}
+
+cmd_logs() {
+  local lines=${1:-60} f
+  shopt -s nullglob
+  for f in "$NDIR"/logs/*.log; do
+    printf '==== %s (last %s lines) ====\n' "$f" "$lines"
+    tail -n "$lines" "$f"
+  done
+}
+
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+cmd=${1:-}
+shift || true
+case $cmd in
+  start) cmd_start "$@" ;;
+  stop) stop_servers "${SERVERS[@]}" ;;
+  restart) cmd_restart "$@" ;;
+  down) cmd_down "$@" ;;
+  up) cmd_up "$@" ;;
+  status) cmd_status ;;
+  env) need_started; cat "$NDIR/env.sh" ;;
+  logs) cmd_logs "$@" ;;
+  -h | --help | help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
