@@ -169,23 +169,26 @@ def matching_lines(src, regex):
     return out
 
 
-# The module's functions Lua calls (prd_<type>_<method>, luaopen_*): its
+# The module's functions Lua calls (prd_<type>_<method>, producer_<method>
+# in core/, luaopen_*): its
 # static functions that Lua calls back (serve_reports, through the batch's
 # lua_pcall) run inside one of them, whose cost holds theirs.
-LUA_FACING = re.compile(r"^(prd_|luaopen_)")
+LUA_FACING = re.compile(r"^(prd_|luaopen_|producer_|signals_)")
 MODULE_OB = re.compile(r"/producers/core\.so$|/core\.so$")
 LOADERS = {"luaL_loadfilex", "luaL_loadbufferx", "luaL_loadstring", "lua_load",
            "luaL_loadfile", "luaL_loadbuffer", "dlopen", "dlopen@@GLIBC_2.34",
            "_dl_catch_error", "luaL_openlibs", "luaL_newstate"}
-PRODUCE = {"prd_producer_produce"}
+PRODUCE = {"prd_producer_produce", "producer_produce"}
 # Names before and after issue #21's restructure (src/core/, src/kafka/).
 ENCODE = {"prd_encode_value", "prd_json_encode_value"}
 RDKAFKA = {"rd_kafka_produce", "rd_kafka_producev", "rd_kafka_topic_new"}
+SEND = {"send_message", "topic_handle", "prd_kafka_send", "kafka_send", "send"}
 SERVE = {"prd_serve", "prd_serve_max", "prd_take_reports", "prd_drain_silently",
          "prd_report_serve", "prd_report_take", "prd_report_drain",
-         "prd_report_drain_silently"}
+         "prd_report_drain_silently", "prd_queue_serve", "prd_queue_take",
+         "prd_queue_drain", "prd_queue_drain_silently"}
 SERVE_INNER = SERVE | {"serve_reports", "report", "serve_batch", "serve_events", "serve",
-                       "collect_reports"}
+                       "collect_reports", "prd_report_call"}
 CALLS = {"lua_call", "lua_callk"}
 STATS_FUNCTIONS = ["prd_latency_record", "prd_latency_tick"]
 STATS_LINES = r"prd_latency_record|prd_latency_tick|_bytes \+=|->(delivered|failures|outstanding|queued)(\+\+|--)"
@@ -207,7 +210,7 @@ def phases(path, src):
 
     produce = into(PRODUCE)
     encode = into(ENCODE, PRODUCE)
-    rdkafka = into(RDKAFKA, PRODUCE | {"send_message", "topic_handle"})
+    rdkafka = into(RDKAFKA, PRODUCE | SEND)
     serving = into(SERVE)
     callback = into(CALLS, SERVE_INNER)
     # stats: the lines (self, and the calls made from them) in our code
