@@ -9,7 +9,7 @@ local p = producers.kafka.new{
   log_level = "warn",
   on_delivery = function(err, report)
     if err then
-      print(("  failed: %s (%s)"):format(err, report.error))
+      print(("  failed: %s (%s)"):format(err, report.err_name))
     else
       print(("  delivered %-8s key=%-8s to %s [%d] at offset %d: %s"):format(
         report.value and "message" or "tombstone", tostring(report.key),

@@ -26,7 +26,7 @@ local p = producers.kafka.new{
   on_delivery = function(err, r)
     if err then
       failed = failed + 1
-      print(("failed: %s (%s)"):format(err, r.error))
+      print(("failed: %s (%s)"):format(err, r.err_name))
     else
       delivered = delivered + 1
       print(("delivered %s to %s [%d] at offset %d"):format(r.key, r.topic, r.partition, r.offset))

@@ -16,7 +16,7 @@ local function on_delivery(err, r)
   local request_id = r.headers and r.headers.request_id or "-"
   if err then
     ngx.log(ngx.ERR, "events: delivery failed: request ", request_id, " to ", r.topic,
-            " [", r.partition, "]: ", err, " (", r.error, ")")
+            " [", r.partition, "]: ", err, " (", r.err_name, ")")
   else
     ngx.log(ngx.DEBUG, "events: delivered request ", request_id, " to ", r.topic,
             " [", r.partition, "] at offset ", r.offset)

@@ -21,9 +21,9 @@ local date = os and os.date
 
 local M = {}
 
---- The level names, least severe first: Lua's one list of them (the
--- C core has its own, in its logger). A level's number is its place here.
-M.NAMES = { "debug", "info", "warn", "error" }
+--- The level names, least severe first: the C core's one list of them
+-- (core.log_levels, src/core/log.c). A level's number is its place here.
+M.NAMES = require("producers.core").log_levels
 
 --- The level name -> its number (1 for debug ... 4 for error).
 M.LEVELS = {}

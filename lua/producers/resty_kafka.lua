@@ -103,7 +103,7 @@ end
 local function failure_handler(error_handle)
   return function(err, r)
     if not err then return end
-    error_handle(r.topic, r.partition, { r.key or "", r.value }, 2, err, not MAYBE_WRITTEN[r.error])
+    error_handle(r.topic, r.partition, { r.key or "", r.value }, 2, err, not MAYBE_WRITTEN[r.err_name])
   end
 end
 

@@ -4,9 +4,9 @@
 Applies one small mutation at a time to src/*.c and lua/producers/*.lua,
 rebuilds (Lua 5.4 only, incrementally), runs the spec files that cover
 the mutated file (scripts/mutate/map.txt) and says whether a spec fails
-(killed), none does (survived), or the mutant is a known equivalent one
-(scripts/mutate/known.txt, with the reason). The checkout is never
-written: the work happens in a copy of its tracked files under
+(killed), none does (survived), or the mutant is a known equivalent one,
+or one this build cannot show (scripts/mutate/known.txt, with the
+reason). The checkout is never written: the work happens in a copy of its tracked files under
 build-mutate/tree (its own build folder build-mutate/tree/build), and the
 mutated file of the copy is restored after each mutant, on Ctrl-C and
 TERM too.
@@ -27,7 +27,7 @@ over the file, operator, the line's text and the change, so it stays
 the same when other lines move; known.txt keys on file:operator:hash.
 
 Usage: scripts/mutate.sh [--seed N] [--count N] [--file REGEX] [--op REGEX]
-                         [--id ID ...] [--list] [--report FILE]
+                         [--id ID ...] [--spec FILE ...] [--list] [--report FILE]
                          [--timeout S] [--no-baseline] [--work DIR]
        scripts/mutate.sh --rejudge REPORT
 """
@@ -44,9 +44,11 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.join(ROOT, "scripts", "mutate")
-DEFAULT_FILES = r"^(src/(?:[a-z]+/)?[a-z_]+\.c|lua/producers/[a-z_]+\.lua)$"
-# Not mutated: the generated table's generator and test doubles.
-SKIP_FILES = {"src/core/json_double_gen.py"}
+# Every C file under src/ and Lua file under lua/producers/, at any depth
+# (src/core/, src/kafka/, lua/producers/ngx/ ...).
+DEFAULT_FILES = r"^(src/(?:[a-z_]+/)*[a-z_]+\.c|lua/producers/(?:[a-z_]+/)*[a-z_]+\.lua)$"
+# Not mutated: generated tables (only .c and .lua files are, anyway).
+SKIP_FILES = re.compile(r"(^|/)json_double_table\.h$|_gen\.py$")
 
 
 # --------------------------------------------------------------- masking
@@ -175,14 +177,17 @@ def mutants_of(path):
             if key in seen:
                 continue
             seen[key] = 1
-            base = f"{path}\0{op}\0{line.strip()}\0{s - (len(line) - len(line.lstrip()))}\0{rep}"
+            # not the path: a file moved to another folder keeps its ids' hashes
+            base = f"{op}\0{line.strip()}\0{s - (len(line) - len(line.lstrip()))}\0{rep}"
             twins[base] = twins.get(base, 0) + 1        # the same line twice in a file
             h = hashlib.sha1(f"{base}\0{twins[base]}".encode()).hexdigest()[:8]
             out.append({
                 "file": path, "line": no, "op": op, "hash": h,
                 "id": f"{path}:{no}:{op}:{h}", "key": f"{path}:{op}:{h}",
                 "old": line, "new": new,
-                "what": f"`{line[s:e].strip()}` -> `{rep}`" if op != "drop" else f"dropped `{line[s:e].strip()}`",
+                # the column too: a line may have the same operator twice
+                "what": (f"`{line[s:e].strip()}` -> `{rep}` (col {s + 1})" if op != "drop"
+                         else f"dropped `{line[s:e].strip()}`"),
             })
     return out
 
@@ -198,20 +203,111 @@ def read_map():
     return rules
 
 
+def pattern(pat):
+    """map.txt's path pattern as a regex: **/ any folders (none too), **
+    anything, * any part of a name."""
+    out, i = [], 0
+    while i < len(pat):
+        if pat.startswith("**/", i):
+            out.append("(?:[^/]+/)*"); i += 3
+        elif pat.startswith("**", i):
+            out.append(".*"); i += 2
+        elif pat[i] == "*":
+            out.append("[^/]*"); i += 1
+        else:
+            out.append(re.escape(pat[i])); i += 1
+    return "".join(out)
+
+
 def specs_for(path, rules):
     for pat, specs in rules:
-        if re.fullmatch(pat.replace(".", r"\.").replace("*", "[^/]*"), path):
+        if re.fullmatch(pattern(pat), path):
             return specs
     return []
 
 
+# Kinds of known.txt not run: equivalent (no program can tell the mutant
+# from the original), elsewhere (none can in the Lua 5.4 build the check
+# runs, e.g. a line only Lua 5.1/LuaJIT or another build runs; the
+# reason says where it is or is not caught). Neither counts in the rate.
+NOT_RUN = ("equivalent", "elsewhere")
+
+
+class Known(dict):
+    """known.txt: key (path:op:hash) -> (kind, reason). A lookup that
+    misses the exact key tries the file's name in any folder, then the
+    operator and hash alone when one entry has them, so an entry still
+    applies after its file moved (src/x.c -> src/core/x.c) or was split
+    (lua/producers/ngx.lua -> lua/producers/ngx/*.lua); the hash does
+    not cover the path. --rewrite-known writes the current paths back."""
+
+    def find(self, key):
+        """The entry's own key for a mutant's key, or None. Only entries
+        whose file is gone are matched loosely: the same line in two files
+        has the same hash."""
+        if key in self:
+            return key
+        path, op, h = key.rsplit(":", 2)
+        gone = [k for k in self if k.endswith(f":{op}:{h}") and not os.path.isfile(os.path.join(ROOT, k.rsplit(":", 2)[0]))]
+        name = os.path.basename(path)
+        by_name = [k for k in gone if os.path.basename(k.rsplit(":", 2)[0]) == name]
+        if len(by_name) == 1:
+            return by_name[0]
+        return gone[0] if len(gone) == 1 and not by_name else None
+
+    def get(self, key, default=None):
+        k = self.find(key)
+        return self[k] if k else default
+
+
 def read_known():
-    known = {}
+    known = Known()
     for raw in open(os.path.join(HERE, "known.txt"), encoding="utf-8"):
         if raw.strip() and not raw.startswith("#"):
             kind, key, reason = raw.rstrip("\n").split(None, 2)
             known[key] = (kind, reason)
     return known
+
+
+def id_matches(i, m, pool):
+    """--id i names mutant m: its id or key, or (the file moved) its file's
+    name with the operator and hash, or the operator and hash alone when
+    no other mutant has them."""
+    if i in (m["id"], m["key"]):
+        return True
+    parts = i.split(":")
+    if len(parts) < 2 or parts[-2:] != [m["op"], m["hash"]]:
+        return False
+    if len(parts) >= 3 and os.path.basename(parts[0]) == os.path.basename(m["file"]):
+        return True
+    return sum(o["op"] == m["op"] and o["hash"] == m["hash"] for o in pool) == 1
+
+
+def rewrite_known(pool, known):
+    """Rewrites known.txt's keys that match a mutant under another path
+    to that mutant's key; lists the entries no mutant matches (their line
+    changed: judge them again or delete them)."""
+    path = os.path.join(HERE, "known.txt")
+    now = {}
+    for m in pool:
+        k = known.find(m["key"])
+        if k:
+            now[k] = m["key"]
+    out, moved, stale = [], 0, []
+    for raw in open(path, encoding="utf-8"):
+        if raw.strip() and not raw.startswith("#"):
+            kind, key, reason = raw.rstrip("\n").split(None, 2)
+            if key in now and now[key] != key:
+                raw = raw.replace(key, now[key], 1)
+                moved += 1
+            elif key not in now:
+                stale.append(key)
+        out.append(raw)
+    open(path, "w", encoding="utf-8").write("".join(out))
+    print(f"known.txt: {moved} keys rewritten to their file's current path")
+    for key in stale:
+        print(f"known.txt: no mutant matches {key} (its line changed?)")
+    return 1 if stale else 0
 
 
 # ---------------------------------------------------------------- runner
@@ -308,10 +404,14 @@ def main():
     ap.add_argument("--file", default=DEFAULT_FILES, help="regex on the path")
     ap.add_argument("--op", default=None, help="regex on the operator")
     ap.add_argument("--id", action="append", default=[], help="run these ids (file:line:op:hash or file:op:hash)")
+    ap.add_argument("--spec", action="append", default=[],
+                    help="run these spec files instead of map.txt's (to prove a new spec kills a mutant)")
     ap.add_argument("--list", action="store_true", help="list the sample, run nothing")
     ap.add_argument("--report", default=None, help="markdown report (default build-mutate/report.md)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per spec file; a timeout kills")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the specs")
+    ap.add_argument("--rewrite-known", action="store_true",
+                    help="rewrite known.txt's keys to the files' current paths (after a move), run nothing")
     ap.add_argument("--rejudge", metavar="REPORT", help="re-read known.txt into an existing report's survived rows, run nothing")
     ap.add_argument("--work", default=os.path.join(ROOT, "build-mutate"),
                     help="the copy and its build (default build-mutate/)")
@@ -321,18 +421,28 @@ def main():
         return rejudge(a.rejudge, read_known())
     files = sorted(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                                   check=True).stdout.split())
-    files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and f not in SKIP_FILES]
+    files = [f for f in files if re.search(DEFAULT_FILES, f) and re.search(a.file, f) and not SKIP_FILES.search(f)]
     rules, known = read_map(), read_known()
+    if a.spec:
+        rules = [("**", a.spec)]
+    if a.rewrite_known:
+        return rewrite_known([m for f in files for m in mutants_of(f)], known)
+    unmapped = [f for f in files if not specs_for(f, rules)]
+    if unmapped:
+        print("mutate: not mutated, map.txt gives no spec file for: " + ", ".join(unmapped), file=sys.stderr)
     pool = [m for f in files for m in mutants_of(f) if not a.op or re.search(a.op, m["op"])]
     pool = [m for m in pool if specs_for(m["file"], rules)]
     if a.id:
-        want = set(a.id)
-        sample = [m for m in pool if m["id"] in want or m["key"] in want]
+        # file:line:op:hash, path:op:hash, or op:hash alone (any file,
+        # any line: an id from before a file moved still finds its mutant)
+        sample = [m for m in pool if any(id_matches(i, m, pool) for i in a.id)]
     else:
         # Stratified: each operator's mutants shuffled with the seed, then
         # taken in turn, so a small sample still has every operator.
+        # The pool in hash order, not path order: a file that moves keeps
+        # its mutants' places, so the sample changes only where code does.
         rng, by_op = random.Random(a.seed), {}
-        for m in pool:
+        for m in sorted(pool, key=lambda m: (m["hash"], m["file"], m["line"])):
             by_op.setdefault(m["op"], []).append(m)
         lists = [rng.sample(by_op[op], len(by_op[op])) for op in sorted(by_op)]
         sample = []
@@ -363,7 +473,7 @@ def main():
         tree.sync()
         if not tree.make(log):
             sys.exit("mutate: the unmutated tree does not build; see " + log.name)
-        need = sorted({s for m in sample if m["key"] not in known or known[m["key"]][0] != "equivalent"
+        need = sorted({s for m in sample if known.get(m["key"], (None,))[0] not in NOT_RUN
                        for s in specs_for(m["file"], rules)})
         if not a.no_baseline:
             for s in need:
@@ -374,8 +484,8 @@ def main():
         for n, m in enumerate(sample, 1):
             kind, reason = known.get(m["key"], (None, None))
             row = dict(m, result=None, by="")
-            if kind == "equivalent":
-                row.update(result="equivalent", by=reason)
+            if kind in NOT_RUN:
+                row.update(result=kind, by=reason)
             else:
                 log.write(f"\n==== {m['id']}\n{m['old']}\n{m['new']}\n")
                 try:
@@ -407,7 +517,7 @@ def main():
 
 
 def write_report(path, rows, a, pool, secs, interrupted):
-    count = {k: sum(r["result"] == k for r in rows) for k in ("killed", "survived", "equivalent", "invalid")}
+    count = {k: sum(r["result"] == k for r in rows) for k in ("killed", "survived", "equivalent", "elsewhere", "invalid")}
     judged = count["killed"] + count["survived"]
     rate = f"{100.0 * count['killed'] / judged:.1f}%" if judged else "n/a"
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -423,7 +533,8 @@ def write_report(path, rows, a, pool, secs, interrupted):
                 f"{secs / 60:.1f} minutes{', INTERRUPTED' if interrupted else ''}). "
                 f"{len(rows)} mutants sampled from {pool}.\n\n")
         f.write(f"**Kill rate: {rate}** of non-equivalent mutants ({count['killed']} killed, "
-                f"{count['survived']} survived; {count['equivalent']} known equivalent and "
+                f"{count['survived']} survived; {count['equivalent']} known equivalent, "
+                f"{count['elsewhere']} not observable in this build (elsewhere) and "
                 f"{count['invalid']} that do not build are not counted).\n\n")
         f.write("| id | file:line | mutation | result | killing spec (first failing case) or reason |\n")
         f.write("|---|---|---|---|---|\n")
@@ -436,16 +547,16 @@ def rejudge(path, known):
     """Survivors of a finished run that known.txt now lists: equivalent
     ones leave the rate, gaps get their note. Nothing runs."""
     text = open(path).read()
-    out, n = [], {"killed": 0, "survived": 0, "equivalent": 0, "invalid": 0}
+    out, n = [], {"killed": 0, "survived": 0, "equivalent": 0, "elsewhere": 0, "invalid": 0}
     for line in text.split("\n"):
         cells = line.split(" | ")
         if line.startswith("| `") and len(cells) == 5:
             i = cells[0][3:-1]
             f, _, op, h = i.rsplit(":", 3)
             kind, reason = known.get(f"{f}:{op}:{h}", (None, None))
-            if cells[3] in ("survived", "equivalent") and kind:
-                cells[3] = "equivalent" if kind == "equivalent" else "survived"
-                cells[4] = (reason if kind == "equivalent" else "gap: " + reason).replace("|", "\\|") + " |"
+            if cells[3] in ("survived",) + NOT_RUN and kind:
+                cells[3] = kind if kind in NOT_RUN else "survived"
+                cells[4] = (reason if kind in NOT_RUN else "gap: " + reason).replace("|", "\\|") + " |"
                 line = " | ".join(cells)
             n[cells[3]] = n.get(cells[3], 0) + 1
         out.append(line)
@@ -453,7 +564,8 @@ def rejudge(path, known):
     judged = n["killed"] + n["survived"]
     rate = f"{100.0 * n['killed'] / judged:.1f}%" if judged else "n/a"
     text = re.sub(r"\*\*Kill rate: .*", f"**Kill rate: {rate}** of non-equivalent mutants ({n['killed']} killed, "
-                  f"{n['survived']} survived; {n['equivalent']} known equivalent and {n['invalid']} that do not "
+                  f"{n['survived']} survived; {n['equivalent']} known equivalent, {n['elsewhere']} not observable in "
+                  f"this build (elsewhere) and {n['invalid']} that do not "
                   f"build are not counted; survivors rejudged against scripts/mutate/known.txt with "
                   f"`scripts/mutate.sh --rejudge`, nothing rerun).", text)
     open(path, "w").write(text)

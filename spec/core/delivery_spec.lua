@@ -72,6 +72,24 @@ describe("delivery reports", function()
     lost:close()
   end)
 
+  it("name a failure's error as err_name, and as error (its older name); a success has neither", function()
+    local got = {}
+    local p = producers.kafka.new({ bootstrap_servers = H.refused_address(), logger = function() end,
+                                    config = { ["message.timeout.ms"] = 300 },
+                                    on_delivery = function(_, r) got[#got + 1] = r end })
+    assert.is_true(p:produce("names", "k", "v"))
+    assert.is_true(p:flush(10))
+    p:close()
+    assert.equal("_MSG_TIMED_OUT", got[1].err_name)
+    assert.equal("_MSG_TIMED_OUT", got[1].error)
+    local ok = H.producer(m, { on_delivery = function(_, r) got[#got + 1] = r end })
+    assert.is_true(ok:produce("names", "k", "v"))
+    assert.is_true(ok:flush(10))
+    ok:close()
+    assert.is_nil(got[2].err_name)
+    assert.is_nil(got[2].error)
+  end)
+
   it("with delivery.report.only.error, come for failures only, and flush still ends", function()
     local cb = spy.new(function() end)
     local p = H.producer(m, { on_delivery = cb, config = { ["delivery.report.only.error"] = true } })

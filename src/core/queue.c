@@ -111,8 +111,12 @@ static int interrupted(lua_State *L, prd_producer *p)
  * timeout or when interrupted. */
 static int wait_event(lua_State *L, prd_producer *p, int timeout_ms, int serve, int *status)
 {
-    int64_t deadline = prd_clock_now_ms() + timeout_ms;
+    int64_t deadline;
     int slice, found;
+
+    if (timeout_ms < 0)         /* a transport takes -1 as "forever" */
+        timeout_ms = 0;
+    deadline = prd_clock_now_ms() + timeout_ms;
 
     for (;;) {
         slice = timeout_ms < PRD_WATCH_SLICE_MS ? timeout_ms : PRD_WATCH_SLICE_MS;

@@ -129,7 +129,9 @@ static void push_report(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
     lua_setfield(L, -2, "latency");
     if (m->err) {
         lua_pushstring(L, rd_kafka_err2name(m->err));
-        lua_setfield(L, -2, "error");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "err_name");
+        lua_setfield(L, -2, "error");       /* err_name's older name, kept */
         push_error_object(L, p, m);
         lua_setfield(L, -2, "error_object");
         /* failed, yet maybe written: timed out or purged in flight, a

@@ -175,19 +175,22 @@ static int await_grace(lua_State *L, prd_kafka *p, int64_t deadline)
     if (!p->txn_committed_at || p->base.delivered != p->txn_delivered ||
         p->base.delivered + p->base.failures == p->txn_done)
         return 1;
-    while (prd_clock_now_ms() < until) {
+    for (;;) {
+        int64_t now = prd_clock_now_ms();   /* read once a turn: the wait is
+                                               until - now, never negative */
         int served = 0, ms = remaining(deadline);
 
+        if (now >= until)
+            return 1;
         if (ms == 0)
             return 0;
-        if (ms > until - prd_clock_now_ms())
-            ms = (int)(until - prd_clock_now_ms());
+        if (ms > until - now)
+            ms = (int)(until - now);
         if (prd_queue_serve(L, &p->base, ms, &served, INT_MAX) != LUA_OK)
             lua_error(L);
         if (!p->rk)
             luaL_error(L, "producer is closed");
     }
-    return 1;
 }
 
 /* What is not sent yet, as librdkafka's abort purges it. */

@@ -182,7 +182,7 @@ end
 -- Records one report's outcome in the counters.
 function Instance:count(report)
   if report.err then
-    if PURGED[report.error] then self.purged = self.purged + 1 else self.failed = self.failed + 1 end
+    if PURGED[report.err_name] then self.purged = self.purged + 1 else self.failed = self.failed + 1 end
   end
 end
 
@@ -196,8 +196,8 @@ end
 -- The default report (no on_delivery anywhere): failures, one line per
 -- topic and error for each take; purged messages only in the summary.
 function Instance:default_report(report)
-  if not report.err or PURGED[report.error] then return end
-  local key = report.topic .. "\0" .. tostring(report.error)
+  if not report.err or PURGED[report.err_name] then return end
+  local key = report.topic .. "\0" .. tostring(report.err_name)
   local f = self.failures[key]
   if f then
     f.n = f.n + 1
@@ -210,7 +210,7 @@ function Instance:log_failures()
   for key, f in pairs(self.failures) do
     local r = f.report
     ngx_log(ERR, "producers: delivery failed: ", f.n, " message(s) to ", r.topic, " (first: partition ",
-            r.partition, ", key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.error, ")")
+            r.partition, ", key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.err_name, ")")
     self.failures[key] = nil
   end
 end
@@ -394,9 +394,9 @@ end
 -- send's answer to a failed delivery: its error object carries the
 -- report (err.report).
 local function delivery_failed(report)
-  local err = report.error_object or producers.error(report.error, report.err)
+  local err = report.error_object or producers.error(report.err_name, report.err)
   err.report = report
-  return nil, report.err, report.error, err
+  return nil, report.err, report.err_name, err
 end
 
 --- Queues a message and waits for its report without blocking the worker
