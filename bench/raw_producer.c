@@ -9,14 +9,21 @@
  * gzip), the ceiling that the Lua library (b, c) and Python (d) are
  * compared against.
  *
- * Usage: prd_bench_raw -B bootstrap [-t topic] [-n count] [-X prop=value]...
+ * With -N it is the naive C producer instead, the row issue #24 compares
+ * (b) with: what a C programmer writes first from librdkafka's examples,
+ * at the same settings: rd_kafka_producev (its argument list parsed each
+ * call) and rd_kafka_poll(rk, 0) after every message, where (a) calls
+ * rd_kafka_produce on a topic handle and polls once every 1,024.
+ *
+ * Usage: prd_bench_raw -B bootstrap [-t topic] [-n count] [-N] [-X prop=value]...
  *   -B  bootstrap.servers                       (required)
  *   -t  topic                                   (default "bench")
  *   -n  number of messages                      (default 1000000)
+ *   -N  naive: producev and poll(0) after each message
  *   -X  extra librdkafka property over the defaults, repeatable
  *
  * Prints one machine-readable line on stdout (parsed by bench/run.sh):
- *   RESULT bench=raw sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
+ *   RESULT bench=raw|raw-naive sent=.. delivered=.. failed=.. seconds=.. rate=.. rss_kb=..
  *          cpu_main_us=.. cpu_other_us=..
  * where rate = delivered / (time when the last report was served - time of
  * the first produce call), rss_kb is getrusage()'s ru_maxrss, and cpu_*_us
@@ -121,15 +128,35 @@ static void set_conf(rd_kafka_conf_t *conf, const char *name,
 
 static void usage(const char *prog) {
         fprintf(stderr,
-                "Usage: %s -B bootstrap [-t topic] [-n count] "
+                "Usage: %s -B bootstrap [-t topic] [-n count] [-N] "
                 "[-X prop=value]...\n",
                 prog);
+}
+
+/* Queues message k: on the topic handle (a), or through producev with the
+ * topic's name (-N, naive). 0 or librdkafka's error. */
+static rd_kafka_resp_err_t produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
+                                       const char *topic, int naive,
+                                       const char *payload, size_t payload_len,
+                                       const char *key, size_t key_len) {
+        if (naive)
+                return rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_VALUE((void *)payload, payload_len),
+                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
+        if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                             (void *)payload, payload_len, key, key_len,
+                             NULL) == 0)
+                return RD_KAFKA_RESP_ERR_NO_ERROR;
+        return rd_kafka_last_error();
 }
 
 int main(int argc, char **argv) {
         const char *bootstrap = NULL;
         const char *topic     = "bench";
         long count            = 1000000;
+        int naive             = 0;
         char errstr[512];
         int opt;
 
@@ -138,7 +165,7 @@ int main(int argc, char **argv) {
              i++)
                 set_conf(conf, default_conf[i][0], default_conf[i][1]);
 
-        while ((opt = getopt(argc, argv, "B:t:n:X:h")) != -1) {
+        while ((opt = getopt(argc, argv, "B:t:n:NX:h")) != -1) {
                 switch (opt) {
                 case 'B':
                         bootstrap = optarg;
@@ -148,6 +175,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'n':
                         count = strtol(optarg, NULL, 10);
+                        break;
+                case 'N':
+                        naive = 1;
                         break;
                 case 'X': {
                         char *eq = strchr(optarg, '=');
@@ -210,8 +240,9 @@ int main(int argc, char **argv) {
 
         fprintf(stderr,
                 "raw_producer: %ld messages of ~%zu bytes to %s @ %s "
-                "(librdkafka %s)\n",
-                count, payload_len[0], topic, bootstrap, rd_kafka_version_str());
+                "(librdkafka %s%s)\n",
+                count, payload_len[0], topic, bootstrap, rd_kafka_version_str(),
+                naive ? "; naive: producev, poll(0) after each" : "");
 
         /* Warm up, untimed: one message per key (so every partition) and
          * wait for them, so connections and metadata are in place.  Without
@@ -234,15 +265,13 @@ int main(int argc, char **argv) {
         for (long i = 0; i < count; i++) {
                 int k = (int)(i % KEY_POOL);
                 for (;;) {
-                        if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA,
-                                             RD_KAFKA_MSG_F_COPY,
-                                             payloads[k], payload_len[k],
-                                             keys[k], key_len[k],
-                                             NULL) == 0) {
+                        rd_kafka_resp_err_t err = produce_one(
+                            rk, rkt, topic, naive, payloads[k], payload_len[k],
+                            keys[k], key_len[k]);
+                        if (!err) {
                                 sent++;
                                 break;
                         }
-                        rd_kafka_resp_err_t err = rd_kafka_last_error();
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                                 /* Local queue full: serve delivery reports
                                  * (which frees room), then retry. */
@@ -255,8 +284,9 @@ int main(int argc, char **argv) {
                                         rd_kafka_err2str(err));
                         break;
                 }
-                /* Serve delivery reports regularly without blocking. */
-                if ((i & 1023) == 0)
+                /* Serve delivery reports without blocking: regularly (a),
+                 * after each message (naive). */
+                if (naive || (i & 1023) == 0)
                         rd_kafka_poll(rk, 0);
         }
 
@@ -283,9 +313,10 @@ int main(int argc, char **argv) {
                         st.failed, st.first_error);
 
         double per_msg = st.delivered > 0 ? 1e6 / (double)st.delivered : 0.0;
-        printf("RESULT bench=raw sent=%ld delivered=%ld failed=%ld "
+        printf("RESULT bench=%s sent=%ld delivered=%ld failed=%ld "
                "seconds=%.3f rate=%.0f rss_kb=%ld cpu_main_us=%.3f cpu_other_us=%.3f\n",
-               sent, st.delivered, st.failed + produce_errors, seconds, rate,
+               naive ? "raw-naive" : "raw", sent, st.delivered,
+               st.failed + produce_errors, seconds, rate,
                ru.ru_maxrss, (cpu_main1 - cpu_main0) * per_msg,
                ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg);
         fflush(stdout);

@@ -3,6 +3,7 @@
 #
 # On the same broker and machine, one after the other:
 #   (a) raw librdkafka C producer, pre-encoded bytes   (bench/raw_producer.c)
+#   (n) naive C: producev + poll(0) after each message  (bench/raw_producer.c -N)
 #   (b) producers library, Lua tables -> JSON           (bench/lua_producer.lua tables)
 #   (c) producers library, pre-encoded Lua strings      (bench/lua_producer.lua strings)
 #       (b) and (c) under Lua 5.4, then under LuaJIT (OpenResty's VM) when
@@ -206,6 +207,7 @@ run() {
 for round in $( [[ $FLOATS_ONLY == 1 ]] || seq "$ROUNDS"); do
   say "round $round of $ROUNDS"
   run "a.$round" "$RAW" "${RAW_X[@]}" -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
+  run "n.$round" "$RAW" "${RAW_X[@]}" -N -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
   if [[ $HAVE_LIB == 1 ]]; then
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
     run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
@@ -332,7 +334,7 @@ row() {
     "$(cat "$WORK/$name.rounds")"
 }
 
-for name in a b c bj cj d; do median "$name"; done
+for name in a n b c bj cj d; do median "$name"; done
 
 # rss_row MESSAGES QUEUE NAME: peak RSS (MiB) of the runs NAME.1.. and their largest.
 # rss_list NAME: the peak RSS of runs NAME.1..NAME.R in MiB, comma-separated.
@@ -424,6 +426,7 @@ floats_section() {
   echo "| run | delivered / sent | seconds | msg/s (delivered) | peak RSS (MiB) | CPU µs/msg, main thread | CPU µs/msg, librdkafka threads | msg/s of each round |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   row a "(a) librdkafka C, pre-encoded bytes"
+  row n "(n) naive librdkafka C: producev, poll(0) each message"
   row b "(b) producers (Lua 5.4), tables -> JSON"
   row c "(c) producers (Lua 5.4), pre-encoded strings"
   row bj "(b) producers (LuaJIT), tables -> JSON"
@@ -438,9 +441,11 @@ floats_section() {
   echo "| ratio | median runs | fastest runs | each round |"
   echo "| --- | --- | --- | --- |"
   echo "| (b)/(a), Lua 5.4 | $(ratio b a) | $(ratio b.best a.best) | $(round_ratios b a) |"
+  echo "| (b)/(n), Lua 5.4: issue #24's goal >= 1.2 | $(ratio b n) | $(ratio b.best n.best) | $(round_ratios b n) |"
   echo "| (c)/(a), Lua 5.4 | $(ratio c a) | $(ratio c.best a.best) | $(round_ratios c a) |"
   echo "| (b)/(d), Lua 5.4 | $(ratio b d) | $(ratio b.best d.best) | $(round_ratios b d) |"
   echo "| (b)/(a), LuaJIT | $(ratio bj a) | $(ratio bj.best a.best) | $(round_ratios bj a) |"
+  echo "| (b)/(n), LuaJIT | $(ratio bj n) | $(ratio bj.best n.best) | $(round_ratios bj n) |"
   echo "| (c)/(a), LuaJIT | $(ratio cj a) | $(ratio cj.best a.best) | $(round_ratios cj a) |"
   echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) | $(round_ratios bj d) |"
   echo

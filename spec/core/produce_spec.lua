@@ -29,6 +29,17 @@ describe("produce", function()
     assert.equal(bytes, flushed()[1].r.value)
   end)
 
+  it("ignores arguments after opts, as Lua functions do: a sixth is no callback", function()
+    local called = false
+    assert.is_true(p:produce("extra", "k", "v", nil, "not a callback", {}))
+    assert.is_true(p:produce("extra", "k", { a = 1 }, nil, function() called = true end))
+    local got = flushed()
+    assert.equal(2, #got)                  -- each reported to the producer's on_delivery
+    assert.is_nil(got[1].err)
+    assert.equal('{"a":1}', got[2].r.value)
+    assert.is_false(called)
+  end)
+
   it("sends nil as a null value (tombstone)", function()
     assert.is_true(p:produce("tomb", "gone", nil))
     local r = flushed()[1].r

@@ -40,14 +40,16 @@ describe_once("the benchmark #bench", function()
     local text = assert(H.read(results))
     os.remove(results)
     assert.is_true(ok, out)
-    for _, label in ipairs{ "(a) librdkafka C", "(b) producers (Lua 5.4)", "(c) producers (Lua 5.4)",
+    for _, label in ipairs{ "(a) librdkafka C", "(n) naive librdkafka C",
+                            "(b) producers (Lua 5.4)", "(c) producers (Lua 5.4)",
                             "(b) producers (LuaJIT)", "(c) producers (LuaJIT)", "(d) Python" } do
       local line = row(text, label)
       assert.is_truthy(line, label .. " has no row:\n" .. text)
       assert.is_truthy(line:find("| 20,000 / 20,000 |", 1, true), line)
     end
     for _, label in ipairs{ "(b)/(a), Lua 5.4", "(c)/(a), Lua 5.4", "(b)/(d), Lua 5.4",
-                            "(b)/(a), LuaJIT", "(c)/(a), LuaJIT", "(b)/(d), LuaJIT" } do
+                            "(b)/(a), LuaJIT", "(c)/(a), LuaJIT", "(b)/(d), LuaJIT",
+                            "(b)/(n), Lua 5.4", "(b)/(n), LuaJIT" } do
       assert.matches("^| [^|]+ | %d+%.%d%d | %d+%.%d%d | %d+%.%d%d |$", row(text, label))
     end
     -- memory: runs of 40,000 messages, peak RSS at 20,000 and at the end
@@ -64,6 +66,21 @@ describe_once("the benchmark #bench", function()
     for _, size in ipairs{ "100", "1,024", "262,144" } do
       assert.matches("^| " .. size .. " | [%d,]+ | %d+%.%d%d | [%d,]+ |$", row(text, size .. " |"))
     end
+    assert.equal(0, mock_clusters_left())
+  end)
+
+  it("bench/profile.sh splits (b)'s main thread into phases that add up to its total", function()
+    local out, ok = H.sh(TAG .. " bench/profile.sh -n 2000 -r 1 -V 5.4")
+    assert.is_true(ok, out)
+    local line = row(out, "this.5.4.1")
+    assert.is_truthy(line, out)
+    local cells = {}
+    for cell in line:gmatch("| ([%d,%-]+) ") do cells[#cells + 1] = tonumber((cell:gsub(",", ""))) end
+    assert.equal(9, #cells, line)   -- total, then script .. other
+    local sum = 0
+    for i = 2, 9 do sum = sum + cells[i] end
+    assert.is_true(math.abs(sum - cells[1]) <= 8, line)    -- each phase rounded
+    for i = 2, 8 do assert.is_true(cells[i] > 0, line) end  -- every phase seen
     assert.equal(0, mock_clusters_left())
   end)
 

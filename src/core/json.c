@@ -399,12 +399,24 @@ static int put_scalar(prd_buf *b, lua_State *L, int idx, int type)
  * drops them, by the order of the keys. Here it is always an object. */
 static inline lua_Number array_index(lua_State *L, int idx)
 {
+#if LUA_VERSION_NUM >= 503
+    /* A table keeps a float key of integral value as an integer (5.3+):
+     * an index is an integer key. Two calls where the float test took
+     * three and floor (bench/README.md, issue #24). */
+    lua_Integer i;
+
+    if (!lua_isinteger(L, idx))
+        return 0;
+    i = lua_tointeger(L, idx);
+    return i >= 1 && i <= INT_MAX ? (lua_Number)i : 0;
+#else
     lua_Number k;
 
     if (lua_type(L, idx) != LUA_TNUMBER)
         return 0;
     k = lua_tonumber(L, idx);
     return k >= 1 && k <= INT_MAX && floor(k) == k ? k : 0;
+#endif
 }
 
 /* lua-cjson's test: the largest index if every key is an integer >= 1

@@ -139,14 +139,16 @@ static void *lend(lua_State *L, int idx, int ref, int takes_report, prd_message 
     return opaque;
 }
 
-/* Stack slots of produce, after its arguments (1 to 5). */
+/* Stack slots of produce, after its arguments (1 to 5): CALLBACK and
+ * HEADERS are made and read only when opts is given. */
 enum { CALLBACK = 6, HEADERS, ENCODED };
 
-/* Checks produce's arguments into m and the stack slots CALLBACK and
- * HEADERS. Raises on misuse; nothing is held yet. */
-static void check_args(lua_State *L, prd_message *m)
+/* Checks produce's arguments into m and, when opts is given, the stack
+ * slots CALLBACK and HEADERS; returns whether it was. Raises on misuse;
+ * nothing is held yet. */
+static int check_args(lua_State *L, prd_message *m)
 {
-    int opts = 0;
+    int opts = 0, type;
 
     if (lua_type(L, 2) != LUA_TSTRING)
         luaL_error(L, "topic: expected string, got %s", luaL_typename(L, 2));
@@ -155,14 +157,13 @@ static void check_args(lua_State *L, prd_message *m)
         m->key = lua_tolstring(L, 3, &m->key_len);
     else if (!lua_isnoneornil(L, 3))
         luaL_error(L, "key: expected string or nil, got %s", luaL_typename(L, 3));
-    if (lua_type(L, 5) == LUA_TTABLE)
+    if ((type = lua_type(L, 5)) == LUA_TTABLE)
         opts = 5;
-    else if (!lua_isnoneornil(L, 5))
+    else if (type != LUA_TNIL && type != LUA_TNONE)
         luaL_error(L, "opts: expected table or nil, got %s", luaL_typename(L, 5));
-    if (!opts) {                /* the common case: defaults, two nil slots */
-        lua_settop(L, HEADERS);
+    if (!opts) {                /* the common case: defaults, no slot made */
         m->partition = PRD_PARTITION_ANY;
-        return;
+        return 0;
     }
     lua_settop(L, 5);
 
@@ -184,6 +185,7 @@ static void check_args(lua_State *L, prd_message *m)
     }
     if (!lua_isnil(L, CALLBACK))
         m->takes_report = prd_arg_takes_report(L, CALLBACK);
+    return 1;
 }
 
 /* The table at 4 encoded by Lua code (lua-cjson, or json = function),
@@ -215,6 +217,7 @@ static void encode(lua_State *L, prd_producer *p, prd_message *m)
                                         &m->value_len);
             return;
         }
+        lua_settop(L, HEADERS);     /* opts' slots, or two nil ones */
         encode_with_lua(L, p);                           /* ENCODED */
         m->value = lua_tolstring(L, ENCODED, &m->value_len);
         m->value_string = ENCODED;
@@ -228,14 +231,14 @@ static void encode(lua_State *L, prd_producer *p, prd_message *m)
     }
 }
 
-/* The opaque that carries m's callback (at CALLBACK) and, for a large
- * string value, the string, to the report. Allocates no Lua object, so
- * no finalizer runs before the message is sent. */
-static void *message_state(lua_State *L, prd_message *m)
+/* The opaque that carries m's callback (at CALLBACK, when opts was given)
+ * and, for a large string value, the string, to the report. Allocates no
+ * Lua object, so no finalizer runs before the message is sent. */
+static void *message_state(lua_State *L, prd_message *m, int opts)
 {
     int ref = LUA_NOREF;
 
-    if (!lua_isnil(L, CALLBACK)) {
+    if (opts && !lua_isnil(L, CALLBACK)) {
         lua_pushvalue(L, CALLBACK);
         ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
@@ -266,9 +269,9 @@ static int producer_produce(lua_State *L)
 {
     prd_producer *p = prd_producer_check(L);
     prd_message m = {0};
-    int n;
+    int n, opts;
 
-    check_args(L, &m);
+    opts = check_args(L, &m);
     encode(L, p, &m);
     /* A finalizer may have run above, at an allocation, and closed the
      * producer; from here to librdkafka's call no Lua runs, and the
@@ -277,9 +280,9 @@ static int producer_produce(lua_State *L)
         return luaL_error(L, "producer is closed");
     if (p->closing == PRD_PURGED)
         return prd_fail(L, PRD_ERR_DESTROY, "_DESTROY", "producer is closing", 0);
-    if (lua_istable(L, HEADERS))
+    if (opts && lua_istable(L, HEADERS))
         m.headers = HEADERS;
-    m.state = message_state(L, &m);
+    m.state = message_state(L, &m, opts);
     if ((n = p->tr->send(L, p, &m))) {
         prd_msgstate_release(L, m.state);
         return n;               /* serves nothing: the refusal stands */

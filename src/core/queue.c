@@ -69,6 +69,7 @@ static int serve_reports(lua_State *L)
         (*b->served)++;
         tr->count(p, m);
         b->opaque = tr->report_state(m);   /* m may be freed by a callback's poll */
+        /* the stack: b, then what tr->report keeps for the batch */
         if ((b->status = tr->report(L, p, m)) != LUA_OK)
             return 1;
         prd_msgstate_release(L, b->opaque);

@@ -77,7 +77,10 @@ typedef struct prd_transport {
     /* Counts a report served: p->queued, delivered, failures. */
     void (*count)(prd_producer *p, const void *report);
     /* Calls the report's callback, unprotected (the serving holds a
-     * protected call), or logs it: the logger's status. */
+     * protected call), or logs it: the logger's status. The stack holds
+     * the batch's argument at 1 and, from 2, what report left there for
+     * the batch (nothing else runs between the reports of a batch): a
+     * value read for every report may be pushed once a batch. */
     int (*report)(lua_State *L, prd_producer *p, const void *report);
     /* Pushes the report as a value for reports() and returns 1, or
      * pushes nothing and returns 0 (a success not shown). */
