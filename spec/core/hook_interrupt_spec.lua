@@ -15,25 +15,12 @@ local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 local describe_plain = sanitized and pending or describe
 
 describe_plain("a hook set by the host's signal handler during flush", function()
-  local dir, host
+  local dir, host, built
   setup(function()
-    local root, build = H.dirs("build")
-    local cache = H.read(build .. "/CMakeCache.txt") or ""
-    local cflags = cache:match("\nLUA_CFLAGS:INTERNAL=([^\n]*)") or ""
-    local libs = cache:match("\nLUA_LIBRARIES:INTERNAL=([^\n]*)") or ""
-    local lib = H.sh("ls " .. H.shell_quote(build) .. "/lib*-producers.so"):match("[^\n]+")
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. H.shell_quote(dir)))
-    host = dir .. "/hook_host"
-    local link = {}
-    for l in libs:gmatch("[^;%s]+") do link[#link + 1] = l:find("/") and l or "-l" .. l end
-    local out, ok = H.sh(("env -u LD_PRELOAD cc %s/spec/support/hook_host.c -I%s/include -I%s/include %s %s %s -pthread -Wl,-rpath,%s -o %s")
-      :format(H.shell_quote(root), H.shell_quote(root), H.shell_quote(build), cflags, H.shell_quote(lib),
-              table.concat(link, " "), H.shell_quote(build), H.shell_quote(host)))
-    assert(ok, out)
+    built = require("support.c_host").build("spec/support/hook_host.c", "-pthread")
+    dir, host = built.dir, built.path
   end)
-  teardown(function() if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end end)
+  teardown(function() if built then built.remove() end end)
 
   it("makes flush return nil, 'interrupted', '_INTR', err (err.queued 1) within a second", function()
     local out, ok = H.sh(("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 %s %s 2>&1")

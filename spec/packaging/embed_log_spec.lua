@@ -11,25 +11,12 @@ local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 local describe_plain = sanitized and pending or describe
 
 describe_plain("an embedded host without a log hook", function()
-  local dir, host
+  local dir, host, built
   setup(function()
-    local root, build = H.dirs("build")
-    local cache = H.read(build .. "/CMakeCache.txt") or ""
-    local cflags = cache:match("\nLUA_CFLAGS:INTERNAL=([^\n]*)") or ""
-    local libs = cache:match("\nLUA_LIBRARIES:INTERNAL=([^\n]*)") or ""
-    local lib = H.sh("ls " .. H.shell_quote(build) .. "/lib*-producers.so"):match("[^\n]+")
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. H.shell_quote(dir)))
-    host = dir .. "/host"
-    local link = {}
-    for l in libs:gmatch("[^;%s]+") do link[#link + 1] = l:find("/") and l or "-l" .. l end
-    local out, ok = H.sh(("env -u LD_PRELOAD cc %s/examples/embed/host.c -I%s/include -I%s/include %s %s %s -Wl,-rpath,%s -o %s")
-      :format(H.shell_quote(root), H.shell_quote(root), H.shell_quote(build), cflags, H.shell_quote(lib),
-              table.concat(link, " "), H.shell_quote(build), H.shell_quote(host)))
-    assert(ok, out)
+    built = require("support.c_host").build("examples/embed/host.c")
+    dir, host = built.dir, built.path
   end)
-  teardown(function() if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end end)
+  teardown(function() if built then built.remove() end end)
 
   it("writes the default logger's lines to stderr, stamped, and ends normally", function()
     local script = dir .. "/warn.lua"
