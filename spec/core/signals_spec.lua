@@ -5,7 +5,7 @@
 -- * Without a trap, the interpreter's own Ctrl-C (lua.c's and luajit's
 --   SIGINT handler sets a hook that raises "interrupted!"): a flush, poll
 --   or close waiting for librdkafka returns at once so that the hook
---   fires: exit in under a second with one traceback (before: flush(60)
+--   fires: exit at once (well under ERROR_BOUND) with one traceback (before: flush(60)
 --   with the broker unreachable waited until librdkafka's next event, up
 --   to its timeout, and printed two tracebacks).
 -- * No signal handler is installed unless producers.signals.trap asks.
@@ -24,10 +24,14 @@ local child = require("support.child")
 
 local UNREACHABLE = "127.0.0.1:1"
 
--- From the signal to the process's end: librdkafka 2.8's destroy takes
--- about a second a producer (2.0.2's a few ms); the error itself must
--- come within a second whatever the version.
-local EXIT_BOUND = producers.librdkafka_version:match("^2%.0%.") and 1 or 2.5
+-- From the signal to the error, and to the process's end. The defect
+-- these pin took 8 s (flush(60) with the broker unreachable) or the whole
+-- wait; a wait ends within 0.1 s of the signal, but a child on a loaded
+-- machine (2 cores, load 6 and more) was seen to take 1.4 s for both.
+-- librdkafka 2.8's destroy adds about a second a producer (2.0.2's a few
+-- ms).
+local ERROR_BOUND = 3
+local EXIT_BOUND = producers.librdkafka_version:match("^2%.0%.") and ERROR_BOUND or ERROR_BOUND + 1.5
 
 local function count(s, plain)
   local n, at = 0, 1
@@ -90,7 +94,7 @@ describe("signals #signals", function()
   local function assert_one_traceback(c, status, seconds, call)
     local err = c:stderr()
     -- close destroys librdkafka's handle before it returns
-    local bound = call:find("^close") and EXIT_BOUND or 1
+    local bound = call:find("^close") and EXIT_BOUND or ERROR_BOUND
     assert.equal(1, status, err)                    -- lua.c's exit status for an error
     assert.is_true(seconds[1] < bound and seconds[2] < EXIT_BOUND,
       ("the error %.2f s after SIGINT, the exit %.2f s:\n%s"):format(seconds[1], seconds[2], err))
@@ -108,7 +112,7 @@ describe("signals #signals", function()
   end
 
   describe("the interpreter's Ctrl-C, without a trap", function()
-    it("ends flush(60) with the broker unreachable at once: under a second, one traceback", function()
+    it("ends flush(60) with the broker unreachable at once (not after its timeout), with one traceback", function()
       local c, status, seconds = ctrl_c(([[
         local producers = require("producers")
         local p = producers.kafka.new{ bootstrap_servers = %q, logger = function() end }
@@ -155,7 +159,7 @@ describe("signals #signals", function()
       ]]):format(UNREACHABLE))
       local err = c:stderr()
       assert.equal(1, status, err)
-      assert.is_true(seconds[1] < 1 and seconds[2] < EXIT_BOUND,
+      assert.is_true(seconds[1] < ERROR_BOUND and seconds[2] < EXIT_BOUND,
         ("the error %.2f s after SIGINT, the exit %.2f s:\n%s"):format(seconds[1], seconds[2], err))
       assert.matches("interrupted!", err, 1, true)
       assert.equal(1, count(err, "stack traceback:"), err)
