@@ -4,7 +4,6 @@
 -- error object that is not a string (issue #26: the mutation sample's
 -- survivors in lua/producers/ngx/instance.lua).
 local stub = require("support.ngx_stub")
-local unload = stub.unload
 
 local MOCK = { ["test.mock.num.brokers"] = 1 }
 
@@ -14,12 +13,7 @@ describe("producers.ngx close summary and raised objects (stubbed ngx)", functio
     S = stub()
     kafka = require("producers.ngx")
   end)
-  after_each(function()
-    S.phase = "exit_worker"
-    kafka.exit()
-    _G.ngx = nil
-    unload()
-  end)
+  after_each(function() stub.leave(S, kafka.exit) end)
 
   it("logs the close line at INFO when everything was delivered", function()
     kafka.init{ config = MOCK }

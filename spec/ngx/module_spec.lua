@@ -19,12 +19,7 @@ describe("producers.ngx (stubbed ngx)", function()
     S = stub()
     kafka = require("producers.ngx")
   end)
-  after_each(function()
-    S.phase = "exit_worker"
-    kafka.exit()
-    _G.ngx = nil
-    unload()
-  end)
+  after_each(function() stub.leave(S, kafka.exit) end)
 
   it("refuses to load without nginx's lua module", function()
     _G.ngx = nil

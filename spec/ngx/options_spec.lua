@@ -10,12 +10,7 @@ describe("producers.ngx's options (stubbed ngx)", function()
     S = stub()
     kafka = require("producers.ngx")
   end)
-  after_each(function()
-    S.phase = "exit_worker"
-    kafka.exit()
-    _G.ngx = nil
-    stub.unload()
-  end)
+  after_each(function() stub.leave(S, kafka.exit) end)
 
   local BAD = {
     { "h:1", "producers.ngx: expected a table of options, got string" },
@@ -60,12 +55,7 @@ describe("producers.resty_kafka's broker list (stubbed ngx)", function()
     producer = require("producers.resty_kafka")
     S.phase = "content"
   end)
-  after_each(function()
-    S.phase = "exit_worker"
-    kafka.exit()
-    _G.ngx = nil
-    stub.unload()
-  end)
+  after_each(function() stub.leave(S, kafka.exit) end)
 
   it("refuses what is not a list of brokers, naming what it wants, and makes no producer", function()
     local want = "producers.resty_kafka: broker_list must be a list of { host = ..., port = ... }"

@@ -29,12 +29,7 @@ describe("producers.ngx's timer (stubbed ngx)", function()
     S = stub()
     kafka = require("producers.ngx")
   end)
-  after_each(function()
-    S.phase = "exit_worker"
-    kafka.exit()
-    _G.ngx = nil
-    stub.unload()
-  end)
+  after_each(function() stub.leave(S, kafka.exit) end)
 
   it("drains the queue on a premature tick: every report is served before it returns", function()
     kafka.init{ config = MOCK }

@@ -81,4 +81,14 @@ local function stub()
   return S
 end
 
-return setmetatable({ unload = unload }, { __call = function(_, ...) return stub(...) end })
+-- Ends the test's worker as nginx would (exit, the producers.ngx module
+-- the test required, in the exit_worker phase), then removes the stub and
+-- the modules.
+local function leave(S, exit)
+  S.phase = "exit_worker"
+  exit()
+  _G.ngx = nil
+  unload()
+end
+
+return setmetatable({ unload = unload, leave = leave }, { __call = function(_, ...) return stub(...) end })
