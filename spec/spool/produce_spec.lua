@@ -178,7 +178,7 @@ describe("a producer with a spool", function()
     local c = child.start{ code = ([[
       local producers = require("producers")
       local p = producers.kafka.new{ bootstrap_servers = %q, spool = { dir = %q } }
-      print("ready")
+      io.stdout:write("ready\n"); io.stdout:flush()
       io.read("*l")
     ]]):format(m:bootstraps(), dir) }
     finally(function() c:cleanup() end)
