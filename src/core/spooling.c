@@ -362,6 +362,23 @@ static void keep_callback(lua_State *L, prd_source *src, uint64_t seq, int ref,
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
+/* produce's refusal for append's code rc: SPOOL_FULL, SPOOL_IO, or a
+ * record larger than a segment as Kafka's MSG_SIZE_TOO_LARGE (code 10:
+ * no retry can change it). Nothing of the record is on disk. */
+static int refuse(lua_State *L, prd_spooling *sp, prd_spool_code rc)
+{
+    char text[PRD_TEXT_MAX];
+
+    if (sp->hfailed)
+        return prd_fail(L, ERR_SPOOL_BASE - PRD_SPOOL_IO, "SPOOL_IO", "spool: out of memory", 0);
+    if (rc == PRD_SPOOL_INVALID) {
+        snprintf(text, sizeof text, "spool: %s; refused locally", prd_spool_error(sp->own.s));
+        return prd_fail(L, 10, "MSG_SIZE_TOO_LARGE", text, 0);
+    }
+    return prd_fail(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc),
+                    prd_spool_error(sp->own.s), 0);
+}
+
 /*
  * produce with a spool (produce.c, after its checks and encoding):
  * appends m, with the callback at callback (0: none), then feeds; serve
@@ -387,8 +404,7 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
     rc = sp->hfailed ? PRD_SPOOL_IO : prd_spool_append(sp->own.s, &r, &seq);
     if (rc != PRD_SPOOL_OK) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return prd_fail(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc),
-                        sp->hfailed ? "spool: out of memory" : prd_spool_error(sp->own.s), 0);
+        return refuse(L, sp, rc);
     }
     if (sp->own.own_first == UINT64_MAX)
         sp->own.own_first = seq;
