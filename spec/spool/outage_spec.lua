@@ -6,19 +6,10 @@
 -- in the middle of one.
 local producers = require("producers")
 local H = require("helpers")
-
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  return dir
-end
+local S = require("support.spool")
 
 local function values_of(m, topic)
-  local count, list = {}, {}
-  for _, r in ipairs(H.kcat_read(m:bootstraps(), topic)) do
-    count[r.value] = (count[r.value] or 0) + 1
-    list[#list + 1] = r.value
-  end
+  local list, count = S.values(m:bootstraps(), topic)
   return count, list
 end
 
@@ -26,16 +17,14 @@ describe("a spooled producer through an outage", function()
   local m, dir
   setup(function() m = producers.mock_cluster(1) end)
   teardown(function() m:close() end)
-  before_each(function() dir = tmpdir() end)
+  before_each(function() dir = S.tmpdir() end)
   after_each(function()
     m:broker_up(-1)
-    os.execute("rm -rf " .. H.shell_quote(dir))
+    S.rm(dir)
   end)
 
   local function producer(opts)
-    opts.spool = opts.spool or { dir = dir }
-    opts.logger = opts.logger or H.recorder().fn
-    return H.producer(m, opts)
+    return S.producer(m, dir, opts)
   end
 
   it("sends again what timed out, reports no failure, and delivers every message once when the broker is back (I5, I6)", function()
