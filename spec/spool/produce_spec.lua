@@ -77,6 +77,19 @@ describe("a producer with a spool", function()
     p:close()
   end)
 
+  it("delivers at each fsync level", function()
+    for _, level in ipairs({ "never", "interval", "always" }) do
+      local topic, dir = H.topic("fsync-" .. level), newdir()
+      m:create_topic(topic, 1, 1)
+      local p = S.producer(m, nil, { spool = { dir = dir, fsync = level, fsync_interval_ms = 10 } })
+      for i = 1, 3 do assert.is_true(p:produce(topic, nil, level .. i)) end
+      assert.is_true(p:flush(10))
+      assert.equal(0, p:metrics().spool.fsync_errors)
+      p:close()
+      assert.same({ level .. "1", level .. "2", level .. "3" }, (S.values(m:bootstraps(), topic)))
+    end
+  end)
+
   it("has no metrics().spool without a spool", function()
     local p = S.producer(m, nil, {})
     assert.is_nil(p:metrics().spool)
