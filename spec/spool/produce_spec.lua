@@ -90,6 +90,28 @@ describe("a producer with a spool", function()
     end
   end)
 
+  it("reports a failure no retry can change once, and forgets its record (I5, I6)", function()
+    local topic, dir, calls = H.topic("final"), newdir(), {}
+    m:create_topic(topic, 1, 1)
+    local p = S.producer(m, dir)
+    assert.is_true(p:produce(topic, nil, "warm"))
+    assert.is_true(p:flush(10))
+    m:push_request_errors(0, "TOPIC_AUTHORIZATION_FAILED")
+    assert.is_true(p:produce(topic, nil, "denied", { on_delivery = function(err, r)
+      calls[#calls + 1] = r.err_name
+    end }))
+    assert.is_true(p:flush(10))
+    assert.same({ "TOPIC_AUTHORIZATION_FAILED" }, calls)
+    assert.equal(1, p:stats().failed)
+    assert.equal(0, p:metrics().spool.records)
+    p:close()
+    local log = H.recorder()
+    local p2 = S.producer(m, dir, { logger = log.fn })
+    assert.equal(0, p2:queue_length())            -- acked as failed: not replayed
+    assert.is_nil(log.find("resumed"))
+    p2:close()
+  end)
+
   it("has no metrics().spool without a spool", function()
     local p = S.producer(m, nil, {})
     assert.is_nil(p:metrics().spool)
