@@ -7,7 +7,8 @@
 --   p:close()
 --
 -- Backends share one interface (producers.BaseProducer): "kafka" (C, over
--- librdkafka) and "memory" (Lua, for tests); producers.register adds more.
+-- librdkafka), "nats" (C, NATS JetStream over nats.c, when built with it:
+-- docs/nats.md) and "memory" (Lua, for tests); producers.register adds more.
 -- @module producers
 
 local core = require("producers.core")
@@ -18,6 +19,7 @@ local M = {
   librdkafka_version = core.librdkafka_version,
   BaseProducer = BaseProducer,
   kafka = require("producers.kafka"),
+  nats = require("producers.nats"),
   memory = require("producers.memory"),
   log = require("producers.log"),
   --- librdkafka's mock cluster, for tests and demos: mock_cluster(brokers)
@@ -30,7 +32,7 @@ local M = {
   signals = core.signals,
 }
 
-local backends = { kafka = M.kafka, memory = M.memory }
+local backends = { kafka = M.kafka, nats = M.nats, memory = M.memory }
 
 --- Adds a backend: class needs new(opts) and produce, poll, flush, close.
 function M.register(kind, class)
