@@ -25,6 +25,7 @@ local N = {}
 local q = H.shell_quote
 
 N.dir = os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats"
+N.offset = nil             -- set by N.own: server.sh gets it explicitly
 N.server_sh = "scripts/nats/server.sh"
 N.read_py = "scripts/nats/read.py"
 N.venv = os.getenv("PRODUCERS_NATS_VENV")
@@ -37,10 +38,30 @@ N.wait_until = H.wait_until
 
 -- ------------------------------------------------------------ server.sh
 
+--- Gives the calling spec file servers of its own, so CTest can run the
+-- spec files side by side: slot (1 to 9, one per spec file: spec/nats/
+-- uses 1 restart, 2 security, 3 delivery, 4 api; the rest are free)
+-- moves the ports by base + 10 * slot and the state folder to
+-- <dir>-spec<slot>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
+-- tenth of $PRODUCERS_KAFKA_PORT_OFFSET (as scripts/test.sh moves a
+-- second run), else 0 (scripts/integration.sh nats's own servers sit at
+-- base + 0).
+function N.own(slot)
+  local base = tonumber(os.getenv("PRODUCERS_NATS_PORT_OFFSET") or "")
+    or math.floor((tonumber(os.getenv("PRODUCERS_KAFKA_PORT_OFFSET") or "") or 0) / 10)
+  N.offset = base + 10 * slot
+  N.dir = (os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats") .. "-spec" .. slot
+  return N.offset
+end
+
 --- Runs `server.sh ARGS...`; returns its output (stdout and stderr),
 -- whether it exited 0, and its status.
 function N.server(...)
   local args = { q(N.server_sh) }
+  if N.offset then
+    table.insert(args, 1, ("env PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d")
+      :format(q(N.dir), N.offset))
+  end
   for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
   return H.sh(table.concat(args, " "))
 end

@@ -58,13 +58,11 @@ static void on_reconnected(natsConnection *nc, void *closure)
 static void on_closed(natsConnection *nc, void *closure)
 {
     prd_nats *p = closure;
-    natsMsgList list = {0};
 
     (void)nc;
     if (!atomic_load(&p->shutting)) {
-        if (p->js && js_PublishAsyncGetPendingList(&list, p->js) == NATS_OK)
-            prd_nats_fail_msgs(p, &list, "_CONNECTION_CLOSED",
-                               "connection closed before the ack (the server may have stored it)");
+        prd_nats_take_back(p, "_CONNECTION_CLOSED",
+                           "connection closed before the ack (the server may have stored it)");
         prd_nats_push_event(p, PRD_ERROR, NATS_CONNECTION_CLOSED,
                             "connection closed for good (reconnects exhausted)");
     }
@@ -276,11 +274,8 @@ static void wait_closed(prd_nats *p)
  */
 void prd_nats_disconnect(prd_nats *p)
 {
-    natsMsgList list = {0};
-
     atomic_store(&p->shutting, 1);
-    if (p->js && js_PublishAsyncGetPendingList(&list, p->js) == NATS_OK)
-        prd_nats_fail_msgs(p, &list, "_PURGE_INFLIGHT", "purged in flight by close (the server may have stored it)");
+    prd_nats_take_back(p, "_PURGE_INFLIGHT", "purged in flight by close (the server may have stored it)");
     if (p->nc) {
         natsConnection_Close(p->nc);
         wait_closed(p);

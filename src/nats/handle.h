@@ -74,6 +74,7 @@ typedef struct prd_nats {
     prd_nats_batch batch;            /* p->base.pending while served */
     int conn_closed;                 /* nats.c's closed callback ran */
     atomic_int shutting;             /* close is taking the connection down */
+    atomic_int published;            /* js_PublishMsgAsync took a message */
     /* metrics, on the Lua thread */
     uint64_t produced_bytes, delivered_bytes, failed_bytes;
     long duplicates;

@@ -234,17 +234,9 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
         natsMsg_Destroy(msg);   /* NULL when nats.c took it */
         return fail_publish(L, p, s);
     }
+    atomic_store(&p->published, 1);
     p->produced_bytes += m->key_len + m->value_len;
     return 0;
-}
-
-/* Takes back every message whose ack is in flight: each fails with name. */
-static void take_back(prd_nats *p, const char *name, const char *text)
-{
-    natsMsgList list = {0};
-
-    if (p->js && js_PublishAsyncGetPendingList(&list, p->js) == NATS_OK)
-        prd_nats_fail_msgs(p, &list, name, text);
 }
 
 /***
@@ -270,7 +262,7 @@ static int producer_purge(lua_State *L)
         lua_pop(L, 1);
     }
     if (in_flight)
-        take_back(p, "_PURGE_INFLIGHT", "purged in flight (the server may have stored it)");
+        prd_nats_take_back(p, "_PURGE_INFLIGHT", "purged in flight (the server may have stored it)");
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -360,7 +352,7 @@ static const luaL_Reg methods[] = {
 /* prd_transport's purge (close, after its wait). */
 static void purge_all(prd_producer *base)
 {
-    take_back((prd_nats *)base, "_PURGE_INFLIGHT", "purged in flight by close (the server may have stored it)");
+    prd_nats_take_back((prd_nats *)base, "_PURGE_INFLIGHT", "purged in flight by close (the server may have stored it)");
 }
 
 /* prd_transport's send_now: nats.c's flusher sends at once already. */

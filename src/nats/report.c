@@ -240,7 +240,7 @@ void prd_nats_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, vo
  * closed connection) with the error name: each gets its report. The list
  * is destroyed.
  */
-void prd_nats_fail_msgs(prd_nats *p, natsMsgList *list, const char *name, const char *text)
+static void fail_msgs(prd_nats *p, natsMsgList *list, const char *name, const char *text)
 {
     prd_nats_err e = prd_nats_err_named(name);
     prd_nats_report *r;
@@ -259,6 +259,20 @@ void prd_nats_fail_msgs(prd_nats *p, natsMsgList *list, const char *name, const 
     natsMsgList_Destroy(list);
     if (wake)
         prd_wake_signal(&p->base.wake);
+}
+
+/*
+ * Takes back from nats.c every message whose ack is in flight (purge,
+ * close, a connection closed for good): each fails with the error name.
+ * Asked only once a message was published: nats.c 3.4 crashes on a
+ * context that never published asynchronously.
+ */
+void prd_nats_take_back(prd_nats *p, const char *name, const char *text)
+{
+    natsMsgList list = {0};
+
+    if (atomic_load(&p->published) && p->js && js_PublishAsyncGetPendingList(&list, p->js) == NATS_OK)
+        fail_msgs(p, &list, name, text);
 }
 
 /* Queues an event for the logger (s NATS_OK) or on_error (an error). */

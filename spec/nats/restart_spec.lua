@@ -1,0 +1,138 @@
+-- The NATS backend (issue #23) when the server goes away: messages
+-- accepted while it is down are delivered once it is back (JetStream
+-- on file storage; nats.c keeps them while it reconnects), or get
+-- exactly one failure report each; flush's timeout shape; purge and
+-- close take back what waits for its ack. Servers of its own (N.own(1));
+-- read back with nats-py.
+local N = require("support.nats")
+local H = require("helpers")
+local producers = require("producers")
+
+describe("producers.nats across server outages #nats_unit", function()
+  local env
+
+  lazy_setup(function()
+    N.own(1)
+    env = N.start()
+  end)
+
+  lazy_teardown(function()
+    N.stop()
+  end)
+
+  -- A producer whose reports land in got (key -> list of {err, report})
+  -- and whose log lines in log.
+  local function recorded(opts)
+    local got, log = {}, H.recorder()
+    opts = opts or {}
+    opts.servers = env.NATS_URL
+    opts.logger = log.fn
+    opts.reconnect_wait = opts.reconnect_wait or 0.1
+    opts.on_delivery = function(err, r)
+      got[r.key] = got[r.key] or {}
+      table.insert(got[r.key], { err, r })
+    end
+    return assert(producers.nats.new(opts)), got, log
+  end
+
+  local function count(got)
+    local n = 0
+    for _, list in pairs(got) do n = n + #list end
+    return n
+  end
+
+  it("delivers what was accepted during a restart, each message once, and flush times out meanwhile", N.with_logs(function()
+    local stream = N.stream("RESTART")
+    N.create_stream(stream, { "restart.>" })
+    local p, got, log = recorded()
+    for i = 1, 20 do assert.is_true(p:produce("restart.x", "a" .. i, "v")) end
+    assert.is_true(p:flush(10))
+    N.down("plain")
+    for i = 1, 20 do assert.is_true(p:produce("restart.x", "b" .. i, "v")) end
+    local ok, msg, name, err = p:flush(0.3)
+    assert.are.same({ nil, "timed out", "_TIMED_OUT" }, { ok, msg, name })
+    assert.are.equal(20, err.queued)
+    assert.are.equal(-185, err.code)
+    assert.is_true(err.retriable)
+    assert.are.equal(20, p:queue_length())
+    assert.truthy(log.find("disconnected", "warn"), log.text())
+    N.up("plain")
+    for i = 1, 20 do assert.is_true(p:produce("restart.x", "c" .. i, "v")) end
+    assert.is_true(p:flush(30))
+    assert.truthy(log.find("reconnected to", "info"), log.text())
+    assert.are.equal(60, count(got))
+    local delivered = {}
+    for key, list in pairs(got) do
+      assert.are.equal(1, #list, key .. ": one report")
+      if not list[1][1] then delivered[key] = true end
+    end
+    -- JetStream on file storage keeps them: all delivered (else: each
+    -- failed once above, and none of the failed is asserted stored)
+    local recs = N.read(stream)
+    local seen = {}
+    for _, rec in ipairs(recs) do
+      local key = rec.headers["Producers-Key"]
+      assert.is_nil(seen[key], key .. " stored once")
+      seen[key] = true
+    end
+    for key in pairs(delivered) do assert.is_true(seen[key], key .. " delivered and stored") end
+    assert.are.equal(60, p:stats().delivered + p:stats().failed)
+    assert.are.equal(60, p:stats().delivered)
+    assert.is_true(p:metrics().reconnects >= 1)
+    p:close()
+  end))
+
+  it("fails each message once with _MSG_TIMED_OUT when no ack comes by ack_timeout", N.with_logs(function()
+    local p, got = recorded({ ack_timeout = 0.5 })
+    N.down("plain")
+    for i = 1, 5 do assert.is_true(p:produce("restart.t", "t" .. i, "v")) end
+    assert.is_true(N.wait_until(function() p:poll(0.1); return count(got) == 5 end, 15))
+    for key, list in pairs(got) do
+      assert.are.equal(1, #list, key)
+      local err, r = list[1][1], list[1][2]
+      assert.matches("no ack within 500 ms", err, 1, true)
+      assert.are.same({ "_MSG_TIMED_OUT", -192, true, true },
+        { r.err_name, r.error_object.code, r.error_object.retriable, r.possibly_persisted })
+    end
+    N.up("plain")
+    p:close()
+  end))
+
+  it("purges what waits for its ack, each with one _PURGE_INFLIGHT report", N.with_logs(function()
+    local p, got = recorded()
+    N.down("plain")
+    for i = 1, 3 do assert.is_true(p:produce("restart.p", "p" .. i, "v")) end
+    assert.is_true(p:purge())
+    assert.are.equal(3, p:poll(1))
+    assert.are.equal(3, count(got))
+    for _, list in pairs(got) do
+      assert.are.same({ "_PURGE_INFLIGHT", -151 }, { list[1][2].err_name, list[1][2].error_object.code })
+    end
+    assert.is_true(p:flush(1))
+    assert.are.equal(0, p:metrics().pending_acks)
+    N.up("plain")
+    p:close()
+  end))
+
+  it("closes with acks pending: one failure report each, one warning", N.with_logs(function()
+    local p, got, log = recorded()
+    N.down("plain")
+    for i = 1, 3 do assert.is_true(p:produce("restart.c", "c" .. i, "v")) end
+    p:close(0.2)
+    assert.is_true(p:is_closed())
+    assert.are.equal(3, count(got))
+    for _, list in pairs(got) do assert.are.equal("_PURGE_INFLIGHT", list[1][2].err_name) end
+    assert.truthy(log.find("closed with 3 message%(s%) not delivered", "warn"), log.text())
+    N.up("plain")
+  end))
+
+  it("collects a producer with acks pending without hanging or running Lua", N.with_logs(function()
+    local p = recorded({ gc_flush_timeout = 0.2 })
+    N.down("plain")
+    for i = 1, 3 do assert.is_true(p:produce("restart.g", "g" .. i, "v")) end
+    p = nil
+    collectgarbage()
+    collectgarbage()
+    N.up("plain")
+  end))
+end)
