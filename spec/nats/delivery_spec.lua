@@ -19,7 +19,7 @@ local function python_json(list)
   local f = assert(io.open(path, "w"))
   for _, s in ipairs(list) do f:write(s, "\n") end
   f:close()
-  local out = H.sh(("%s -c %s < %s"):format(H.shell_quote(N.python), H.shell_quote(
+  local out = H.sh(("env -u LD_PRELOAD %s -c %s < %s"):format(H.shell_quote(N.python), H.shell_quote(
     "import json,sys\nfor l in sys.stdin: print(json.dumps(json.loads(l), sort_keys=True))"), path))
   os.remove(path)
   local parsed = {}
@@ -242,4 +242,25 @@ describe("producers.nats against nats-server #nats_unit", function()
     assert.are.equal(before, count())
     assert.are.equal(10, N.info(stream).messages)
   end))
+
+  describe("under valgrind #valgrind", function()
+    it("finds no invalid access and no leak in the NATS paths", N.with_logs(function()
+      N.create_stream(N.stream("LEAK"), { "leak.>" })
+      local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
+      local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+      local log = os.tmpname()
+      local out, ok, code = H.sh(("NATS_URL=%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
+        .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
+        .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
+        .. "%s spec/support/nats_leakcheck.lua")
+        :format(H.shell_quote(env.NATS_URL), H.shell_quote(build .. "/?.so;;"), log, lua))
+      local report = assert(io.open(log)):read("*a")
+      os.remove(log)
+      -- 20 + 20 delivered, 20 without a stream, 10 purged or delivered first
+      local delivered, failed = out:match("nats_leakcheck: (%d+) delivered, (%d+) failed")
+      assert.are.equal(70, tonumber(delivered) + tonumber(failed), out)
+      assert.is_true(tonumber(delivered) >= 40 and tonumber(failed) >= 20, out)
+      assert.is_true(ok, ("valgrind exit %s\n%s\n%s"):format(tostring(code), out, report))
+    end))
+  end)
 end)
