@@ -27,6 +27,11 @@ local function python_json(list)
   return parsed
 end
 
+if not producers.nats.available then
+  describe("producers.nats #nats_unit", function() pending("built without NATS (no libnats)") end)
+  return
+end
+
 describe("producers.nats against nats-server #nats_unit", function()
   local env
 
@@ -222,6 +227,27 @@ describe("producers.nats against nats-server #nats_unit", function()
     assert.are.same(p, p)
     assert.are.equal("producers.nats", producers.new("nats", { servers = env.NATS_URL }):close() or "producers.nats")
   end))
+
+  it("says so when built without NATS (no libnats): new raises, check fails", function()
+    local core = require("producers.core")
+    local without = setmetatable({ nats_new = false, nats_methods = false, nats_version = false },
+      { __index = core })
+    local saved = package.loaded["producers.core"]
+    package.loaded["producers.core"] = setmetatable({}, { __index = function(_, k)
+      if without[k] == false then return nil end
+      return core[k]
+    end })
+    local ok, Nats = pcall(dofile, "lua/producers/nats.lua")
+    package.loaded["producers.core"] = saved
+    assert.is_true(ok, Nats)
+    assert.is_false(Nats.available)
+    local err = "producers.nats: built without NATS support (libnats was not found when producers was built; "
+      .. "install libnats-dev and build with -DPRODUCERS_NATS=ON)"
+    assert.has_error(function() Nats.new({ servers = "nats://127.0.0.1:4222" }) end, err)
+    assert.are.same({ nil, err }, { Nats.check({ servers = "nats://127.0.0.1:4222" }) })
+    assert.is_true(producers.nats.available)
+    assert.matches("^%d+%.%d+%.%d+", producers.nats.nats_c_version)
+  end)
 
   it("keeps no registry ref once closed (callbacks, lent values)", N.with_logs(function()
     local stream = N.stream("REFS")

@@ -68,6 +68,26 @@ function N.server(...)
   return H.sh(table.concat(args, " "))
 end
 
+--- Starts `server.sh ARGS...` in the background; returns a function
+-- that says whether it has finished (and how: true when it exited 0).
+function N.server_async(...)
+  local args = { "env -u LD_PRELOAD" }
+  if N.offset then
+    args[#args + 1] = ("PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d"):format(q(N.dir), N.offset)
+  end
+  args[#args + 1] = q(N.server_sh)
+  for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
+  local done = os.tmpname()
+  os.remove(done)
+  H.sh(("(%s; echo $? >%s) </dev/null >/dev/null 2>&1 &"):format(table.concat(args, " "), q(done)))
+  return function()
+    local status = H.read(done)
+    if not status or not status:find("\n") then return nil end
+    os.remove(done)
+    return tonumber(status) == 0
+  end
+end
+
 --- Like N.server, but raises with the output when the command fails.
 function N.must_server(...)
   local out, ok, code = N.server(...)
