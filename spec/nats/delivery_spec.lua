@@ -220,6 +220,20 @@ describe("producers.nats against nats-server #nats_unit", function()
       'producers.nats.new: servers is required (e.g. "nats://127.0.0.1:4222")')
     assert.has_error(function() producers.nats.new({ servers = env.NATS_URL, user = "u" }) end,
       "producers.nats.new: user and password must be given together")
+    -- one backend's C methods refuse the other's producer
+    local core = require("producers.core")
+    local k = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1" })
+    for _, method in ipairs({ "purge", "metrics", "begin_transaction" }) do
+      local ok2, e = pcall(core.methods[method], p)
+      assert.is_false(ok2)
+      assert.matches("bad argument #1 to '[^']*' %(expected a Kafka producer%)", e)
+    end
+    for _, method in ipairs({ "purge", "metrics" }) do
+      local ok2, e = pcall(core.nats_methods[method], k)
+      assert.is_false(ok2)
+      assert.matches("bad argument #1 to '[^']*' %(expected a NATS producer%)", e)
+    end
+    k:close(0)
     assert.is_true(producers.nats.check({ servers = env.NATS_URL }))
     assert.are.equal("producers.nats (producers-nats)", tostring(p))
     p:close()
