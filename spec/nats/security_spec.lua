@@ -6,6 +6,11 @@
 local N = require("support.nats")
 local producers = require("producers")
 
+if not producers.nats.available then
+  describe("producers.nats #nats_unit", function() pending("built without NATS (no libnats)") end)
+  return
+end
+
 describe("producers.nats connections #nats_unit", function()
   local env
 

@@ -57,13 +57,35 @@ end
 --- Runs `server.sh ARGS...`; returns its output (stdout and stderr),
 -- whether it exited 0, and its status.
 function N.server(...)
-  local args = { q(N.server_sh) }
+  -- the sanitizer runtimes the ASan build preloads stay out of the
+  -- servers, openssl and python (their leaks are not ours)
+  local args = { "env -u LD_PRELOAD", q(N.server_sh) }
   if N.offset then
-    table.insert(args, 1, ("env PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d")
+    table.insert(args, 2, ("PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d")
       :format(q(N.dir), N.offset))
   end
   for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
   return H.sh(table.concat(args, " "))
+end
+
+--- Starts `server.sh ARGS...` in the background; returns a function
+-- that says whether it has finished (and how: true when it exited 0).
+function N.server_async(...)
+  local args = { "env -u LD_PRELOAD" }
+  if N.offset then
+    args[#args + 1] = ("PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d"):format(q(N.dir), N.offset)
+  end
+  args[#args + 1] = q(N.server_sh)
+  for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
+  local done = os.tmpname()
+  os.remove(done)
+  H.sh(("(%s; echo $? >%s) </dev/null >/dev/null 2>&1 &"):format(table.concat(args, " "), q(done)))
+  return function()
+    local status = H.read(done)
+    if not status or not status:find("\n") then return nil end
+    os.remove(done)
+    return tonumber(status) == 0
+  end
 end
 
 --- Like N.server, but raises with the output when the command fails.
@@ -177,7 +199,7 @@ local function connection(kind, opts)
   if ca == nil and kind == "tls" then ca = env.NATS_CA end
   if ca then args[#args + 1] = "--ca"; args[#args + 1] = ca end
   -- the variables read.py (and nats_smoke) read; an empty env -u list keeps the caller's out
-  local prefix = "env -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN " .. table.concat(vars, " ")
+  local prefix = "env -u LD_PRELOAD -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN " .. table.concat(vars, " ")
   return args, prefix
 end
 N.connection = connection

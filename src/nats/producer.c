@@ -10,6 +10,8 @@
  * functions core's produce, serving and teardown call (core/transport.h).
  * produce, poll, flush, close and the others are core's.
  */
+#define _GNU_SOURCE               /* dladdr */
+#include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,11 +405,29 @@ int prd_nats_version(lua_State *L)
 }
 
 /*
+ * Keeps libnats loaded until the process exits. nats.c starts library
+ * threads (timers, asynchronous callbacks) on first use that live until
+ * nats_Close, which a library cannot call (another user in the process
+ * may share nats.c); when lua_close unloads the module, and with it
+ * libnats, a thread that wakes runs unmapped code (SIGSEGV at exit,
+ * seen under LuaJIT). Marked RTLD_NODELETE, libnats stays mapped; its
+ * threads end with the process.
+ */
+static void pin_libnats(void)
+{
+    Dl_info info;
+
+    if (dladdr((void *)nats_GetVersion, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/*
  * Makes the NatsProducer metatable; pushes the method table: core's
  * methods, produce (with the JSON state at json_idx), purge and metrics.
  */
 void prd_nats_open(lua_State *L, int json_idx)
 {
+    pin_libnats();
     prd_producer_open(L);
     prd_nats_errors_open(L);
     json_idx = lua_absindex(L, json_idx);
