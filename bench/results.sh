@@ -87,3 +87,13 @@ row() {
     "$(field "$name" cpu_main_us)" "$(field "$name" cpu_other_us)" \
     "$(cat "$WORK/$name.rounds")"
 }
+
+# publish_results FROM TO: the table written to TO (its folder made) and shown
+publish_results() {
+  mkdir -p "$(dirname "$2")"
+  cp "$1" "$2"
+  echo
+  cat "$2"
+  echo
+  say "written to $2"
+}

@@ -415,9 +415,4 @@ floats_section() {
   fi      # the whole benchmark
 } >"$WORK/results.md"
 
-mkdir -p "$(dirname "$RESULTS")"
-cp "$WORK/results.md" "$RESULTS"
-echo
-cat "$RESULTS"
-echo
-say "written to $RESULTS"
+publish_results "$WORK/results.md" "$RESULTS"
