@@ -22,6 +22,7 @@ time of the first publish); cpu_main_us is the main thread's CPU time a
 message (time.thread_time: asyncio runs everything there), cpu_other_us the
 rest of the process's.
 """
+import argparse
 import asyncio
 import importlib.metadata
 import json
@@ -113,15 +114,14 @@ async def run(url, count, subject, max_pending, header):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.stderr.write("usage: python_publisher.py URL [COUNT] [SUBJECT] [MAX_PENDING] [HEADER]\n")
-        return 2
-    url = sys.argv[1]
-    count = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
-    subject = sys.argv[3] if len(sys.argv) > 3 else "bench.nats"
-    max_pending = int(sys.argv[4]) if len(sys.argv) > 4 else 10000
-    header = sys.argv[5] if len(sys.argv) > 5 else "Producers-Key"
-    return asyncio.run(run(url, count, subject, max_pending, header))
+    parser = argparse.ArgumentParser(description="NATS benchmark (d): nats-py publish_async")
+    parser.add_argument("url")
+    parser.add_argument("count", nargs="?", type=int, default=200000)
+    parser.add_argument("subject", nargs="?", default="bench.nats")
+    parser.add_argument("max_pending", nargs="?", type=int, default=10000)
+    parser.add_argument("header", nargs="?", default="Producers-Key")
+    a = parser.parse_args()
+    return asyncio.run(run(a.url, a.count, a.subject, a.max_pending, a.header))
 
 
 if __name__ == "__main__":

@@ -34,14 +34,10 @@ local settled = R.settled
 -- once per Lua state (lua-cjson's instance, cached functions) is made
 -- before the baseline.
 local function warm_up(cluster)
-  for _, json in ipairs{ "builtin", "lua-cjson" } do
-    local p = producers.kafka.new{ bootstrap_servers = cluster:bootstraps(), json = json,
-                                   logger = function() end, on_delivery = function() end }
-    assert(p:produce("random-a", "k", { warm = true }, { on_delivery = function(_, r) end, headers = { h = "v" } }))
-    assert(p:produce("random-a", "k", string.rep("w", 2048)))
-    assert(p:flush(10))
-    p:close()
-  end
+  R.warm_up(function(opts)
+    opts.bootstrap_servers = cluster:bootstraps()
+    return producers.kafka.new(opts)
+  end)
 end
 
 -- Drives a world for SECONDS and closes it (support/random_run.lua).

@@ -29,18 +29,13 @@ local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or R.fresh_seed()
 local SECONDS = tonumber(os.getenv("PRODUCERS_RANDOM_SECONDS") or "") or 6
 print(("spec/nats/random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
 
--- One producer of each encoder, used and closed (as spec/core/random's
--- warm-up: what the library makes once per Lua state comes before the
--- baseline).
+-- One producer of each encoder, used and closed, before the baseline
+-- (R.warm_up, as spec/core/random's).
 local function warm_up(url)
-  for _, json in ipairs{ "builtin", "lua-cjson" } do
-    local p = assert(producers.nats.new{ servers = url, json = json, logger = function() end,
-                                         on_delivery = function() end })
-    assert(p:produce("random-a", "k", { warm = true }, { on_delivery = function(_, r) end, headers = { h = "v" } }))
-    assert(p:produce("random-a", "k", string.rep("w", 2048)))
-    assert(p:flush(10))
-    p:close()
-  end
+  R.warm_up(function(opts)
+    opts.servers = url
+    return producers.nats.new(opts)
+  end)
 end
 
 -- R.settled until the heap stops shrinking: the producers dropped

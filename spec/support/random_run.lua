@@ -34,6 +34,20 @@ function M.settled()
   return { refs = M.registry_refs(), heap_kb = collectgarbage("count") }
 end
 
+--- One producer of each encoder, used and closed: what the library
+-- makes once per Lua state (lua-cjson's instance, cached functions) is
+-- made before the baseline. new(opts) makes the backend's producer from
+-- the options given (json, logger, on_delivery).
+function M.warm_up(new)
+  for _, json in ipairs{ "builtin", "lua-cjson" } do
+    local p = assert(new{ json = json, logger = function() end, on_delivery = function() end })
+    assert(p:produce("random-a", "k", { warm = true }, { on_delivery = function(_, r) end, headers = { h = "v" } }))
+    assert(p:produce("random-a", "k", string.rep("w", 2048)))
+    assert(p:flush(10))
+    p:close()
+  end
+end
+
 --- Drives world for seconds and closes it; returns what the checks
 -- need, so that the world and its ledger can be collected.
 function M.run(world, seconds)
