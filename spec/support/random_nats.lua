@@ -48,7 +48,7 @@ function NatsWorld:producer_options(record)
   record.route = rng:weighted{ report = 5, count = 2, log = 2 }
   local opts = self:common_options(record)
   opts.servers = self.url
-  opts.connect_timeout = 2
+  opts.connect_timeout = 5
   opts.ack_timeout = rng:pick{ 1.5, 5, 10 }
   opts.reconnect_wait = rng:pick{ 0.05, 0.2 }
   opts.stall_wait = rng:pick{ 0, 0.005 }
