@@ -1,4 +1,4 @@
--- The NATS world of spec/nats/random_spec.lua: random_world.lua's driver
+-- The NATS world of spec/nats/random_world_spec.lua: random_world.lua's driver
 -- and re-entries on producers.nats over a real nats-server (the specs'
 -- "plain" server, support/nats.lua), whose faults are the server's: down
 -- and up again, restarted (JetStream on file storage keeps the stream).

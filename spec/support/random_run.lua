@@ -1,5 +1,5 @@
 -- What the randomized API specs share (spec/core/random_spec.lua on the
--- mock cluster, spec/nats/random_spec.lua on a nats-server): the seed,
+-- mock cluster, spec/nats/random_world_spec.lua on a nats-server): the seed,
 -- the registry and heap baseline, a world driven and closed, the failure
 -- message that names the seed to replay.
 local M = {}

@@ -1,4 +1,5 @@
--- Randomized API sequences on producers.nats (issue #23): the driver,
+-- Randomized API sequences on producers.nats (issue #23), the Kafka
+-- backend's randomized test itself run against NATS: the driver,
 -- re-entries and ledger of spec/core/random_spec.lua (support/random_*)
 -- on a real nats-server with JetStream (servers of its own: N.own(5)),
 -- whose faults are the server's own: down for a while, up, restarted
@@ -27,7 +28,7 @@ local HEAP_SLACK_KB = 256
 local ERROR_LENGTH_LIMIT = 16384
 local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or R.fresh_seed()
 local SECONDS = tonumber(os.getenv("PRODUCERS_RANDOM_SECONDS") or "") or 6
-print(("spec/nats/random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
+print(("spec/nats/random_world: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
 
 -- One producer of each encoder, used and closed, before the baseline
 -- (R.warm_up, as spec/core/random's).
@@ -90,7 +91,7 @@ describe_nats("random API sequences on producers.nats (seed " .. SEED .. ") #nat
     stream_check = { problems = problems, checked = checked }
     world = nil
     after = settled()
-    print(("spec/nats/random: seed %d: %s; depth %d; refs %d -> %d; heap %.0f -> %.0f KiB")
+    print(("spec/nats/random_world: seed %d: %s; depth %d; refs %d -> %d; heap %.0f -> %.0f KiB")
       :format(SEED, result.summary, result.max_depth, before.refs, after.refs, before.heap_kb, after.heap_kb))
   end)
 
