@@ -286,16 +286,8 @@ describe("producers.nats against nats-server #nats_unit", function()
   describe("under valgrind #valgrind", function()
     it("finds no invalid access and no leak in the NATS paths", N.with_logs(function()
       N.create_stream(N.stream("LEAK"), { "leak.>" })
-      local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
-      local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
-      local log = os.tmpname()
-      local out, ok, code = H.sh(("NATS_URL=%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
-        .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
-        .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
-        .. "%s spec/support/nats_leakcheck.lua")
-        :format(H.shell_quote(env.NATS_URL), H.shell_quote(build .. "/?.so;;"), log, lua))
-      local report = assert(io.open(log)):read("*a")
-      os.remove(log)
+      local out, ok, code, report = H.valgrind_lua("spec/support/nats_leakcheck.lua",
+        "NATS_URL=" .. H.shell_quote(env.NATS_URL))
       -- 20 + 20 delivered, 20 without a stream, 10 purged or delivered first
       local delivered, failed = out:match("nats_leakcheck: (%d+) delivered, (%d+) failed")
       assert.are.equal(70, tonumber(delivered) + tonumber(failed), out)

@@ -430,16 +430,5 @@ void prd_nats_open(lua_State *L, int json_idx)
     pin_libnats();
     prd_producer_open(L);
     prd_nats_errors_open(L);
-    json_idx = lua_absindex(L, json_idx);
-    luaL_newmetatable(L, PRD_NATS_T);
-    prd_producer_metamethods(L);
-    lua_newtable(L);                         /* mt, methods */
-    prd_producer_methods(L);
-    prd_produce_methods(L, json_idx);
-    luaL_setfuncs(L, methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_pushliteral(L, PRD_NATS_T);
-    lua_setfield(L, -3, "__name");
-    lua_remove(L, -2);                       /* methods */
+    prd_produce_class(L, PRD_NATS_T, json_idx, methods);
 }
