@@ -191,6 +191,25 @@ describe("producers.nats across server outages #nats_unit", function()
     N.up("plain")
   end))
 
+  it("hands connection events to the logger and refuses a logger's close", N.with_logs(function()
+    local p, lines = nil, {}
+    p = assert(producers.nats.new({ servers = env.NATS_URL, reconnect_wait = 0.1, logger = function(level, message)
+      lines[#lines + 1] = level .. " " .. message
+      if message:find("disconnected") then p:close() end
+    end }))
+    N.down("plain")
+    local ok, err
+    assert.is_true(N.wait_until(function()
+      ok, err = pcall(p.poll, p, 0.1)
+      return not ok
+    end, 10), table.concat(lines, "\n"))
+    assert.matches("close: not allowed from a delivery callback, logger or encoder of the same producer", err, 1, true)
+    assert.is_false(p:is_closed())
+    N.up("plain")
+    p:close()
+    assert.is_true(p:is_closed())
+  end))
+
   it("collects a producer with acks pending without hanging or running Lua", N.with_logs(function()
     local p = recorded({ gc_flush_timeout = 0.2 })
     N.down("plain")
