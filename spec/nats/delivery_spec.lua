@@ -226,6 +226,9 @@ describe("producers.nats against nats-server #nats_unit", function()
     assert.matches("no partitions", msg, 1, true)
     ok, msg, name = p:produce("x.y", nil, "v", { headers = { ["a:b"] = "v" } })
     assert.are.same({ nil, "_INVALID_ARG" }, { ok, name })
+    ok, msg, name = p:produce("x.y", nil, ("x"):rep(2 * 1024 * 1024))   -- the server's max_payload: 1 MB
+    assert.are.same({ nil, "MSG_SIZE_TOO_LARGE", "Payload 2097" }, { ok, name, msg:sub(1, 12) })
+    assert.matches("greater than maximum allowed: 1048576", msg, 1, true)
     assert.has_error(function() p:produce("x.y", nil, "v", { id = 5 }) end, "opts.id: expected string, got number")
     assert.are.equal(0, p:queue_length())
     for _, method in ipairs({ "init_transactions", "begin_transaction", "commit_transaction", "abort_transaction" }) do

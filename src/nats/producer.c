@@ -189,15 +189,10 @@ static int add_headers(lua_State *L, const prd_message *m, natsMsg *msg)
 /* The failure of a publish nats.c refused. */
 static int fail_publish(lua_State *L, prd_nats *p, natsStatus s)
 {
-    char text[PRD_TEXT_MAX];
-    const char *why = nats_GetLastError(NULL);
-
     (void)p;
-    if (s == NATS_TIMEOUT) {    /* max_pending acks in flight, for stall_wait */
-        snprintf(text, sizeof text, "Local: Queue full (max_pending acks in flight)");
-        return prd_nats_fail_named(L, "_QUEUE_FULL", text);
-    }
-    return prd_nats_fail(L, s, why && *why ? why : NULL);
+    if (s == NATS_TIMEOUT)      /* max_pending acks in flight, for stall_wait */
+        return prd_nats_fail_named(L, "_QUEUE_FULL", "Local: Queue full (max_pending acks in flight)");
+    return prd_nats_fail(L, s, prd_nats_last_error());
 }
 
 /* prd_transport's send: m to js_PublishMsgAsync; its report made now,
