@@ -205,4 +205,22 @@ function H.run_lua(code, timeout)
   return out, ok
 end
 
+--- Runs the Lua script at path under valgrind (the interpreter the specs
+-- run on, the module on its paths, spec/support/valgrind.supp), with env
+-- (a prefix of VAR=value words, or nil) in its environment. Returns its
+-- output, whether valgrind found nothing (no invalid access, no definite
+-- or indirect leak), its status and valgrind's report.
+function H.valgrind_lua(path, env)
+  local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
+  local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+  local log = os.tmpname()
+  local out, ok, code = H.sh(("%sLUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
+    .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
+    .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s %s %s")
+    :format(env and env .. " " or "", shell_quote(build .. "/?.so;;"), log, lua, path))
+  local report = assert(io.open(log)):read("*a")
+  os.remove(log)
+  return out, ok, code, report
+end
+
 return H

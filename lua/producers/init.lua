@@ -19,7 +19,6 @@ local M = {
   librdkafka_version = core.librdkafka_version,
   BaseProducer = BaseProducer,
   kafka = require("producers.kafka"),
-  nats = require("producers.nats"),
   memory = require("producers.memory"),
   log = require("producers.log"),
   --- librdkafka's mock cluster, for tests and demos: mock_cluster(brokers)
@@ -32,7 +31,16 @@ local M = {
   signals = core.signals,
 }
 
-local backends = { kafka = M.kafka, nats = M.nats, memory = M.memory }
+local backends = { kafka = M.kafka, memory = M.memory }
+
+--- producers.nats (docs/nats.md), loaded on first use: a Kafka-only
+-- program loads none of it.
+setmetatable(M, { __index = function(_, k)
+  if k == "nats" then
+    M.nats = require("producers.nats")
+    return M.nats
+  end
+end })
 
 --- Adds a backend: class needs new(opts) and produce, poll, flush, close.
 function M.register(kind, class)
@@ -45,9 +53,9 @@ end
 
 --- A producer of the given kind, e.g. producers.new("kafka", {...}).
 function M.new(kind, opts)
-  local class = backends[kind]
+  local class = backends[kind] or (kind == "nats" and M.nats)
   if not class then
-    local known = {}
+    local known = { backends.nats == nil and "nats" or nil }
     for name in pairs(backends) do known[#known + 1] = name end
     table.sort(known)
     error(("producers.new: unknown kind '%s' (known: %s)")

@@ -167,6 +167,27 @@ describe("producers.nats against nats-server #nats_unit", function()
     p:close()
   end))
 
+  it("wakes event_fd when an ack arrives, and logs a failure by default", N.with_logs(function()
+    local stream = N.stream("WAKE")
+    N.create_stream(stream, { "wake.>" })
+    local log = H.recorder()
+    local p = new({ serve_on_produce = false, logger = log.fn, log_level = "debug" })
+    local fd = p:event_fd()
+    assert.are.equal(fd, p:event_fd())
+    p:poll(0)
+    assert.is_false(H.readable(fd))
+    assert.is_true(p:produce("wake.x", "k", "v"))
+    assert.is_true(N.wait_until(function() return H.readable(fd) end, 10))
+    assert.are.equal(1, p:poll(0))
+    assert.is_false(H.readable(fd))
+    assert.truthy(log.find("delivered to wake.x: stream " .. stream .. " sequence 1", "debug"), log.text())
+    assert.is_true(p:produce("nobody.wakes", "k", "v"))
+    assert.is_true(p:flush(10))
+    assert.truthy(log.find("delivery failed: nobody.wakes: no stream captures subject 'nobody.wakes' %(NO_STREAM%)",
+      "error"), log.text())
+    p:close()
+  end))
+
   it("lets a callback produce, and refuses its flush and close", N.with_logs(function()
     local stream = N.stream("REENTER")
     N.create_stream(stream, { "reenter.>" })
@@ -205,6 +226,9 @@ describe("producers.nats against nats-server #nats_unit", function()
     assert.matches("no partitions", msg, 1, true)
     ok, msg, name = p:produce("x.y", nil, "v", { headers = { ["a:b"] = "v" } })
     assert.are.same({ nil, "_INVALID_ARG" }, { ok, name })
+    ok, msg, name = p:produce("x.y", nil, ("x"):rep(2 * 1024 * 1024))   -- the server's max_payload: 1 MB
+    assert.are.same({ nil, "MSG_SIZE_TOO_LARGE", "Payload 2097" }, { ok, name, msg:sub(1, 12) })
+    assert.matches("greater than maximum allowed: 1048576", msg, 1, true)
     assert.has_error(function() p:produce("x.y", nil, "v", { id = 5 }) end, "opts.id: expected string, got number")
     assert.are.equal(0, p:queue_length())
     for _, method in ipairs({ "init_transactions", "begin_transaction", "commit_transaction", "abort_transaction" }) do
@@ -286,16 +310,8 @@ describe("producers.nats against nats-server #nats_unit", function()
   describe("under valgrind #valgrind", function()
     it("finds no invalid access and no leak in the NATS paths", N.with_logs(function()
       N.create_stream(N.stream("LEAK"), { "leak.>" })
-      local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
-      local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
-      local log = os.tmpname()
-      local out, ok, code = H.sh(("NATS_URL=%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
-        .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
-        .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
-        .. "%s spec/support/nats_leakcheck.lua")
-        :format(H.shell_quote(env.NATS_URL), H.shell_quote(build .. "/?.so;;"), log, lua))
-      local report = assert(io.open(log)):read("*a")
-      os.remove(log)
+      local out, ok, code, report = H.valgrind_lua("spec/support/nats_leakcheck.lua",
+        "NATS_URL=" .. H.shell_quote(env.NATS_URL))
       -- 20 + 20 delivered, 20 without a stream, 10 purged or delivered first
       local delivered, failed = out:match("nats_leakcheck: (%d+) delivered, (%d+) failed")
       assert.are.equal(70, tonumber(delivered) + tonumber(failed), out)

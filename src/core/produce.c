@@ -320,3 +320,24 @@ void prd_produce_methods(lua_State *L, int json_idx)
     lua_pushvalue(L, json_idx);
     luaL_setfuncs(L, methods, 1);
 }
+
+/*
+ * Makes a transport's metatable, named type (core's metamethods), and
+ * pushes its method table (its __index): core's methods, produce (with
+ * the JSON state at json_idx), then the transport's own.
+ */
+void prd_produce_class(lua_State *L, const char *type, int json_idx, const luaL_Reg *own)
+{
+    json_idx = lua_absindex(L, json_idx);
+    luaL_newmetatable(L, type);
+    prd_producer_metamethods(L);
+    lua_newtable(L);                         /* mt, methods */
+    prd_producer_methods(L);
+    prd_produce_methods(L, json_idx);
+    luaL_setfuncs(L, own, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_pushstring(L, type);
+    lua_setfield(L, -3, "__name");
+    lua_remove(L, -2);                       /* methods */
+}

@@ -246,9 +246,8 @@ int prd_nats_connect(lua_State *L, prd_nats *p, int conf)
     natsOptions_Destroy(opts);
     if (s == NATS_OK)
         return 0;
-    why = nats_GetLastError(NULL);
-    snprintf(text, sizeof text, "cannot connect to %s: %s", shown,
-             why && *why ? why : natsStatus_GetText(s));
+    why = prd_nats_last_error();
+    snprintf(text, sizeof text, "cannot connect to %s: %s", shown, why ? why : natsStatus_GetText(s));
     prd_nats_disconnect(p);
     return prd_nats_fail(L, s, text);
 }

@@ -86,6 +86,19 @@ prd_nats_err prd_nats_err_of(natsStatus s, int js_code)
     return (prd_nats_err){LOCAL(s), "_NATS", 0, 0};
 }
 
+/* nats.c's text of this thread's last error, without the "(file.c:123): "
+ * it starts with, or NULL when it has none. */
+const char *prd_nats_last_error(void)
+{
+    const char *text = nats_GetLastError(NULL), *end;
+
+    if (!text || !*text)
+        return NULL;
+    if (text[0] == '(' && (end = strstr(text, "): ")))
+        text = end + 3;
+    return *text ? text : NULL;
+}
+
 /* Pushes an error object for e, with text as its message. */
 void prd_nats_error_push(lua_State *L, prd_nats_err e, const char *text)
 {

@@ -25,6 +25,7 @@ typedef struct prd_nats_err {
 prd_nats_err prd_nats_err_of(natsStatus s, int js_code);
 prd_nats_err prd_nats_err_named(const char *name);
 int prd_nats_fail(lua_State *L, natsStatus s, const char *text);
+const char *prd_nats_last_error(void);
 int prd_nats_fail_named(lua_State *L, const char *name, const char *text);
 void prd_nats_error_push(lua_State *L, prd_nats_err e, const char *text);
 void prd_nats_errors_open(lua_State *L);

@@ -189,15 +189,10 @@ static int add_headers(lua_State *L, const prd_message *m, natsMsg *msg)
 /* The failure of a publish nats.c refused. */
 static int fail_publish(lua_State *L, prd_nats *p, natsStatus s)
 {
-    char text[PRD_TEXT_MAX];
-    const char *why = nats_GetLastError(NULL);
-
     (void)p;
-    if (s == NATS_TIMEOUT) {    /* max_pending acks in flight, for stall_wait */
-        snprintf(text, sizeof text, "Local: Queue full (max_pending acks in flight)");
-        return prd_nats_fail_named(L, "_QUEUE_FULL", text);
-    }
-    return prd_nats_fail(L, s, why && *why ? why : NULL);
+    if (s == NATS_TIMEOUT)      /* max_pending acks in flight, for stall_wait */
+        return prd_nats_fail_named(L, "_QUEUE_FULL", "Local: Queue full (max_pending acks in flight)");
+    return prd_nats_fail(L, s, prd_nats_last_error());
 }
 
 /* prd_transport's send: m to js_PublishMsgAsync; its report made now,
@@ -430,16 +425,5 @@ void prd_nats_open(lua_State *L, int json_idx)
     pin_libnats();
     prd_producer_open(L);
     prd_nats_errors_open(L);
-    json_idx = lua_absindex(L, json_idx);
-    luaL_newmetatable(L, PRD_NATS_T);
-    prd_producer_metamethods(L);
-    lua_newtable(L);                         /* mt, methods */
-    prd_producer_methods(L);
-    prd_produce_methods(L, json_idx);
-    luaL_setfuncs(L, methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_pushliteral(L, PRD_NATS_T);
-    lua_setfield(L, -3, "__name");
-    lua_remove(L, -2);                       /* methods */
+    prd_produce_class(L, PRD_NATS_T, json_idx, methods);
 }
