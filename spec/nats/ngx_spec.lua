@@ -155,8 +155,12 @@ describe_nginx("producers.ngx with backend = \"nats\" in nginx #nats_unit", func
     failed, code = call(n, "/send?subject=nobody.here&key=x&seq=0")
     assert.equal("502", code)
     assert.equal("NO_STREAM", failed.name)
+    -- produce there: queued, then the default report's one error line
+    local queued
+    queued, code = call(n, "/produce?subject=nobody.here&key=y&seq=0")
+    assert.same({ "202", true }, { code, queued.queued })
 
-    assert.same({ delivered = 42, failed = 1, purged = 0, queued = 0, unreported = 0 }, settled(42))
+    assert.same({ delivered = 42, failed = 2, purged = 0, queued = 0, unreported = 0 }, settled(42))
 
     -- read back with nats-py: each accepted message once (the duplicate not stored)
     local recs = N.read(stream)
@@ -177,7 +181,10 @@ describe_nginx("producers.ngx with backend = \"nats\" in nginx #nats_unit", func
     assert.equal(2, NG.count(log, "(nats " .. env.NATS_URL .. ")"), log)
     assert.equal(2, NG.count(log, "producers: producer 'default' closed in worker"), log)
     assert.equal(2, NG.count(log, " purged (not delivered)"), log)
-    for _, level in ipairs({ "[error]", "[crit]", "[alert]", "[emerg]" }) do assert.equal(0, NG.count(log, level), log) end
+    assert.equal(1, NG.count(log, '[error]'), log)
+    assert.equal(1, NG.count(log, 'producers: delivery failed: 1 message(s) to nobody.here (first: key "y"): '), log)
+    assert.equal(1, NG.count(log, "(NO_STREAM)"), log)
+    for _, level in ipairs({ "[crit]", "[alert]", "[emerg]" }) do assert.equal(0, NG.count(log, level), log) end
     assert.is_nil(log:find("exited on signal", 1, true), log)
   end))
 

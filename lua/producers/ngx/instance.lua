@@ -220,8 +220,9 @@ end
 function Instance:log_failures()
   for key, f in pairs(self.failures) do
     local r = f.report
-    ngx_log(ERR, "producers: delivery failed: ", f.n, " message(s) to ", r.topic, " (first: partition ",
-            r.partition, ", key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.err_name, ")")
+    ngx_log(ERR, "producers: delivery failed: ", f.n, " message(s) to ", r.topic, " (first: ",
+            r.partition ~= nil and "partition " .. r.partition .. ", " or "",      -- NATS has none
+            "key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.err_name, ")")
     self.failures[key] = nil
   end
 end
