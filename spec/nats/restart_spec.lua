@@ -210,6 +210,24 @@ describe("producers.nats across server outages #nats_unit", function()
     assert.is_true(p:is_closed())
   end))
 
+  it("tells on_error when the connection closes for good, and refuses produce after", N.with_logs(function()
+    local errors = {}
+    local p = assert(producers.nats.new({ servers = env.NATS_URL, max_reconnects = 0, logger = function() end,
+      on_error = function(err) errors[#errors + 1] = err end }))
+    N.down("plain")
+    assert.is_true(N.wait_until(function() p:poll(0.05); return #errors > 0 end, 10))
+    local closed
+    for _, e in ipairs(errors) do if e.name == "_CONNECTION_CLOSED" then closed = e end end
+    assert.is_truthy(closed)
+    assert.are.equal(-1005, closed.code)
+    assert.matches("connection closed for good", tostring(closed), 1, true)
+    local ok, _, name = p:produce("restart.closed", "k", "v")
+    assert.are.same({ nil, "_CONNECTION_CLOSED" }, { ok, name })
+    assert.are.equal("closed", p:metrics().status)
+    N.up("plain")
+    p:close()
+  end))
+
   it("collects a producer with acks pending without hanging or running Lua", N.with_logs(function()
     local p = recorded({ gc_flush_timeout = 0.2 })
     N.down("plain")

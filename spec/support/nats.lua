@@ -40,9 +40,9 @@ N.wait_until = H.wait_until
 
 --- Gives the calling spec file servers of its own, so CTest can run the
 -- spec files side by side: slot (1 to 9, one per spec file: spec/nats/
--- uses 1 restart, 2 security, 3 delivery, 4 api; the rest are free)
+-- uses 1 restart, 2 security, 3 delivery, 4 random; the rest are free)
 -- moves the ports by base + 10 * slot and the state folder to
--- <dir>-spec<slot>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
+-- <dir>-port<that offset>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
 -- tenth of $PRODUCERS_KAFKA_PORT_OFFSET (as scripts/test.sh moves a
 -- second run), else 0 (scripts/integration.sh nats's own servers sit at
 -- base + 0).
@@ -50,7 +50,8 @@ function N.own(slot)
   local base = tonumber(os.getenv("PRODUCERS_NATS_PORT_OFFSET") or "")
     or math.floor((tonumber(os.getenv("PRODUCERS_KAFKA_PORT_OFFSET") or "") or 0) / 10)
   N.offset = base + 10 * slot
-  N.dir = (os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats") .. "-spec" .. slot
+  -- named by the offset: two runs apart in ports are apart in folders
+  N.dir = (os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats") .. "-port" .. N.offset
   return N.offset
 end
 
