@@ -42,6 +42,11 @@
 -- the main thread and of all other threads (librdkafka's) during the timed
 -- part, per message.
 --
+-- BENCH_BACKEND=nats runs tables and strings through producers.nats
+-- instead (bench/nats/run.sh): BOOTSTRAP is then the server's URL and
+-- TOPIC the subject (a JetStream stream must capture it); the RESULT line
+-- says bench=nats-lua-tables (or -strings), cpu_other_us nats.c's threads.
+--
 -- BENCH_CONFIG="name=value,..." in the environment adds librdkafka
 -- properties to the throughput producers (run.sh's memory section: a
 -- smaller local queue).  BENCH_RSS_AT=N adds to the RESULT line rss_at_kb,
@@ -167,19 +172,27 @@ for name, value in (os.getenv("BENCH_CONFIG") or ""):gmatch("([^=,]+)=([^,]*)") 
   extra_config[name] = value
 end
 
+local backend = os.getenv("BENCH_BACKEND") or "kafka"
+
+-- A throughput producer of the backend asked for, with on_delivery.
+local function new_producer(on_delivery)
+  if backend == "nats" then
+    return assert(producers.nats.new{ servers = bootstrap, on_delivery = on_delivery })
+  end
+  return assert(producers.kafka.new{
+    bootstrap_servers = bootstrap, config = extra_config, on_delivery = on_delivery,
+  })
+end
+
 local function throughput(strings)
   local delivered, failed = 0, 0
-  local p = assert(producers.kafka.new{
-    bootstrap_servers = bootstrap,
-    config = extra_config,
-    on_delivery = not strings and function(err)
-      if err == nil then
-        delivered = delivered + 1
-      else
-        failed = failed + 1
-      end
-    end or nil,
-  })
+  local p = new_producer(not strings and function(err)
+    if err == nil then
+      delivered = delivered + 1
+    else
+      failed = failed + 1
+    end
+  end or nil)
 
   local encoded = {}
   if strings then
@@ -236,9 +249,9 @@ local function throughput(strings)
   local per_msg = delivered > 0 and 1e6 / delivered or 0
   if first_error then io.stderr:write("lua_producer: produce error: ", first_error, "\n") end
   io.stdout:write(string.format(
-    "RESULT bench=lua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d " ..
+    "RESULT bench=%slua-%s sent=%d delivered=%d failed=%d seconds=%.3f rate=%.0f rss_kb=%d " ..
     "cpu_main_us=%.3f cpu_other_us=%.3f%s\n",
-    strings and "strings" or "tables", sent, delivered, failed + errors, seconds,
+    backend == "nats" and "nats-" or "", strings and "strings" or "tables", sent, delivered, failed + errors, seconds,
     seconds > 0 and delivered / seconds or 0, math.max(rss_max, peak_rss_kb()),
     (cpu_main1 - cpu_main0) * per_msg, ((cpu_all1 - cpu_main1) - (cpu_all0 - cpu_main0)) * per_msg,
     rss_at_kb and string.format(" rss_at=%d rss_at_kb=%d max_queue=%d", rss_at, rss_at_kb, max_queue) or ""))
@@ -327,5 +340,13 @@ local function latency()
 end
 
 local ok
-if mode == "latency" then ok = latency() else ok = throughput(mode == "strings") end
+if mode == "latency" then
+  if backend ~= "kafka" then
+    io.stderr:write("lua_producer: latency mode runs on Kafka only\n")
+    os.exit(2)
+  end
+  ok = latency()
+else
+  ok = throughput(mode == "strings")
+end
 os.exit(ok and 0 or 1)

@@ -44,7 +44,7 @@
 
 #include <librdkafka/rdkafka.h>
 
-#define KEY_POOL 1000
+#include "bench_common.h"
 
 /* Mirrors the producers library's defaults (see the issue / lua docs). */
 static const char *default_conf[][2] = {
@@ -65,40 +65,6 @@ struct dr_stats {
         long failed;
         char first_error[256];
 };
-
-/* utime + stime in clock ticks from a /proc stat file (fields 14, 15). */
-static long long stat_ticks(const char *path) {
-        char buf[1024], *p;
-        long long utime = 0, stime = 0;
-        FILE *f = fopen(path, "r");
-
-        if (!f)
-                return 0;
-        p = fgets(buf, sizeof(buf), f);
-        fclose(f);
-        if (!p || !(p = strrchr(buf, ')')))   /* after "(comm)" */
-                return 0;
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
-                   &utime, &stime) != 2)
-                return 0;
-        return utime + stime;
-}
-
-/* CPU seconds used so far by the main thread and by the whole process. */
-static void cpu_seconds(double *main_thread, double *process) {
-        char path[64];
-        double hz = (double)sysconf(_SC_CLK_TCK);
-
-        snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", (long)getpid());
-        *main_thread = (double)stat_ticks(path) / hz;
-        *process = (double)stat_ticks("/proc/self/stat") / hz;
-}
-
-static double now_monotonic(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void dr_msg_cb(rd_kafka_t *rk,
                       const rd_kafka_message_t *msg,
@@ -206,23 +172,9 @@ int main(int argc, char **argv) {
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
         rd_kafka_conf_set_opaque(conf, &st);
 
-        /* Pre-encode the payloads and keys before timing anything.  Message i
-         * uses slot k = i % 1000 (key "user-<k>", user_id 10000+k, ts base+k),
-         * exactly as the Lua and Python benchmarks do. */
-        static char keys[KEY_POOL][16];
-        static char payloads[KEY_POOL][160];
-        static size_t key_len[KEY_POOL], payload_len[KEY_POOL];
-        long long base_ts = 1700000000000LL;
-        for (int i = 0; i < KEY_POOL; i++) {
-                key_len[i] = (size_t)snprintf(keys[i], sizeof(keys[i]),
-                                              "user-%d", i);
-                payload_len[i] = (size_t)snprintf(
-                    payloads[i], sizeof(payloads[i]),
-                    "{\"event\":\"user_signup\",\"user_id\":%d,"
-                    "\"ts\":%lld,\"tags\":[\"a\",\"b\",\"c\"],"
-                    "\"ok\":true}",
-                    10000 + i, base_ts + i);
-        }
+        /* Pre-encode the payloads and keys before timing anything. */
+        static struct bench_workload w;
+        bench_workload_init(&w);
 
         rd_kafka_t *rk =
             rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -241,7 +193,7 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "raw_producer: %ld messages of ~%zu bytes to %s @ %s "
                 "(librdkafka %s%s)\n",
-                count, payload_len[0], topic, bootstrap, rd_kafka_version_str(),
+                count, w.payload_len[0], topic, bootstrap, rd_kafka_version_str(),
                 naive ? "; naive: producev, poll(0) after each" : "");
 
         /* Warm up, untimed: one message per key (so every partition) and
@@ -250,8 +202,8 @@ int main(int argc, char **argv) {
          * 2.0.2 and the mock cluster, in every client). */
         for (int k = 0; k < KEY_POOL; k++)
                 rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                 payloads[k], payload_len[k], keys[k],
-                                 key_len[k], NULL);
+                                 w.payloads[k], w.payload_len[k], w.keys[k],
+                                 w.key_len[k], NULL);
         rd_kafka_flush(rk, 30 * 1000);
         if (st.delivered != KEY_POOL)
                 fprintf(stderr, "raw_producer: warm-up: %ld of %d delivered\n",
@@ -266,8 +218,8 @@ int main(int argc, char **argv) {
                 int k = (int)(i % KEY_POOL);
                 for (;;) {
                         rd_kafka_resp_err_t err = produce_one(
-                            rk, rkt, topic, naive, payloads[k], payload_len[k],
-                            keys[k], key_len[k]);
+                            rk, rkt, topic, naive, w.payloads[k], w.payload_len[k],
+                            w.keys[k], w.key_len[k]);
                         if (!err) {
                                 sent++;
                                 break;

@@ -106,6 +106,7 @@ fi
 
 WORK=$(mktemp -d /tmp/prd-bench.XXXXXX)
 source bench/mock_cluster.sh
+source bench/results.sh       # run, field, median, ratio, round_ratios, thousands
 cleanup() {
   mock_stop
   rm -rf "$WORK"
@@ -192,16 +193,6 @@ fi
 say "broker: $BROKER_DESC ($BOOTSTRAP)"
 
 # ----------------------------------------------------------------- runs ----
-# run NAME CMD...: runs one benchmark; its stderr goes to the terminal, its
-# RESULT line is kept in $WORK/NAME.result (empty if it printed none).
-run() {
-  local name=$1; shift
-  say "$name: $*"
-  if "$@" >"$WORK/$name.out"; then :; else say "$name exited with status $?"; fi
-  grep '^RESULT ' "$WORK/$name.out" | tail -n 1 >"$WORK/$name.result" || true
-  cat "$WORK/$name.result" >&2
-}
-
 # Rounds interleave the runs, so that a burst of other work on the machine
 # hits one round rather than all runs of one client.
 for round in $( [[ $FLOATS_ONLY == 1 ]] || seq "$ROUNDS"); do
@@ -262,78 +253,6 @@ if [[ $HAVE_LIB == 1 && $FLOAT_COUNT -gt 0 ]]; then
 fi
 
 # -------------------------------------------------------------- results ----
-# field NAME KEY: a value from NAME's RESULT line, empty if absent.
-field() {
-  [[ -f $WORK/$1.result ]] || return 0
-  tr ' ' '\n' <"$WORK/$1.result" | sed -n "s/^$2=//p"
-}
-
-# median NAME: copies the median run (by rate) of NAME.1..NAME.R to NAME.result,
-# the fastest to NAME.best.result, and lists every round's rate in NAME.rounds.
-median() {
-  local name=$1 f picked
-  : >"$WORK/$name.rounds"
-  for f in "$WORK/$name".[0-9]*.result; do
-    [[ -s $f ]] || continue
-    echo "$(tr ' ' '\n' <"$f" | sed -n 's/^rate=//p') $f"
-  done | sort -n >"$WORK/$name.sorted"
-  [[ -s $WORK/$name.sorted ]] || return 0
-  picked=$(awk '{ f[NR] = $2 } END { print f[int((NR + 1) / 2)] }' "$WORK/$name.sorted")
-  cp "$picked" "$WORK/$name.result"
-  cp "$(tail -n 1 "$WORK/$name.sorted" | cut -d ' ' -f 2)" "$WORK/$name.best.result"
-  for f in "$WORK/$name".[0-9]*.result; do
-    [[ -s $f ]] && thousands "$(tr ' ' '\n' <"$f" | sed -n 's/^rate=//p')" || echo failed
-  done | paste -sd ' ' | sed 's/ /, /g' >"$WORK/$name.rounds"
-}
-
-# ratio NUM DEN: "x.xx" or "n/a".
-ratio() {
-  local n=$(field "$1" rate) d=$(field "$2" rate)
-  if [[ -n $n && -n $d && $d != 0 ]]; then
-    awk -v n="$n" -v d="$d" 'BEGIN { printf "%.2f", n / d }'
-  else
-    echo "n/a"
-  fi
-}
-
-# round_ratios NUM DEN: the ratio of NUM's to DEN's msg/s in each round,
-# "x.xx, y.yy, ..." (a round runs every client within seconds, so a slow
-# spell of the machine weighs on both sides of its ratio).
-round_ratios() {
-  local r n d out=""
-  for r in $(seq "$ROUNDS"); do
-    n=$(field "$1.$r" rate) d=$(field "$2.$r" rate)
-    if [[ -n $n && -n $d && $d != 0 ]]; then
-      out+="${out:+, }$(awk -v n="$n" -v d="$d" 'BEGIN { printf "%.2f", n / d }')"
-    else
-      out+="${out:+, }n/a"
-    fi
-  done
-  echo "$out"
-}
-
-# Thousands separators for an integer.
-thousands() { awk -v x="$1" 'BEGIN { s = sprintf("%d", x); r = "";
-  while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
-  print s r }'; }
-
-row() {
-  local name=$1 label=$2
-  if [[ ! -s $WORK/$name.result ]]; then
-    local why="skipped"
-    [[ -f $WORK/$name.1.out ]] && why="failed (no result)"
-    printf '| %s | %s | | | | | | |\n' "$label" "$why"
-    return
-  fi
-  local rss_mib
-  rss_mib=$(awk -v k="$(field "$name" rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')
-  printf '| %s | %s / %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
-    "$(thousands "$(field "$name" delivered)")" "$(thousands "$(field "$name" sent)")" \
-    "$(field "$name" seconds)" "$(thousands "$(field "$name" rate)")" "$rss_mib" \
-    "$(field "$name" cpu_main_us)" "$(field "$name" cpu_other_us)" \
-    "$(cat "$WORK/$name.rounds")"
-}
-
 for name in a n b c bj cj d; do median "$name"; done
 
 # rss_row MESSAGES QUEUE NAME: peak RSS (MiB) of the runs NAME.1.. and their largest.
@@ -496,9 +415,4 @@ floats_section() {
   fi      # the whole benchmark
 } >"$WORK/results.md"
 
-mkdir -p "$(dirname "$RESULTS")"
-cp "$WORK/results.md" "$RESULTS"
-echo
-cat "$RESULTS"
-echo
-say "written to $RESULTS"
+publish_results "$WORK/results.md" "$RESULTS"

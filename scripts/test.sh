@@ -161,7 +161,7 @@ kafka3_lane() {
   leg "integration, Kafka 3.9, 3 nodes" integration failover || true
 }
 kafka4_lane() {
-  # NATS JetStream first (issue #23; about 20 s, its own servers: scripts/nats/README.md);
+  # NATS JetStream first (issue #23; about 90 s: Debian's nats-server, then the newest; its own servers: scripts/nats/README.md);
   # a run beside another one (PRODUCERS_KAFKA_PORT_OFFSET, PRODUCERS_KAFKA_DIR) moves it
   # too: a tenth of the Kafka offset (NATS' own ports are 4000 apart), a folder of its own
   export PRODUCERS_NATS_PORT_OFFSET=${PRODUCERS_NATS_PORT_OFFSET:-$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} / 10))}

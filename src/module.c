@@ -18,6 +18,9 @@
 #include "kafka/errors.h"
 #include "kafka/mock.h"
 #include "kafka/producer.h"
+#ifdef PRODUCERS_HAVE_NATS
+#include "nats/producer.h"
+#endif
 #include "producers.h"
 
 /* core.encode_value(value [, json]) --> bytes or nil: a message value as
@@ -73,6 +76,17 @@ PRODUCERS_API int luaopen_producers_core(lua_State *L)
     lua_setfield(L, -2, "new");
     prd_kafka_open(L, json);
     lua_setfield(L, -2, "methods");
+#ifdef PRODUCERS_HAVE_NATS
+    /* the NATS transport: core.nats_new, its methods, nats.c's version
+     * (absent when built without it: producers.nats says so) */
+    lua_pushvalue(L, json);
+    lua_pushcclosure(L, prd_nats_new, 1);
+    lua_setfield(L, -2, "nats_new");
+    prd_nats_open(L, json);
+    lua_setfield(L, -2, "nats_methods");
+    prd_nats_version(L);
+    lua_setfield(L, -2, "nats_version");
+#endif
     prd_mock_open(L);
     lua_setfield(L, -2, "mock_cluster");
     lua_pushcfunction(L, prd_kafka_error_string);

@@ -7,7 +7,8 @@
 --   p:close()
 --
 -- Backends share one interface (producers.BaseProducer): "kafka" (C, over
--- librdkafka) and "memory" (Lua, for tests); producers.register adds more.
+-- librdkafka), "nats" (C, NATS JetStream over nats.c, when built with it:
+-- docs/nats.md) and "memory" (Lua, for tests); producers.register adds more.
 -- @module producers
 
 local core = require("producers.core")
@@ -32,6 +33,15 @@ local M = {
 
 local backends = { kafka = M.kafka, memory = M.memory }
 
+--- producers.nats (docs/nats.md), loaded on first use: a Kafka-only
+-- program loads none of it.
+setmetatable(M, { __index = function(_, k)
+  if k == "nats" then
+    M.nats = require("producers.nats")
+    return M.nats
+  end
+end })
+
 --- Adds a backend: class needs new(opts) and produce, poll, flush, close.
 function M.register(kind, class)
   if type(kind) ~= "string" then
@@ -43,9 +53,9 @@ end
 
 --- A producer of the given kind, e.g. producers.new("kafka", {...}).
 function M.new(kind, opts)
-  local class = backends[kind]
+  local class = backends[kind] or (kind == "nats" and M.nats)
   if not class then
-    local known = {}
+    local known = { backends.nats == nil and "nats" or nil }
     for name in pairs(backends) do known[#known + 1] = name end
     table.sort(known)
     error(("producers.new: unknown kind '%s' (known: %s)")

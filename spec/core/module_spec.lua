@@ -21,7 +21,7 @@ describe("producers", function()
 
     it("names the unknown kind and the known ones", function()
       assert.has_error(function() producers.new("rabbit", {}) end,
-        "producers.new: unknown kind 'rabbit' (known: kafka, memory)")
+        "producers.new: unknown kind 'rabbit' (known: kafka, memory, nats)")   -- nats: issue #23
     end)
   end)
 

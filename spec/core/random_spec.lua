@@ -22,74 +22,31 @@ local DEPTH_LIMIT = 12          -- re-entries nest only as deep as chance makes 
 local HEAP_SLACK_KB = 256       -- what the Lua heap may keep after the run
 local ERROR_LENGTH_LIMIT = 16384
 
--- A seed from /dev/urandom, or the clock.
-local function fresh_seed()
-  local f = io.open("/dev/urandom", "rb")
-  if f then
-    local b = f:read(4)
-    f:close()
-    return ((b:byte(1) * 256 + b:byte(2)) * 256 + b:byte(3)) * 128 + b:byte(4) % 128
-  end
-  return os.time()
-end
+local R = require("support.random_run")
 
-local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or fresh_seed()
+local SEED = tonumber(os.getenv("PRODUCERS_SEED") or "") or R.fresh_seed()
 local SECONDS = tonumber(os.getenv("PRODUCERS_RANDOM_SECONDS") or "") or 20
 print(("spec/core/random: seed %d (replay with PRODUCERS_SEED=%d)"):format(SEED, SEED))
 
--- Registry refs in use: integer keys holding anything but a number
--- (luaL_unref's free list threads numbers through the free slots).
-local function registry_refs()
-  local n = 0
-  for k, v in pairs(debug.getregistry()) do
-    if type(k) == "number" and type(v) ~= "number" then n = n + 1 end
-  end
-  return n
-end
-
--- The registry refs and the Lua heap once garbage is gone (and, on
--- LuaJIT, the compiled traces, which live on the heap too).
-local function settled()
-  if jit then jit.flush() end
-  collectgarbage()
-  collectgarbage()
-  return { refs = registry_refs(), heap_kb = collectgarbage("count") }
-end
+local settled = R.settled
 
 -- One producer of each encoder, used and closed: what the library makes
 -- once per Lua state (lua-cjson's instance, cached functions) is made
 -- before the baseline.
 local function warm_up(cluster)
-  for _, json in ipairs{ "builtin", "lua-cjson" } do
-    local p = producers.kafka.new{ bootstrap_servers = cluster:bootstraps(), json = json,
-                                   logger = function() end, on_delivery = function() end }
-    assert(p:produce("random-a", "k", { warm = true }, { on_delivery = function(_, r) end, headers = { h = "v" } }))
-    assert(p:produce("random-a", "k", string.rep("w", 2048)))
-    assert(p:flush(10))
-    p:close()
-  end
+  R.warm_up(function(opts)
+    opts.bootstrap_servers = cluster:bootstraps()
+    return producers.kafka.new(opts)
+  end)
 end
 
--- Drives a world for SECONDS and closes it; returns what the checks
--- need, so that the world and its ledger can be collected.
+-- Drives a world for SECONDS and closes it (support/random_run.lua).
 local function run(cluster)
-  local world = World.new(cluster, TOPICS, SEED, os.getenv("PRODUCERS_RANDOM_TRACE") == "1")
-  local pause = collectgarbage("setpause", 200)
-  world:drive(os.time() + SECONDS)
-  world:finish()
-  collectgarbage("setpause", pause)
-  local ledger = world.ledger
-  return { summary = ledger:summary(), problems = ledger.problems, problem_counts = ledger.problem_counts,
-           max_depth = world.max_depth, max_error_length = ledger.max_error_length,
-           producers = #world.history }
+  return R.run(World.new(cluster, TOPICS, SEED, os.getenv("PRODUCERS_RANDOM_TRACE") == "1"), SECONDS)
 end
 
 -- A failure message for kind's problems, starting with the seed to replay.
-local function report(result, kind)
-  return ("seed %d: %d %s problem(s) (first ones below)\n  %s\n  (%s; %d producers)")
-    :format(SEED, result.problem_counts[kind], kind, table.concat(result.problems[kind], "\n  "),
-            result.summary, result.producers)
-end
+local function report(result, kind) return R.report(SEED, result, kind) end
 
 -- LuaJIT runs this with its compiler off: the compiler has a bug of its
 -- own (spec/core/collector_spec.lua: a compiled pairs() loop whose end is first reached inside

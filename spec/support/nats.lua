@@ -25,6 +25,7 @@ local N = {}
 local q = H.shell_quote
 
 N.dir = os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats"
+N.offset = nil             -- set by N.own: server.sh gets it explicitly
 N.server_sh = "scripts/nats/server.sh"
 N.read_py = "scripts/nats/read.py"
 N.venv = os.getenv("PRODUCERS_NATS_VENV")
@@ -37,12 +38,55 @@ N.wait_until = H.wait_until
 
 -- ------------------------------------------------------------ server.sh
 
+--- Gives the calling spec file servers of its own, so CTest can run the
+-- spec files side by side: slot (1 to 9, one per spec file: spec/nats/
+-- uses 1 restart, 2 security, 3 delivery, 4 random; the rest are free)
+-- moves the ports by base + 10 * slot and the state folder to
+-- <dir>-port<that offset>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
+-- tenth of $PRODUCERS_KAFKA_PORT_OFFSET (as scripts/test.sh moves a
+-- second run), else 0 (scripts/integration.sh nats's own servers sit at
+-- base + 0).
+function N.own(slot)
+  local base = tonumber(os.getenv("PRODUCERS_NATS_PORT_OFFSET") or "")
+    or math.floor((tonumber(os.getenv("PRODUCERS_KAFKA_PORT_OFFSET") or "") or 0) / 10)
+  N.offset = base + 10 * slot
+  -- named by the offset: two runs apart in ports are apart in folders
+  N.dir = (os.getenv("PRODUCERS_NATS_DIR") or "/tmp/producers-nats") .. "-port" .. N.offset
+  return N.offset
+end
+
 --- Runs `server.sh ARGS...`; returns its output (stdout and stderr),
 -- whether it exited 0, and its status.
 function N.server(...)
-  local args = { q(N.server_sh) }
+  -- the sanitizer runtimes the ASan build preloads stay out of the
+  -- servers, openssl and python (their leaks are not ours)
+  local args = { "env -u LD_PRELOAD", q(N.server_sh) }
+  if N.offset then
+    table.insert(args, 2, ("PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d")
+      :format(q(N.dir), N.offset))
+  end
   for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
   return H.sh(table.concat(args, " "))
+end
+
+--- Starts `server.sh ARGS...` in the background; returns a function
+-- that says whether it has finished (and how: true when it exited 0).
+function N.server_async(...)
+  local args = { "env -u LD_PRELOAD" }
+  if N.offset then
+    args[#args + 1] = ("PRODUCERS_NATS_DIR=%s PRODUCERS_NATS_PORT_OFFSET=%d"):format(q(N.dir), N.offset)
+  end
+  args[#args + 1] = q(N.server_sh)
+  for _, a in ipairs({ ... }) do args[#args + 1] = q(tostring(a)) end
+  local done = os.tmpname()
+  os.remove(done)
+  H.sh(("(%s; echo $? >%s) </dev/null >/dev/null 2>&1 &"):format(table.concat(args, " "), q(done)))
+  return function()
+    local status = H.read(done)
+    if not status or not status:find("\n") then return nil end
+    os.remove(done)
+    return tonumber(status) == 0
+  end
 end
 
 --- Like N.server, but raises with the output when the command fails.
@@ -156,7 +200,7 @@ local function connection(kind, opts)
   if ca == nil and kind == "tls" then ca = env.NATS_CA end
   if ca then args[#args + 1] = "--ca"; args[#args + 1] = ca end
   -- the variables read.py (and nats_smoke) read; an empty env -u list keeps the caller's out
-  local prefix = "env -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN " .. table.concat(vars, " ")
+  local prefix = "env -u LD_PRELOAD -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN " .. table.concat(vars, " ")
   return args, prefix
 end
 N.connection = connection

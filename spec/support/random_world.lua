@@ -143,21 +143,10 @@ function World:encoder(record)
   end
 end
 
-function World:producer_options(record)
+-- The options every backend takes: encoder, serving, logger, callbacks.
+function World:common_options(record)
   local rng = self.rng
-  local config = {
-    ["linger.ms"] = rng:pick{ 0, 5, 50 },
-    ["message.timeout.ms"] = rng:pick{ 1500, 5000, 10000 },
-  }
-  if rng:chance(0.5) then config["enable.idempotence"] = rng:chance(0.5) end   -- else the default
-  if rng:chance(0.2) then config["queue.buffering.max.messages"] = rng:int(5, 50) end
-  if rng:chance(0.2) then config["batch.num.messages"] = rng:int(1, 20) end
-  if rng:chance(0.25) then config["delivery.report.only.error"] = true end
-  record.only_errors = config["delivery.report.only.error"] == true
-  record.route = rng:weighted{ report = 5, count = 2, log = 2 }
   return {
-    bootstrap_servers = self.cluster:bootstraps(),
-    config = config,
     json = rng:pick{ "builtin", "lua-cjson", "function" },
     serve_on_produce = rng:chance(0.75),
     gc_flush_timeout = rng:pick{ 0, 0.1 },
@@ -173,6 +162,30 @@ function World:producer_options(record)
   }
 end
 
+-- producers.kafka.new's options: the common ones over the mock cluster.
+function World:producer_options(record)
+  local rng = self.rng
+  local config = {
+    ["linger.ms"] = rng:pick{ 0, 5, 50 },
+    ["message.timeout.ms"] = rng:pick{ 1500, 5000, 10000 },
+  }
+  if rng:chance(0.5) then config["enable.idempotence"] = rng:chance(0.5) end   -- else the default
+  if rng:chance(0.2) then config["queue.buffering.max.messages"] = rng:int(5, 50) end
+  if rng:chance(0.2) then config["batch.num.messages"] = rng:int(1, 20) end
+  if rng:chance(0.25) then config["delivery.report.only.error"] = true end
+  record.only_errors = config["delivery.report.only.error"] == true
+  record.route = rng:weighted{ report = 5, count = 2, log = 2 }
+  local opts = self:common_options(record)
+  opts.bootstrap_servers, opts.config = self.cluster:bootstraps(), config
+  return opts
+end
+
+--- The backend's producer for opts (a world of another backend replaces
+-- it; nil when it could not be made).
+function World:new_producer(opts)
+  return producers.kafka.new(opts)
+end
+
 --- A new producer in slot.
 function World:spawn(slot)
   local record = { serial = #self.history + 1, slot = slot, anon_accepted = 0, anon_reported = 0,
@@ -183,7 +196,7 @@ function World:spawn(slot)
   if opts.json == "function" then opts.json = self:encoder(record) end
   self:note("driver", "new producer #" .. record.serial .. " " .. record.description, slot)
   self.history[record.serial] = record
-  self.pool[slot], self.records[slot] = producers.kafka.new(opts), record
+  self.pool[slot], self.records[slot] = self:new_producer(opts), record
 end
 
 --- Replaces the producers that were closed (by the driver or by a
@@ -457,7 +470,7 @@ function Step.burst(self)
   local slot = self.rng:int(1, SLOTS)
   local n = self.rng:chance(0.1) and self.rng:int(100, 400) or self.rng:int(2, 40)
   for _ = 1, n do
-    if self.pool[slot]:is_closed() then return end
+    if not self.pool[slot] or self.pool[slot]:is_closed() then return end
     self:produce(slot, "driver")
   end
 end
@@ -548,11 +561,14 @@ end
 
 function Step.inspect(self) self:inspect(self.rng:int(1, SLOTS), "driver") end
 
+-- A world of another backend has steps of its own (its faults).
+World.STEPS, World.Step = STEPS, Step
+
 --- Runs random steps until the clock passes deadline (os.time()).
 function World:drive(deadline)
   while os.time() < deadline do
     self:refill()
-    Step[self.rng:weighted(STEPS)](self)
+    self.Step[self.rng:weighted(self.STEPS)](self)
   end
 end
 

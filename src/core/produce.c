@@ -189,6 +189,17 @@ static int check_args(lua_State *L, prd_message *m)
     return 1;
 }
 
+/* opts.id (opts at 5) into m, read after the encoding; its string stays
+ * on the stack (above the slots) until produce returns. */
+static void read_id(lua_State *L, prd_message *m)
+{
+    if (raw_field(L, 5, "id") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "opts.id: expected string, got %s", luaL_typename(L, -1));
+        m->id = check_c_string(L, -1, "opts.id:");
+    }
+}
+
 /* The table at 4 encoded by Lua code (lua-cjson, or json = function),
  * with the producer busy, so that code cannot close it; the bytes are
  * left in slot ENCODED. Raises what the encoder raised. */
@@ -256,8 +267,9 @@ static void *message_state(lua_State *L, prd_message *m, int opts)
  * @tparam[opt] string key
  * @tparam[opt] table|string value table: encoded (JSON by default);
  *   string: as is; nil: a null value (tombstone)
- * @tparam[opt] table opts partition, timestamp (ms), headers, on_delivery
- *   (read raw: metamethods are not called)
+ * @tparam[opt] table opts partition, timestamp (ms), headers, on_delivery,
+ *   id (a message id: NATS' Nats-Msg-Id; Kafka ignores it) (read raw:
+ *   metamethods are not called)
  * @treturn[1] true
  * @treturn[2] nil, nothing queued, no report will come
  * @treturn[2] string message, e.g. "Local: Queue full"
@@ -274,6 +286,8 @@ static int producer_produce(lua_State *L)
 
     opts = check_args(L, &m);
     encode(L, p, &m);
+    if (opts)
+        read_id(L, &m);
     /* A finalizer may have run above, at an allocation, and closed the
      * producer; from here to librdkafka's call no Lua runs, and the
      * encoder's buffer holds the bytes. */
@@ -309,4 +323,25 @@ void prd_produce_methods(lua_State *L, int json_idx)
 {
     lua_pushvalue(L, json_idx);
     luaL_setfuncs(L, methods, 1);
+}
+
+/*
+ * Makes a transport's metatable, named type (core's metamethods), and
+ * pushes its method table (its __index): core's methods, produce (with
+ * the JSON state at json_idx), then the transport's own.
+ */
+void prd_produce_class(lua_State *L, const char *type, int json_idx, const luaL_Reg *own)
+{
+    json_idx = lua_absindex(L, json_idx);
+    luaL_newmetatable(L, type);
+    prd_producer_metamethods(L);
+    lua_newtable(L);                         /* mt, methods */
+    prd_producer_methods(L);
+    prd_produce_methods(L, json_idx);
+    luaL_setfuncs(L, own, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_pushstring(L, type);
+    lua_setfield(L, -3, "__name");
+    lua_remove(L, -2);                       /* methods */
 }

@@ -43,6 +43,9 @@ typedef struct prd_message {
     size_t key_len, value_len;
     lua_Integer partition;      /* or PRD_PARTITION_ANY: the transport's pick */
     lua_Integer timestamp;      /* ms since the epoch, or 0: now */
+    const char *id;             /* opts.id, or NULL: a message id the
+                                   transport may de-duplicate by (NATS:
+                                   Nats-Msg-Id); Kafka has none */
     int headers;                /* stack index of the headers table
                                    (checked: string names and values, a map
                                    or {name, value} pairs;

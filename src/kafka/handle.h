@@ -12,6 +12,7 @@
 #define PRD_KAFKA_HANDLE_H
 
 #include <librdkafka/rdkafka.h>
+#include <string.h>
 
 #include "core/base.h"
 #include "core/producer.h"
@@ -102,10 +103,16 @@ typedef struct prd_kafka {
                                     true; 0 before the first */
 } prd_kafka;
 
-/* The open Kafka producer at 1 (raises as prd_producer_check). */
+/* The open Kafka producer at 1 (raises as prd_producer_check, and on a
+ * producer of another transport: a Kafka method taken from its table and
+ * called on a NATS producer). */
 static inline prd_kafka *prd_kafka_check(lua_State *L)
 {
-    return (prd_kafka *)prd_producer_check(L);
+    prd_producer *p = prd_producer_check(L);
+
+    if (p->tr->size != sizeof(prd_kafka) || strcmp(p->tr->kind, "producers.kafka") != 0)
+        luaL_argerror(L, 1, "expected a Kafka producer");
+    return (prd_kafka *)p;
 }
 
 #endif

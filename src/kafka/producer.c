@@ -433,17 +433,6 @@ void prd_kafka_open(lua_State *L, int json_idx)
     prd_kafka_errors_open(L);
     prd_oauth_open(L);
     prd_stats_open(L);
-    json_idx = lua_absindex(L, json_idx);
-    luaL_newmetatable(L, PRD_PRODUCER_T);
-    prd_producer_metamethods(L);
-    lua_newtable(L);                         /* mt, methods */
-    prd_producer_methods(L);
-    prd_produce_methods(L, json_idx);
-    luaL_setfuncs(L, methods, 0);
+    prd_produce_class(L, PRD_PRODUCER_T, json_idx, methods);
     luaL_setfuncs(L, prd_txn_methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_pushliteral(L, PRD_PRODUCER_T);
-    lua_setfield(L, -3, "__name");
-    lua_remove(L, -2);                       /* methods */
 }

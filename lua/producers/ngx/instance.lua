@@ -138,6 +138,17 @@ I.Instance = Instance
 -- the broker answered).
 local PURGED = { _PURGE_QUEUE = true, _PURGE_INFLIGHT = true }
 
+--- The backend's producer for opts: producers.kafka's, or producers.nats's,
+-- which connects at once and raises here when it cannot (init then fails
+-- in init_worker_by_lua, and produce answers "_STATE" as before init).
+function I.connect(backend, opts)
+  local p, err, name = producers[backend].new(opts)
+  if not p then
+    error(("producers.ngx: cannot make the %s producer: %s (%s)"):format(backend, tostring(err), tostring(name)), 0)
+  end
+  return p
+end
+
 --- A new instance: its producer made, its report timer started. worker:
 -- the registry of this worker's instances ({ order = {...}, alive =
 -- function(pid) }), for folding dead workers' counters.
@@ -164,7 +175,7 @@ function I.new(settings, kafka, key, worker)
   end
   kafka.on_delivery = function(err, report) self:take_late(nil, err, report) end
   kafka.serve_on_produce = false
-  self.producer = producers.kafka.new(kafka)
+  self.producer = I.connect(settings.backend, kafka)
   if self.dict then
     self.held_key = ("%s:held:%d:%d"):format(self.name, self.pid, #worker.order + 1)
     metrics.fold_dead(self, worker.order, worker.alive)
@@ -175,7 +186,7 @@ function I.new(settings, kafka, key, worker)
     error("producers.ngx: cannot start the report timer: " .. tostring(err), 0)
   end
   ngx_log(INFO, "producers: producer '", self.name, "' ready in worker ", self.pid, " (",
-          tostring(kafka.bootstrap_servers), ")")
+          settings.backend, " ", tostring(kafka.bootstrap_servers or kafka.servers), ")")
   return self
 end
 
@@ -209,8 +220,9 @@ end
 function Instance:log_failures()
   for key, f in pairs(self.failures) do
     local r = f.report
-    ngx_log(ERR, "producers: delivery failed: ", f.n, " message(s) to ", r.topic, " (first: partition ",
-            r.partition, ", key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.err_name, ")")
+    ngx_log(ERR, "producers: delivery failed: ", f.n, " message(s) to ", r.topic, " (first: ",
+            r.partition ~= nil and "partition " .. r.partition .. ", " or "",      -- NATS has none
+            "key ", r.key and ("%q"):format(r.key) or "nil", "): ", r.err, " (", r.err_name, ")")
     self.failures[key] = nil
   end
 end

@@ -17,6 +17,7 @@ local O = {}
 
 --- Settings of the nginx side, with their defaults (init's options).
 O.DEFAULTS = {
+  backend = "kafka",       -- producers.kafka, or "nats": producers.nats
   poll_interval = 0.01,    -- s between two takes of the waiting reports
   close_timeout = 5,       -- s a leaving worker waits for deliveries (> reconnect backoff)
   send_timeout = 10,       -- s send waits for its report, unless opts.timeout says otherwise
@@ -31,8 +32,11 @@ O.CONFIG = {
   ["reconnect.backoff.max.ms"] = 1000,
 }
 
+-- the backends init's backend option names
+local BACKENDS = { kafka = true, nats = true }
+
 local NGX_OPTIONS = {
-  poll_interval = "number", close_timeout = "number", send_timeout = "number",
+  backend = "string", poll_interval = "number", close_timeout = "number", send_timeout = "number",
   max_reports = "number", shared_dict = "string", name = "string",
 }
 
@@ -69,6 +73,9 @@ local function check_settings(settings)
       fail("option '%s' must be a number of seconds > 0, got %s", name, tostring(v))
     end
   end
+  if not BACKENDS[settings.backend] then
+    fail("option 'backend' must be 'kafka' or 'nats', got '%s'", settings.backend)
+  end
   local max = settings.max_reports
   if not (max >= 1 and max <= 1e6 and max % 1 == 0) then
     fail("option 'max_reports' must be an integer from 1 to 1000000, got %s", tostring(max))
@@ -99,15 +106,15 @@ local function config_of(settings, kafka)
 end
 
 --- opts split into the nginx settings (defaults filled in) and the
--- options of producers.kafka.new (config with O.CONFIG under it); raises
--- naming a bad nginx setting.
+-- options of the backend's new (producers.kafka's: config with O.CONFIG
+-- under it; producers.nats's as given); raises naming a bad nginx setting.
 function O.split(opts)
   if type(opts) ~= "table" then
     fail("expected a table of options, got %s", type(opts))
   end
   local settings, kafka = settings_of(opts)
   check_settings(settings)
-  kafka.config = config_of(settings, kafka)
+  if settings.backend == "kafka" then kafka.config = config_of(settings, kafka) end
   if kafka.on_delivery ~= nil and not log.is_callable(kafka.on_delivery) then
     fail("option 'on_delivery' must be a function, got %s", type(kafka.on_delivery))
   end
@@ -122,7 +129,7 @@ function O.check(opts)
   local ok, settings, kafka = pcall(O.split, opts)
   if not ok then return nil, settings end
   kafka.serve_on_produce = false
-  local ok2, err = producers.kafka.check(kafka)
+  local ok2, err = producers[settings.backend].check(kafka)
   if not ok2 then return nil, "producers.ngx: " .. tostring(err) end
   return true
 end

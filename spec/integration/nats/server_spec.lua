@@ -42,6 +42,23 @@ describe("NATS JetStream servers for the specs #nats", function()
     assert.is_nil(N.must_server("status"):find(env.NATS_PASSWORD, 1, true))
   end))
 
+  it("runs the binary $PRODUCERS_NATS_SERVER names (Debian's by default); env, status and restart agree", N.with_logs(function()
+    local wanted = os.getenv("PRODUCERS_NATS_SERVER") or "debian"
+    local path, version = N.must_server("which", wanted):match("^(%S+) (%S+)\n$")
+    assert.truthy(path, "server.sh which " .. wanted)
+    if wanted == "debian" then assert.are.equal("/usr/sbin/nats-server", path) end
+    assert.are.same({ path, version, version }, { env.NATS_SERVER_BIN, env.NATS_SERVER_VERSION, env.NATS_VERSION })
+    assert.are.equal(version, assert(N.ping("plain")).version)
+    assert.truthy(N.must_server("status"):find(("nats-server %s (%s)"):format(version, path), 1, true))
+    local function exe(pid) return (H.sh("readlink /proc/" .. pid .. "/exe"):gsub("\n$", "")) end
+    for name, pid in pairs(N.status()) do assert.are.equal(path, exe(pid), name) end
+    -- restart and up run the binary start ran, whatever the environment says now
+    local other = wanted == "debian" and "newest" or "debian"
+    local out, ok = H.sh(("PRODUCERS_NATS_SERVER=%s %s restart plain 2>&1"):format(other, H.shell_quote(N.server_sh)))
+    assert(ok, out)
+    assert.are.equal(path, exe(N.status().plain))
+  end))
+
   it("creates a stream, stores what read.py publishes and reads it back as JSON lines", N.with_logs(function()
     local stream = N.stream("ORDERS")
     local made = N.create_stream(stream, { "orders.>" }, { duplicate_window = 60 })
