@@ -4,6 +4,7 @@
 # instructions go").
 #
 # Usage: bench/profile.py SRC COUNT FILE...
+#        bench/profile.py --threads COUNT FILE...
 #   SRC    the source tree the profiled module was built from (its src/ is
 #          read to find the statistics' source lines, wherever the files are)
 #   COUNT  messages the run produced (the per-message figures divide by it)
@@ -30,6 +31,11 @@
 #              lines calling them) and every line counting bytes
 #   other      the rest: start-up (loading Lua code, luaopen_*, new), poll
 #              and flush outside their serving, close
+# With --threads, FILEs are the other threads' outputs (NAME.tNN.callgrind,
+# bench/profile.sh -o): one row a run (NAME), its threads' instructions a
+# message split by the object that ran them (zlib: gzip; librdkafka; libc:
+# malloc, memset, locks; other), and their total. Debian's librdkafka has
+# no symbols for its own functions, so the split is by object.
 # A function inlined into another is counted by its source lines, which
 # callgrind keeps (positions: line), so the split does not depend on what
 # the compiler inlined.
@@ -180,7 +186,7 @@ LOADERS = {"luaL_loadfilex", "luaL_loadbufferx", "luaL_loadstring", "lua_load",
            "_dl_catch_error", "luaL_openlibs", "luaL_newstate"}
 PRODUCE = {"prd_producer_produce", "producer_produce"}
 # Names before and after issue #21's restructure (src/core/, src/kafka/).
-ENCODE = {"prd_encode_value", "prd_json_encode_value"}
+ENCODE = {"prd_encode_value", "prd_json_encode_value", "prd_json_encode_table"}
 RDKAFKA = {"rd_kafka_produce", "rd_kafka_producev", "rd_kafka_topic_new"}
 SEND = {"send_message", "topic_handle", "prd_kafka_send", "kafka_send", "send"}
 SERVE = {"prd_serve", "prd_serve_max", "prd_take_reports", "prd_drain_silently",
@@ -237,13 +243,43 @@ def phases(path, src):
             "stats": stats, "other": total - known}
 
 
+THREAD_OBJECTS = [("zlib", re.compile(r"/libz\.so")),
+                  ("librdkafka", re.compile(r"/librdkafka\.so")),
+                  ("libc", re.compile(r"/libc\.so|/ld-linux"))]
+
+
+def threads(count, paths):
+    """One row a run: its other threads' instructions a message, split by
+    the object that ran them (self costs: zlib is gzip, libc holds
+    malloc, memset and the locks)."""
+    runs, groups = {}, [g for g, _ in THREAD_OBJECTS] + ["other"]
+    for path in paths:
+        run = re.sub(r"\.t\d+\.callgrind$", "", os.path.basename(path))
+        row = runs.setdefault(run, {"threads": 0})
+        row["threads"] += 1
+        self_cost, _, _ = parse(path)
+        for (ob, _, _, _), cost in self_cost.items():
+            group = next((g for g, r in THREAD_OBJECTS if ob and r.search(ob)), "other")
+            row[group] = row.get(group, 0) + cost
+    print("| run | threads | " + " | ".join(groups) + " | total |")
+    print("| --- | --- |" + " --- |" * (len(groups) + 1))
+    for run, row in runs.items():
+        cells = ["{:,}".format(round(row.get(g, 0) / count)) for g in groups]
+        cells.append("{:,}".format(round(sum(row.get(g, 0) for g in groups) / count)))
+        print("| %s | %d | %s |" % (run, row["threads"], " | ".join(cells)))
+
+
 COLUMNS = ["total", "script", "checks", "encode", "rdkafka", "serving", "callback",
            "stats", "other"]
 
 
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--threads":
+        threads(int(sys.argv[2]), sys.argv[3:])
+        return
     if len(sys.argv) < 4:
-        sys.stderr.write("usage: profile.py SRC COUNT CALLGRIND_FILE...\n")
+        sys.stderr.write("usage: profile.py SRC COUNT CALLGRIND_FILE...\n"
+                         "       profile.py --threads COUNT CALLGRIND_FILE...\n")
         sys.exit(2)
     src, count = sys.argv[1], int(sys.argv[2])
     print("| run | " + " | ".join(COLUMNS) + " |")

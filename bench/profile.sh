@@ -3,16 +3,19 @@
 # tables) under callgrind, its main thread split into phases by
 # bench/profile.py, in instructions a message (bench/README.md).
 #
-# Usage: bench/profile.sh [-n COUNT] [-r RUNS] [-V 5.4|luajit|both|naive] [-R REV] [-o DIR]
+# Usage: bench/profile.sh [-n COUNT] [-r RUNS] [-V 5.4|luajit|both|naive] [-R REV] [-o DIR] [-s]
 #   -n COUNT  messages a run                          (default 100000)
 #   -r RUNS   runs of each runtime, one after another (default 2)
 #   -V LUA    5.4, luajit or both                     (default both); naive:
 #             the naive C producer instead (bench/raw_producer.c -N), its
-#             main thread's total only
+#             main thread's total only; all: 5.4, luajit and naive
 #   -R REV    profile a git revision instead of this tree: built in a
 #             temporary worktree (a branch, a commit, a tag)
-#   -o DIR    keep the main threads' callgrind files in DIR (default: a
-#             temporary directory, removed at the end)
+#   -o DIR    keep the callgrind files in DIR (default: a temporary
+#             directory, removed at the end): NAME.callgrind the main
+#             thread's, NAME.tNN.callgrind librdkafka's threads'
+#   -s        also count the system calls of one run of each (strace -f -c,
+#             without valgrind; its summary a thread group)
 #
 # Builds the module (RelWithDebInfo: -O2 with symbols and lines, which the
 # split needs) in build-profile/ and build-profile-luajit/ of the tree
@@ -20,7 +23,9 @@
 # tree's bench/lua_producer.lua against the mock cluster (in a process of
 # its own, stopped by its PID) with the profiled tree's lua/ and module:
 #   valgrind --tool=callgrind --separate-threads=yes lua5.4 bench/lua_producer.lua tables ...
-# and prints one row a run. Callgrind's counts do not depend on the
+# and prints one row a run, then librdkafka's threads (every other thread
+# of the process, split by the object that ran them: zlib, librdkafka, libc)
+# in instructions a message. Callgrind's counts do not depend on the
 # machine's load (a run under valgrind takes about a minute a runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +36,15 @@ RUNS=2
 VMS=both
 REV=""
 KEEP=""
-while getopts "n:r:V:R:o:h" opt; do
+STRACE=0
+while getopts "n:r:V:R:o:sh" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     r) RUNS=$OPTARG ;;
     V) VMS=$OPTARG ;;
     R) REV=$OPTARG ;;
     o) KEEP=$OPTARG ;;
+    s) STRACE=1 ;;
     h) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) exit 2 ;;
   esac
@@ -47,7 +54,8 @@ case $VMS in
   luajit) VMS="luajit" ;;
   both) VMS="5.4 luajit" ;;
   naive) VMS="naive" ;;
-  *) echo "profile.sh: -V expects 5.4, luajit, both or naive" >&2; exit 2 ;;
+  all) VMS="5.4 luajit naive" ;;
+  *) echo "profile.sh: -V expects 5.4, luajit, both, naive or all" >&2; exit 2 ;;
 esac
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind is missing" >&2; exit 1; }
 
@@ -89,6 +97,7 @@ mock_start build-bench/prd_bench_mock_cluster 3 bench 6 "$WORK" ||
   { say "the mock cluster did not start"; exit 1; }
 
 FILES=()
+THREADS=()
 for vm in $VMS; do
   dir=$TREE/build-profile
   cmd=(lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" bench)
@@ -111,9 +120,22 @@ for vm in $VMS; do
       { tail -n 20 "$WORK/$name.log" >&2; say "$name failed"; exit 1; }
     main=$(ls "$WORK/$name".*-01)
     mv "$main" "$OUT/$name.callgrind"
+    for f in "$WORK/$name".*-[0-9][0-9]; do
+      [[ -e $f ]] || continue
+      mv "$f" "$OUT/$name.t${f##*-}.callgrind"
+      THREADS+=("$OUT/$name.t${f##*-}.callgrind")
+    done
     rm -f "$WORK/$name".*
     FILES+=("$OUT/$name.callgrind")
   done
+  if [[ $STRACE == 1 ]]; then
+    say "$LABEL.$vm: strace -f -c, $COUNT messages"
+    env "LUA_PATH=$TREE/lua/?.lua;$TREE/lua/?/init.lua;;" "LUA_CPATH=$dir/?.so;;" \
+      strace -f -c -o "$OUT/$LABEL.$vm.strace" "${cmd[@]}" >"$WORK/strace.log" 2>&1 ||
+      { tail -n 20 "$WORK/strace.log" >&2; say "strace failed"; exit 1; }
+    echo; echo "System calls, $LABEL.$vm, $COUNT messages (strace -f -c, every thread):"
+    head -n 14 "$OUT/$LABEL.$vm.strace"
+  fi
 done
 
 echo
@@ -121,3 +143,8 @@ echo "Main thread, instructions a message ($COUNT messages, start-up included;" 
      "tree: ${REV:-this tree} $(git -C "$TREE" rev-parse --short HEAD)):"
 echo
 python3 bench/profile.py "$TREE/src" "$COUNT" "${FILES[@]}"
+echo
+echo "librdkafka's threads, instructions a message (every thread but the main one," \
+     "split by the object that ran them):"
+echo
+python3 bench/profile.py --threads "$COUNT" "${THREADS[@]}"

@@ -42,6 +42,8 @@
 #   -f              the float-heavy section alone (default results file
 #                   bench/results-floats.md)
 #   -o FILE         results file                       (default bench/results.md)
+#   -Q              issue #24's comparison alone: each round runs (a), (n)
+#                   and (b) under Lua 5.4 and LuaJIT, skipping (c) and (d)
 #   -X NAME=VALUE   a librdkafka property for every client, over the library's
 #                   defaults (repeatable; e.g. -X compression.level=3)
 # BENCH_BROKER_DESC in the environment names the broker given with -b in the
@@ -65,6 +67,7 @@ MEM_COUNT=5000000
 LARGE_MB=400
 FLOAT_COUNT=""
 FLOATS_ONLY=0
+ONLY_B=0
 BENCH_BUILD=${BENCH_BUILD_DIR:-build/bench-standalone}
 LIB_BUILD=${LIB_BUILD_DIR:-build}
 JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
@@ -74,7 +77,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 EXTRA=()      # -X NAME=VALUE, for every client
 
 RESULTS_SET=0
-while getopts "n:b:t:B:p:r:l:R:M:L:F:fo:X:h" opt; do
+while getopts "n:b:t:B:p:r:l:R:M:L:F:fo:QX:h" opt; do
   case $opt in
     n) COUNT=$OPTARG ;;
     b) BOOTSTRAP=$OPTARG ;;
@@ -88,6 +91,7 @@ while getopts "n:b:t:B:p:r:l:R:M:L:F:fo:X:h" opt; do
     L) LARGE_MB=$OPTARG ;;
     F) FLOAT_COUNT=$OPTARG ;;
     f) FLOATS_ONLY=1 ;;
+    Q) ONLY_B=1 ;;
     o) RESULTS=$OPTARG; RESULTS_SET=1 ;;
     X) [[ $OPTARG == ?*=* ]] || { echo "run.sh: -X expects NAME=VALUE" >&2; exit 2; }
        EXTRA+=("$OPTARG") ;;
@@ -201,13 +205,15 @@ for round in $( [[ $FLOATS_ONLY == 1 ]] || seq "$ROUNDS"); do
   run "n.$round" "$RAW" "${RAW_X[@]}" -N -B "$BOOTSTRAP" -t "$TOPIC" -n "$COUNT"
   if [[ $HAVE_LIB == 1 ]]; then
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
-    run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
+    [[ $ONLY_B == 1 ]] ||
+      run "c.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
   if [[ $HAVE_JIT == 1 ]]; then
     run "bj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua tables "$BOOTSTRAP" "$COUNT" "$TOPIC"
-    run "cj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
+    [[ $ONLY_B == 1 ]] ||
+      run "cj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua strings "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi
-  if [[ -n $PYTHON_BIN ]]; then
+  if [[ -n $PYTHON_BIN && $ONLY_B == 0 ]]; then
     run "d.$round" env "BENCH_CONFIG=$BENCH_CONFIG" "$PYTHON_BIN" bench/python_producer.py \
       "$BOOTSTRAP" "$COUNT" "$TOPIC"
   fi

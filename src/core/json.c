@@ -473,20 +473,22 @@ static void remember_key(prd_buf *b, lua_State *L, key *k, const void *id, size_
 
 /* The key at the top but one, as an object's key, and the colon: 1 for
  * a number key (written as a string), else 0. A string seen before is
- * found by its identity (lua_topointer, NULL for numbers); a light
- * userdata holding that string's address has the same identity, so the
- * remembered keys are looked up only for keys that are no userdata
- * (lua_touserdata is NULL for strings): a light userdata is refused below
- * as other key types are. */
+ * found by its identity (lua_topointer); its type is read first, so a
+ * light userdata holding that string's address is never taken for it
+ * (it is refused below, as other key types are), and one lua_type call
+ * serves both the lookup and the writing (bench/README.md, issue #24). */
 static int put_key(prd_buf *b, lua_State *L)
 {
-    const void *id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
+    int type = lua_type(L, -2);
+    const void *id;
     key *k;
     size_t start;
 
-    if (id && !lua_touserdata(L, -2)) {
+    switch (type) {
+    case LUA_TSTRING:
+        id = b->keys_ref != LUA_NOREF ? lua_topointer(L, -2) : NULL;
         k = key_slot(b, id);
-        if (k->id == id) {                  /* remembered: this very string */
+        if (id && k->id == id) {            /* remembered: this very string */
             if (k->points < KEY_POINTS)
                 k->points++;
             reserve(b, KEY_TEXT);
@@ -494,13 +496,10 @@ static int put_key(prd_buf *b, lua_State *L)
             b->len += k->len;
             return 0;
         }
-    }
-    switch (lua_type(L, -2)) {
-    case LUA_TSTRING:
         start = b->len;
         put_lua_string(b, L, -2);
         put_char(b, ':');
-        remember_key(b, L, key_slot(b, id), id, start);
+        remember_key(b, L, k, id, start);
         return 0;
     case LUA_TNUMBER:
         put_char(b, '"');
@@ -944,6 +943,17 @@ const char *prd_json_encode_value(lua_State *L, int idx, int state_idx, prd_buf 
         }
         return lua_tolstring(L, -1, len);
     }
+    return prd_json_encode_table(L, idx, b, len);
+}
+
+/*
+ * The JSON of the table at idx (an absolute index) in b (prd_json_buffer),
+ * where the bytes stay until the next encoding: prd_json_encode_value's
+ * last step, for a caller that has checked the type already (produce).
+ * Raises on a table that cannot be encoded.
+ */
+const char *prd_json_encode_table(lua_State *L, int idx, prd_buf *b, size_t *len)
+{
     b->len = 0;
     b->L = L;
     put_table(b, L, idx, 0);

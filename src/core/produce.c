@@ -225,8 +225,7 @@ static void encode(lua_State *L, prd_producer *p, prd_message *m)
         return;
     case LUA_TTABLE:
         if (p->json) {          /* the C encoder: runs no Lua */
-            m->value = prd_json_encode_value(L, 4, lua_upvalueindex(1), p->json,
-                                        &m->value_len);
+            m->value = prd_json_encode_table(L, 4, p->json, &m->value_len);
             return;
         }
         lua_settop(L, HEADERS);     /* opts' slots, or two nil ones */
