@@ -246,7 +246,7 @@ describe("producers.nats against nats-server #nats_unit", function()
       "producers.nats.new: user and password must be given together")
     -- one backend's C methods refuse the other's producer
     local core = require("producers.core")
-    local k = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1" })
+    local k = producers.kafka.new({ bootstrap_servers = "127.0.0.1:1", logger = function() end })
     for _, method in ipairs({ "purge", "metrics", "begin_transaction" }) do
       local ok2, e = pcall(core.methods[method], p)
       assert.is_false(ok2)
@@ -286,6 +286,38 @@ describe("producers.nats against nats-server #nats_unit", function()
     assert.is_true(producers.nats.available)
     assert.matches("^%d+%.%d+%.%d+", producers.nats.nats_c_version)
   end)
+
+  it("sends each message's own bytes and id while finalizers produce during produce", N.with_logs(function()
+    local on_collect = require("support.finalizer")
+    local stream = N.stream("UAF")
+    N.create_stream(stream, { "uaf.>" }, { duplicate_window = 60 })
+    local p = new()
+    local traps, n = 0, 400
+    for i = 1, n do
+      on_collect(function()
+        traps = traps + 1
+        p:produce("uaf.trap", "trap-" .. traps, { trap = traps, pad = ("t"):rep(traps % 40) }, { id = "trap-" .. traps })
+      end)
+      if i % 50 == 0 then collectgarbage("step") end
+      assert(p:produce("uaf.msg", "msg-" .. i, { id = i, pad = ("m"):rep(i % 60) },
+        { id = "msg-" .. i, headers = { h = tostring(i) }, on_delivery = function() end }))
+    end
+    collectgarbage()
+    assert.is_true(p:flush(20))
+    p:close()
+    local recs = N.read(stream)
+    assert.are.equal(n + traps, #recs)
+    for _, r in ipairs(recs) do
+      local v, key = cjson.decode(r.value), r.headers["Producers-Key"]
+      assert.are.equal(key, r.headers["Nats-Msg-Id"])
+      if key:find("^msg%-") then
+        local id = ("%d"):format(v.id)      -- cjson gives 5.4 a float
+        assert.are.same({ "msg-" .. id, ("m"):rep(v.id % 60), id }, { key, v.pad, r.headers.h })
+      else
+        assert.are.equal(("trap-%d"):format(v.trap), key)
+      end
+    end
+  end))
 
   it("keeps no registry ref once closed (callbacks, lent values)", N.with_logs(function()
     local stream = N.stream("REFS")

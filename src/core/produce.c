@@ -140,12 +140,12 @@ static void *lend(lua_State *L, int idx, int ref, int takes_report, prd_message 
     return opaque;
 }
 
-/* Stack slots of produce, after its arguments (1 to 5): CALLBACK and
- * HEADERS are made and read only when opts is given. */
-enum { CALLBACK = 6, HEADERS, ENCODED };
+/* Stack slots of produce, after its arguments (1 to 5): CALLBACK,
+ * HEADERS and ID are made and read only when opts is given. */
+enum { CALLBACK = 6, HEADERS, ID, ENCODED };
 
 /* Checks produce's arguments into m and, when opts is given, the stack
- * slots CALLBACK and HEADERS; returns whether it was. Raises on misuse;
+ * slots CALLBACK, HEADERS and ID; returns whether it was. Raises on misuse;
  * nothing is held yet. */
 static int check_args(lua_State *L, prd_message *m)
 {
@@ -184,20 +184,16 @@ static int check_args(lua_State *L, prd_message *m)
     default:
         luaL_error(L, "opts.headers: expected a table, got %s", luaL_typename(L, HEADERS));
     }
+    /* ID: read before the encoding (a finalizer an allocation runs may
+     * produce, and encode into the same buffer), kept in its slot */
+    if (raw_field(L, opts, "id") != LUA_TNIL) {
+        if (lua_type(L, ID) != LUA_TSTRING)
+            luaL_error(L, "opts.id: expected string, got %s", luaL_typename(L, ID));
+        m->id = check_c_string(L, ID, "opts.id:");
+    }
     if (!lua_isnil(L, CALLBACK))
         m->takes_report = prd_arg_takes_report(L, CALLBACK);
     return 1;
-}
-
-/* opts.id (opts at 5) into m, read after the encoding; its string stays
- * on the stack (above the slots) until produce returns. */
-static void read_id(lua_State *L, prd_message *m)
-{
-    if (raw_field(L, 5, "id") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "opts.id: expected string, got %s", luaL_typename(L, -1));
-        m->id = check_c_string(L, -1, "opts.id:");
-    }
 }
 
 /* The table at 4 encoded by Lua code (lua-cjson, or json = function),
@@ -228,7 +224,7 @@ static void encode(lua_State *L, prd_producer *p, prd_message *m)
             m->value = prd_json_encode_table(L, 4, p->json, &m->value_len);
             return;
         }
-        lua_settop(L, HEADERS);     /* opts' slots, or two nil ones */
+        lua_settop(L, ID);          /* opts' slots, or three nil ones */
         encode_with_lua(L, p);                           /* ENCODED */
         m->value = lua_tolstring(L, ENCODED, &m->value_len);
         m->value_string = ENCODED;
@@ -285,8 +281,6 @@ static int producer_produce(lua_State *L)
 
     opts = check_args(L, &m);
     encode(L, p, &m);
-    if (opts)
-        read_id(L, &m);
     /* A finalizer may have run above, at an allocation, and closed the
      * producer; from here to librdkafka's call no Lua runs, and the
      * encoder's buffer holds the bytes. */
