@@ -40,7 +40,39 @@ local OPTIONS = {
   on_error = "callable", on_oauthbearer_token = "callable",
   logger = "any", log_level = "string", gc_flush_timeout = "number",
   json = "any", serve_on_produce = "boolean", on_stats = "callable",
+  spool = "table",
 }
+
+-- The durable spool's options (docs/spool.md): their types; sizes and
+-- intervals are integers from 1.
+local SPOOL_OPTIONS = {
+  dir = "string", max_bytes = "number", segment_bytes = "number",
+  fsync = "string", fsync_interval_ms = "number",
+}
+local FSYNC = { never = true, interval = true, always = true }
+
+-- Checks opts.spool (a table: check_options saw to it); raises naming
+-- the option, as the others.
+local function check_spool(spool, level)
+  if spool == nil then return end
+  local function bad(fmt, ...)
+    error("producers.kafka.new: option " .. fmt:format(...), level + 1)
+  end
+  for name, value in pairs(spool) do
+    local want = SPOOL_OPTIONS[name]
+    if not want then
+      bad("'spool.%s' is unknown (dir, max_bytes, segment_bytes, fsync, fsync_interval_ms)", tostring(name))
+    end
+    if type(value) ~= want then bad("'spool.%s' must be a %s, got %s", name, want, type(value)) end
+    if want == "number" and not (value >= 1 and value <= 2^53 and value % 1 == 0) then
+      bad("'spool.%s' must be an integer from 1, got %s", name, tostring(value))
+    end
+  end
+  if spool.dir == nil or spool.dir == "" then bad("'spool.dir' is required (a directory path)") end
+  if spool.fsync ~= nil and not FSYNC[spool.fsync] then
+    bad("'spool.fsync' must be 'never', 'interval' or 'always', got '%s'", spool.fsync)
+  end
+end
 
 -- Checks the options whose values have a range (their types are checked
 -- already): named here, not as the C core's "bad argument #-1".
@@ -191,7 +223,10 @@ end
 --   gc_flush_timeout, json ("builtin", the default, "lua-cjson", or a
 --   function(table) returning the value's bytes), on_stats
 --   (function(stats): librdkafka's statistics, decoded; needs
---   config["statistics.interval.ms"], docs/statistics.md)
+--   config["statistics.interval.ms"], docs/statistics.md), spool (a
+--   table: dir, max_bytes, segment_bytes, fsync, fsync_interval_ms: the
+--   durable spool, docs/spool.md; raises an error object named
+--   SPOOL_LOCKED, SPOOL_IO or SPOOL_VERSION when it cannot be opened)
 -- @treturn userdata the producer (methods: produce, poll, flush, purge,
 --   close, queue_length, is_closed, stats, metrics, event_fd, reports and
 --   the transaction methods)
@@ -199,6 +234,7 @@ function Kafka.new(opts)
   check_options(opts)
   check_ranges(opts)
   check_json(opts.json, 2)
+  check_spool(opts.spool, 2)
   local conf = Kafka.config(opts)
   local ok, p = pcall(core.new, conf, {
     logger = log.wrap(opts.logger),
@@ -210,6 +246,7 @@ function Kafka.new(opts)
     json = opts.json,
     serve_on_produce = opts.serve_on_produce,
     on_stats = opts.on_stats,
+    spool = opts.spool,
   })
   if ok then return p end
   -- a C function's errors carry no line: a bad property or value points
@@ -228,6 +265,7 @@ function Kafka.check(opts)
     check_options(opts)
     check_ranges(opts)
     check_json(opts.json, 1)
+    check_spool(opts.spool, 1)
     log.level(opts.log_level)
     log.wrap(opts.logger)
     core.check_config(Kafka.config(opts))

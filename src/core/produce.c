@@ -21,6 +21,7 @@
 #include "core/produce.h"
 #include "core/producer.h"
 #include "core/queue.h"
+#include "core/spooling.h"
 
 /* Strings from this size are lent to the transport, not copied: beyond it
  * a copy costs more than the ref that keeps the string (bench/README.md,
@@ -282,6 +283,9 @@ static int producer_produce(lua_State *L)
         return prd_fail(L, PRD_ERR_DESTROY, "_DESTROY", "producer is closing", 0);
     if (opts && lua_istable(L, HEADERS))
         m.headers = HEADERS;
+    if (p->spool)               /* the durable spool: spooling.c */
+        return prd_spooling_produce(L, p, &m, opts ? CALLBACK : 0, serve_now,
+                                    prd_produce_each_header);
     m.state = message_state(L, &m, opts);
     if ((n = p->tr->send(L, p, &m))) {
         prd_msgstate_release(L, m.state);

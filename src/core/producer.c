@@ -27,6 +27,7 @@
 #include "core/json.h"
 #include "core/producer.h"
 #include "core/queue.h"
+#include "core/spooling.h"
 
 #define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
 
@@ -212,6 +213,7 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     if (p->closed)
         return 0;
     if (p->generation != fork_generation) {
+        prd_spooling_forget(p);          /* the parent's files */
         p->tr->abandon(L, p);
         p->closed = 1;
         if (run_lua)

@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "core/msgstate.h"
 #include "core/queue.h"
+#include "core/spooling.h"
 
 #define SERVE_SLICE_MS 100        /* drain serves in slices of this */
 
@@ -37,6 +38,17 @@ void prd_queue_wake_if_waiting(prd_producer *p)
 {
     if (p->pending || p->tr->waiting(p))
         prd_wake_signal(&p->wake);
+}
+
+/* The transport's next report of p->pending; with a spool, a retriable
+ * one is kept from Lua (spooling.c sends its message again). */
+static const void *take_report(prd_producer *p)
+{
+    const void *m;
+
+    while ((m = p->tr->next_report(p)) && p->spool && !prd_spooling_settle(p, m))
+        ;
+    return m;
 }
 
 /* One run of serve_reports: what it needs, and what it leaves behind. */
@@ -64,7 +76,7 @@ static int serve_reports(lua_State *L)
     const void *m;
 
     while (p->pending && *b->served < b->max) {
-        if (!(m = tr->next_report(p)))
+        if (!(m = take_report(p)))
             break;
         (*b->served)++;
         tr->count(p, m);
@@ -216,7 +228,7 @@ static const void *next_report(lua_State *L, prd_producer *p, int *status)
     int timeout_ms = 0;
 
     while (queue_batch(L, p, &timeout_ms, Q_SERVE, status))
-        if ((m = p->tr->next_report(p)))
+        if ((m = take_report(p)))
             return m;
     return NULL;
 }
@@ -283,6 +295,8 @@ int prd_queue_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, 
      * reports a batch holds. */
     if (p->busy)
         return LUA_OK;
+    if (p->spool)
+        prd_spooling_feed(L, p);
     if (!p->watching)
         p->interrupted = 0;
     /* Not waiting and nothing arrived since the queue was last emptied:
@@ -312,7 +326,7 @@ static void empty_silently(lua_State *L, prd_producer *p, int timeout_ms)
     int status = LUA_OK;
 
     while (queue_batch(L, p, &timeout_ms, 0, &status))
-        while ((m = p->tr->next_report(p))) {
+        while ((m = take_report(p))) {
             p->tr->count(p, m);
             prd_msgstate_release(L, p->tr->report_state(m));
         }

@@ -29,6 +29,14 @@
 
 typedef struct prd_producer prd_producer;
 
+/* A header given as C bytes (a spooled record's, spooling.c). */
+typedef struct prd_header {
+    const char *name;
+    size_t name_len;
+    const char *value;          /* NULL: a header without a value */
+    size_t value_len;
+} prd_header;
+
 /* A message produce hands to the transport's send. */
 typedef struct prd_message {
     const char *topic, *key, *value;    /* value NULL: a tombstone */
@@ -48,9 +56,22 @@ typedef struct prd_message {
                                    may keep a pointer instead of copying */
     void *state;                /* the message's state (msgstate.h), for
                                    its report */
+    const prd_header *header_list;  /* headers as C bytes (a spooled
+                                   record's), header_count of them, when
+                                   headers is 0 */
+    size_t header_count;
 } prd_message;
 
 #define PRD_PARTITION_ANY (-1)   /* Kafka's RD_KAFKA_PARTITION_UA */
+
+/* What a delivery report means for a spooled message (outcome). */
+enum {
+    PRD_OUTCOME_DELIVERED,      /* final: delivered */
+    PRD_OUTCOME_FAILED,         /* final: no retry can change it */
+    PRD_OUTCOME_RETRY,          /* retriable: sent again later */
+    PRD_OUTCOME_RETRY_WRITTEN   /* retriable, and the broker may have
+                                   written it (Kafka's POSSIBLY_PERSISTED) */
+};
 
 /* What next_event found. */
 enum { PRD_EVENT_NONE, PRD_EVENT_BATCH, PRD_EVENT_OTHER };
@@ -74,6 +95,10 @@ typedef struct prd_transport {
     const void *(*next_report)(prd_producer *p);
     /* The report's message state (msgstate.h), released after it. */
     void *(*report_state)(const void *report);
+    /* What the report means for its message (PRD_OUTCOME_*): whether a
+     * failure is final (the spool, spooling.c, then forgets the message)
+     * or retriable (the spool sends it again). */
+    int (*outcome)(const void *report);
     /* Counts a report served: p->queued, delivered, failures. */
     void (*count)(prd_producer *p, const void *report);
     /* Calls the report's callback, unprotected (the serving holds a
@@ -136,6 +161,8 @@ struct prd_producer {
                                     trapped signal's number or
                                     PRD_INTR_HOOK; __gc then waits no more */
     char name[128];              /* for tostring */
+    struct prd_spooling *spool;  /* the durable spool (spooling.c), or
+                                    NULL: none */
 };
 
 enum prd_closing { PRD_OPEN, PRD_CLOSING, PRD_PURGED };

@@ -61,6 +61,52 @@ static int is_retriable(rd_kafka_resp_err_t err)
     }
 }
 
+/*
+ * Failed deliveries no retry can change, for the spool (prd_transport's
+ * outcome, docs/spool.md): the message is too large or invalid, the
+ * client is not authorized, the topic or partition does not exist
+ * (librdkafka's local verdict, after topic.metadata.propagation.max.ms),
+ * the producer hit a fatal error. Every other failure (timed out, a
+ * broker down, purged at close, a full queue) is retriable for the spool.
+ */
+static int is_final(rd_kafka_resp_err_t err)
+{
+    switch ((int)err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* prd_transport's outcome: what report (an rd_kafka_message_t) means for
+ * its spooled message (core/transport.h's PRD_OUTCOME_*). */
+int prd_kafka_outcome(const void *report)
+{
+    const rd_kafka_message_t *m = report;
+
+    if (!m->err)
+        return PRD_OUTCOME_DELIVERED;
+    if (is_final(m->err))
+        return PRD_OUTCOME_FAILED;
+    return rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED
+               ? PRD_OUTCOME_RETRY_WRITTEN : PRD_OUTCOME_RETRY;
+}
+
 /* Pushes an error object: err's name and code, message (librdkafka's for
  * err when NULL), the PRD_E_* flags (retriable also when err is). */
 void prd_kafka_error_push(lua_State *L, rd_kafka_resp_err_t err, const char *message,

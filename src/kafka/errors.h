@@ -23,6 +23,7 @@ int prd_kafka_error_new(lua_State *L);
 int prd_kafka_error_string(lua_State *L);
 int prd_kafka_error_report(lua_State *L, prd_kafka *p, rd_kafka_resp_err_t err,
                            char *text, int fatal);
+int prd_kafka_outcome(const void *report);
 void prd_kafka_errors_open(lua_State *L);
 
 #endif

@@ -21,6 +21,7 @@
 #include "core/produce.h"
 #include "core/producer.h"
 #include "core/queue.h"
+#include "core/spooling.h"
 #include "kafka/config.h"
 #include "kafka/errors.h"
 #include "kafka/handle.h"
@@ -50,6 +51,7 @@ static void release(lua_State *L, prd_producer *base)
     prd_stats_free(p);
     prd_secrets_free(p->secrets);
     p->secrets = NULL;
+    prd_spooling_close(L, base);        /* after the last report: unacked records stay */
 }
 
 /* In a forked child: forgets librdkafka's handle, whose threads stayed
@@ -124,6 +126,7 @@ int prd_kafka_new(lua_State *L)
         lua_pop(L, 1);
     }
 
+    prd_spooling_open(L, &p->base, 2);    /* opts.spool; closed by release */
     conf = prd_conf_from_table(L, 1, &p->secrets);
     p->base.log.redact = prd_redact_log;
     p->base.log.redact_ud = &p->secrets;      /* oauth.c may replace p->secrets */
@@ -143,6 +146,7 @@ int prd_kafka_new(lua_State *L)
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         rd_kafka_conf_destroy(conf);
+        prd_spooling_close(L, &p->base);
         prd_redact(p->secrets, errstr);
         return luaL_error(L, "config: %s", errstr);
     }
@@ -153,6 +157,8 @@ int prd_kafka_new(lua_State *L)
     p->base.closed = 0;
     if (prd_stats_start(L, p) != LUA_OK)
         return lua_error(L);
+    prd_spooling_start(L, &p->base);      /* the replay of what it holds */
+    lua_pushvalue(L, 3);
     return 1;
 }
 
@@ -162,6 +168,19 @@ static void add_header_cb(lua_State *L, int name_idx, int value_idx, void *ud)
     const char *value = lua_tolstring(L, value_idx, &len);
 
     rd_kafka_header_add(ud, lua_tostring(L, name_idx), -1, value, (ssize_t)len);
+}
+
+/* A spooled record's headers (C bytes) as librdkafka headers. */
+static rd_kafka_headers_t *make_c_headers(const prd_message *m)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->header_count);
+    size_t i;
+
+    for (i = 0; i < m->header_count; i++)
+        rd_kafka_header_add(hdrs, m->header_list[i].name, (ssize_t)m->header_list[i].name_len,
+                            m->header_list[i].value, m->header_list[i].value
+                                ? (ssize_t)m->header_list[i].value_len : 0);
+    return hdrs;
 }
 
 /* The headers table at t (checked by check_header) as librdkafka headers. */
@@ -265,7 +284,8 @@ static int fail_too_large(lua_State *L, prd_kafka *p, const prd_message *m)
 static int kafka_send(lua_State *L, prd_producer *base, const prd_message *m)
 {
     prd_kafka *p = (prd_kafka *)base;
-    rd_kafka_headers_t *hdrs = m->headers ? make_headers(L, m->headers) : NULL;
+    rd_kafka_headers_t *hdrs = m->headers ? make_headers(L, m->headers)
+                             : m->header_count ? make_c_headers(m) : NULL;
     rd_kafka_resp_err_t err;
 
     err = send_message(p, m, m->lent ? 0 : RD_KAFKA_MSG_F_COPY, hdrs, m->state);
@@ -333,6 +353,7 @@ static int producer_purge(lua_State *L)
 static const luaL_Reg methods[] = {
     {"purge", producer_purge},
     {"metrics", prd_stats_metrics},
+    {"spool_adopt", prd_spooling_adopt},
     {NULL, NULL}};
 
 /* Purges every message queued and in flight (close, after its wait). */
@@ -367,6 +388,7 @@ const prd_transport prd_kafka_transport = {
     .next_event = prd_report_next_event,
     .next_report = prd_report_next,
     .report_state = prd_report_state,
+    .outcome = prd_kafka_outcome,
     .count = prd_report_count,
     .report = prd_report_call,
     .push_report = prd_report_push,

@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/msgstate.h"
+#include "core/spooling.h"
 #include "kafka/errors.h"
 #include "kafka/oauth.h"
 #include "kafka/report.h"
@@ -144,6 +145,7 @@ static void push_report(lua_State *L, prd_kafka *p, const rd_kafka_message_t *m)
         lua_setfield(L, -2, "cause");
     }
     push_headers(L, m);
+    prd_spooling_report_fields(L, &p->base, m->_private);
 }
 
 /* The default report: failures at error level, successes at debug. */

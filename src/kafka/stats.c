@@ -28,6 +28,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/spooling.h"
 #include "kafka/handle.h"
 #include "kafka/stats.h"
 
@@ -352,5 +353,6 @@ int prd_stats_metrics(lua_State *L)
     set_count(L, "failed", p->base.failures, p->failed_bytes);
     set_latency(L, &p->latency);
     set_brokers(L, p->brokers);
+    prd_spooling_push_metrics(L, &p->base);
     return 1;
 }
