@@ -322,19 +322,21 @@ describe("the spool's refusals, real broker #integration", function()
       return c:stdout():find("\n" .. last .. "\n", 1, true) or c:stderr():find("refused " .. last .. " ", 1, true)
         or c:exited()
     end, 60), "the producer did not get through its numbers:\n" .. c:output())
-    c:kill("KILL")
+    if not c:exited() then c:kill("KILL") end   -- (a close after the loop may have ended it)
     c:wait(10)
     local list, refusals = accepted(c), events(c:stderr(), "refused")
     c:cleanup()
     return list, refusals, lo
   end
 
-  --- Drains dir on the broker and checks the accepted numbers arrived once.
-  local function delivered(dir, list, lo, opts)
-    drain(dir, topic, opts)
+  --- Drains dir on the broker and checks the accepted numbers arrived,
+  -- once each (a producer that never reached a broker had nothing in
+  -- flight), or within the window (window: one that was killed sending).
+  local function delivered(dir, list, lo, window)
+    drain(dir, topic)
     local missing, dups = check(copies_of(topic), list, lo, lo + 99999)
     assert.same({}, missing)
-    assert.equal(0, dups)
+    assert.is_true(dups <= (window or 0), dups .. " extra copies")
   end
 
   K.it("max_bytes reached: SPOOL_FULL; what was accepted is delivered by the next producer", function()
@@ -364,7 +366,8 @@ describe("the spool's refusals, real broker #integration", function()
     if not ok then return pending("mount is not permitted here: the RLIMIT_FSIZE case covers SPOOL_IO") end
     mounts[#mounts + 1] = mnt
     local dir = mnt .. "/spool"
-    local list, refusals, lo = offline_run(dir, { segment_bytes = 65536 })
+    -- 6,000 records of some 64 bytes: more than the 256 KiB
+    local list, refusals, lo = offline_run(dir, { segment_bytes = 65536 }, nil, 6000)
     assert.is_true(#list > 0)
     assert.is_true(#refusals > 0, "nothing refused")
     assert.matches("^refused %d+ SPOOL_IO .*[Ss]pace", refusals[1])
@@ -405,7 +408,7 @@ describe("the spool's refusals, real broker #integration", function()
     holder:cleanup()
     assert.equal(3, status)
     assert.matches("open%-failed SPOOL_LOCKED spool .* is in use by pid " .. holder.pid, err)
-    delivered(dir, list, 900001)               -- free again once the holder is dead (I9)
+    delivered(dir, list, 900001, WINDOW)       -- free again once the holder is dead (I9)
   end)
 
   K.it("a spool written under Lua 5.4 is delivered by the LuaJIT build", function()
