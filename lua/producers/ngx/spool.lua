@@ -53,9 +53,13 @@ function S.list(base)
     C.closedir(d)
     return names
   end
-  local f = io.popen("ls -1 '" .. base:gsub("'", "'\\''") .. "' 2>/dev/null")
+  -- "/" (no file's name) says ls failed
+  local f = io.popen("ls -1 -- '" .. base:gsub("'", "'\\''") .. "' 2>/dev/null || echo /")
   if not f then return nil end
-  for line in f:lines() do names[#names + 1] = line end
+  for line in f:lines() do
+    if line == "/" then names = nil break end
+    names[#names + 1] = line
+  end
   f:close()
   return names
 end
