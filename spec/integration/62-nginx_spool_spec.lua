@@ -88,8 +88,9 @@ end
 
 --- A burst of requests: `per` requests at `rate`/s, seqs from `first`,
 -- new connections each (both workers serve); curl's pid kept in
--- n.background. Returns a function giving the lines written so far.
-local function burst(n, topic, first, per, rate, name)
+-- n.background. fail_early: the first refused connection (nginx gone)
+-- ends curl. Returns a function giving the lines written so far.
+local function burst(n, topic, first, per, rate, name, fail_early)
   local lines = {}
   for i = 0, per - 1 do
     lines[#lines + 1] = ('url = "%s/content?topic=%s&seq=%d"'):format(n.url, topic, first + i)
@@ -97,9 +98,9 @@ local function burst(n, topic, first, per, rate, name)
   end
   local cfg, out = ("%s/%s.cfg"):format(n.prefix, name), ("%s/%s.out"):format(n.prefix, name)
   write(cfg, table.concat(lines, "\n") .. "\n")
-  -- --fail-early: the first refused connection (nginx gone) ends curl
-  local pid = sh(("curl -s --fail-early --rate %d/s -H 'Connection: close' -w '%%{http_code} %%{url_effective}\\n' "
-    .. "-K %s > %s 2>/dev/null </dev/null & echo $!"):format(rate, q(cfg), q(out))):match("%d+")
+  local pid = sh(("curl -s %s --rate %d/s -H 'Connection: close' -w '%%{http_code} %%{url_effective}\\n' "
+    .. "-K %s > %s 2>/dev/null </dev/null & echo $!"):format(fail_early and "--fail-early" or "", rate, q(cfg),
+    q(out))):match("%d+")
   n.background[#n.background + 1] = pid
   return function() return read(out) or "" end, pid
 end
@@ -177,16 +178,23 @@ describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration 
     return n200
   end
 
-  K.it("a worker killed -9 under load: its spool is adopted, every answered message delivered", function()
+  K.it("a worker killed -9 under load, the broker down: its spool is adopted, every answered message delivered",
+    function()
     local topic = K.topic("ngx-spool-kill")
     K.create_topic(topic, 3)
     n = start(env, spool_dir)
     local workers = children(n.pid)
     assert.equal(2, #workers)
-    local out = burst(n, topic, 1, 1500, 300, "kill")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= 400 end, 20), "the burst does not progress")
+    local out = burst(n, topic, 1, 2000, 300, "kill")
+    assert.truthy(K.wait_for(function() return count(out(), "\n") >= 300 end, 20), "the burst does not progress")
+    -- the broker down: the workers' spools fill; one worker dies holding its records
+    K.must_broker("kill-node", 1)
+    local at_down = count(out(), "\n")
+    assert.truthy(K.wait_for(function() return count(out(), "\n") >= at_down + 300 end, 30),
+      "no answers while the broker is down")
     sh("kill -KILL " .. workers[1])
     assert.truthy(wait_curl(n, 60), "curl still runs")
+    K.must_broker("start-node", 1)
     local log = n.log
     check(topic, out(), "worker killed -9", log)
     -- the dead worker's folder was adopted by a live one
@@ -198,7 +206,7 @@ describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration 
     local topic = K.topic("ngx-spool-quit")
     K.create_topic(topic, 3)
     n = start(env, spool_dir)
-    local out = burst(n, topic, 1, 100000, 200, "quit")
+    local out = burst(n, topic, 1, 100000, 200, "quit", true)
     assert.truthy(K.wait_for(function() return count(out(), "\n") >= 200 end, 20), "the burst does not progress")
     K.must_broker("kill-node", 1)
     local at_down = count(out(), "\n")
