@@ -20,11 +20,7 @@ local H = require("helpers")
 local sh, q, read = K.sh, K.q, H.read
 local N = require("support.nginx")
 local write, alive, children, count = N.write, N.alive, N.children, N.count
-local root = io.popen("pwd"):read("*l")
-local build = os.getenv("PRODUCERS_NGINX_BUILD_DIR")
-  or (os.getenv("PRODUCERS_LUA") == "luajit" and os.getenv("PRODUCERS_BUILD_DIR"))
-  or "build-luajit"
-if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+local root, build = N.luajit_build()
 
 local WINDOW = 2 * (5 + 1) * 100     -- per worker that died: see the header
 
@@ -105,6 +101,19 @@ local function burst(n, topic, first, per, rate, name, fail_early)
   return function() return read(out) or "" end, pid
 end
 
+--- A burst (as burst's arguments) that runs until `before` requests
+-- are answered, then the broker goes down and the burst goes on until
+-- `during` more are answered. Returns burst's function.
+local function burst_into_outage(n, topic, per, rate, name, before, during, fail_early)
+  local out = burst(n, topic, 1, per, rate, name, fail_early)
+  assert(K.wait_for(function() return count(out(), "\n") >= before end, 20), "the burst does not progress")
+  K.must_broker("kill-node", 1)
+  local at_down = count(out(), "\n")
+  assert(K.wait_for(function() return count(out(), "\n") >= at_down + during end, 30),
+    "no answers while the broker is down")
+  return out
+end
+
 --- The seqs answered 200 in curl's output text.
 local function answered_200(text)
   local set, n = {}, 0
@@ -138,12 +147,7 @@ local function wait_curl(n, timeout)
   end, timeout or 60)
 end
 
-local describe_nginx = describe
-if sh("command -v nginx") == "" or not read(build .. "/producers/core.so") then
-  describe_nginx = function(name)
-    pending(name .. ": needs nginx and the LuaJIT build in " .. build)
-  end
-end
+local describe_nginx = N.describe_nginx(build)
 
 describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration #nginx", function()
   local env, n, spool_dir
@@ -185,13 +189,8 @@ describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration 
     n = start(env, spool_dir)
     local workers = children(n.pid)
     assert.equal(2, #workers)
-    local out = burst(n, topic, 1, 2000, 300, "kill")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= 300 end, 20), "the burst does not progress")
     -- the broker down: the workers' spools fill; one worker dies holding its records
-    K.must_broker("kill-node", 1)
-    local at_down = count(out(), "\n")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= at_down + 300 end, 30),
-      "no answers while the broker is down")
+    local out = burst_into_outage(n, topic, 2000, 300, "kill", 300, 300)
     sh("kill -KILL " .. workers[1])
     assert.truthy(wait_curl(n, 60), "curl still runs")
     K.must_broker("start-node", 1)
@@ -206,12 +205,8 @@ describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration 
     local topic = K.topic("ngx-spool-quit")
     K.create_topic(topic, 3)
     n = start(env, spool_dir)
-    local out = burst(n, topic, 1, 100000, 200, "quit", true)
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= 200 end, 20), "the burst does not progress")
-    K.must_broker("kill-node", 1)
-    local at_down = count(out(), "\n")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= at_down + 600 end, 30),
-      "no answers while the broker is down")          -- > message.timeout.ms of answers
+    -- > message.timeout.ms of answers during the outage
+    local out = burst_into_outage(n, topic, 100000, 200, "quit", 200, 600, true)
     N.quit(n, 30)
     wait_curl(n, 10)
     local text, log1 = out(), n.log()
@@ -226,12 +221,7 @@ describe_nginx("producers.ngx with a spool, 2 workers, real broker #integration 
     local topic = K.topic("ngx-spool-reload")
     K.create_topic(topic, 3)
     n = start(env, spool_dir)
-    local out = burst(n, topic, 1, 2500, 200, "reload")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= 200 end, 20), "the burst does not progress")
-    K.must_broker("kill-node", 1)
-    local at_down = count(out(), "\n")
-    assert.truthy(K.wait_for(function() return count(out(), "\n") >= at_down + 400 end, 30),
-      "no answers while the broker is down")
+    local out = burst_into_outage(n, topic, 2500, 200, "reload", 200, 400)
     local old = children(n.pid)
     local o, ok = sh(n.cmd("-s reload"))
     assert.is_true(ok, o)

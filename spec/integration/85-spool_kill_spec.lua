@@ -339,13 +339,19 @@ describe("the spool's refusals, real broker #integration", function()
     assert.is_true(dups <= (window or 0), dups .. " extra copies")
   end
 
-  K.it("max_bytes reached: SPOOL_FULL; what was accepted is delivered by the next producer", function()
-    local dir = fresh("full") .. "/spool"
-    local list, refusals, lo = offline_run(dir, { max_bytes = 65536, segment_bytes = 16384 })
+  --- offline_run, then: some numbers accepted, then refusals whose first
+  -- line matches pattern; the next producer delivers what was accepted.
+  local function refused_then_delivered(pattern, dir, extra, opts, count)
+    local list, refusals, lo = offline_run(dir, extra, opts, count)
     assert.is_true(#list > 0)
     assert.is_true(#refusals > 0, "nothing refused")
-    assert.matches("^refused %d+ SPOOL_FULL ", refusals[1])
+    assert.matches(pattern, refusals[1])
     delivered(dir, list, lo)
+  end
+
+  K.it("max_bytes reached: SPOOL_FULL; what was accepted is delivered by the next producer", function()
+    refused_then_delivered("^refused %d+ SPOOL_FULL ", fresh("full") .. "/spool",
+      { max_bytes = 65536, segment_bytes = 16384 })
   end)
 
   K.it("a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored): SPOOL_IO, the process lives on", function()
@@ -353,11 +359,8 @@ describe("the spool's refusals, real broker #integration", function()
     -- dash's ulimit -f counts 512-byte blocks: 96 KiB per file
     local lua = ("sh -c 'trap \"\" XFSZ; ulimit -f 192; exec \"$0\" \"$@\"' %s")
       :format(os.getenv("PRODUCERS_LUA") or "lua5.4")
-    local list, refusals, lo = offline_run(dir, { segment_bytes = 1048576 }, { lua = lua })
-    assert.is_true(#list > 0)
-    assert.is_true(#refusals > 0, "nothing refused")
-    assert.matches("^refused %d+ SPOOL_IO .*[Ff]ile too large", refusals[1])
-    delivered(dir, list, lo)
+    refused_then_delivered("^refused %d+ SPOOL_IO .*[Ff]ile too large", dir, { segment_bytes = 1048576 },
+      { lua = lua })
   end)
 
   K.it("a full filesystem (a 256 KiB tmpfs): SPOOL_IO naming ENOSPC; the full spool still delivers", function()
@@ -367,11 +370,7 @@ describe("the spool's refusals, real broker #integration", function()
     mounts[#mounts + 1] = mnt
     local dir = mnt .. "/spool"
     -- 6,000 records of some 64 bytes: more than the 256 KiB
-    local list, refusals, lo = offline_run(dir, { segment_bytes = 65536 }, nil, 6000)
-    assert.is_true(#list > 0)
-    assert.is_true(#refusals > 0, "nothing refused")
-    assert.matches("^refused %d+ SPOOL_IO .*[Ss]pace", refusals[1])
-    delivered(dir, list, lo)
+    refused_then_delivered("^refused %d+ SPOOL_IO .*[Ss]pace", dir, { segment_bytes = 65536 }, nil, 6000)
   end)
 
   K.it("an unwritable dir: a file in its place, a read-only filesystem: SPOOL_IO at open", function()
