@@ -53,9 +53,10 @@ end
 --- busted's describe when nginx and the LuaJIT build in build are there;
 -- else a function that marks the block pending, saying what is missing.
 function N.describe_nginx(build)
-  if H.sh("command -v nginx") ~= "" and H.read(build .. "/producers/core.so") then return describe end
+  local busted = require("busted")
+  if H.sh("command -v nginx") ~= "" and H.read(build .. "/producers/core.so") then return busted.describe end
   return function(name)
-    pending(name .. ": needs nginx and the LuaJIT build in " .. build)
+    busted.pending(name .. ": needs nginx and the LuaJIT build in " .. build)
   end
 end
 
