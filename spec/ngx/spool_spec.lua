@@ -75,7 +75,9 @@ describe("producers.ngx's spool (stubbed ngx)", function()
     end
 
     it("tries every other worker's folder, adopts a free one once, a held one again next time", function()
-      for _, name in ipairs({ "100-5", "200-6", "300-7", "not-a-worker", "400-8" }) do
+      -- 500-<now>: a worker that has just made its folder and not locked it yet
+      local just = ("500-%d"):format(math.floor(S.t * 1000) - 1000)
+      for _, name in ipairs({ "100-5", "200-6", "300-7", "not-a-worker", "400-8", just }) do
         assert(os.execute("mkdir " .. H.shell_quote(base .. "/" .. name)))
       end
       assert(io.open(base .. "/LOCK", "w")):close()

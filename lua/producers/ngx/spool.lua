@@ -37,7 +37,11 @@ end
 
 -- A worker's folder name: its pid and its start in ms (a pid nginx
 -- reuses later gets another name).
-local NAME = "^%d+%-%d+$"
+local NAME = "^%d+%-(%d+)$"
+-- Folders younger than this (s, by their name) are left alone: a worker
+-- makes its folder, then locks it; adopting in between would refuse it its
+-- own spool.
+S.YOUNG = 5
 
 --- The names in folder base (nil if it cannot be read).
 function S.list(base)
@@ -91,8 +95,11 @@ function S.adopt_all(self)
     return
   end
   local p = self.producer
+  ngx.update_time()
+  local young = (ngx.now() - S.YOUNG) * 1000
   for _, name in pairs(names) do
-    if name:find(NAME) and name ~= self.spool_own and not self.spool_adopted[name] then
+    local started = tonumber(name:match(NAME))
+    if started and started < young and name ~= self.spool_own and not self.spool_adopted[name] then
       local path = self.spool_base .. "/" .. name
       local called, ok, err, code = pcall(p.spool_adopt, p, path)
       if called and ok then
