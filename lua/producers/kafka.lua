@@ -43,11 +43,14 @@ local OPTIONS = {
   spool = "table",
 }
 
--- The durable spool's options (docs/spool.md): their types; sizes and
--- intervals are integers from 1.
+-- The durable spool's options (docs/spool.md): their types; the
+-- numbers' ranges (integers).
 local SPOOL_OPTIONS = {
   dir = "string", max_bytes = "number", segment_bytes = "number",
   fsync = "string", fsync_interval_ms = "number",
+}
+local SPOOL_RANGES = {
+  max_bytes = { 4096, 2^53 }, segment_bytes = { 4096, 2^30 }, fsync_interval_ms = { 1, 2^31 - 1 },
 }
 local FSYNC = { never = true, interval = true, always = true }
 
@@ -64,8 +67,9 @@ local function check_spool(spool, level)
       bad("'spool.%s' is unknown (dir, max_bytes, segment_bytes, fsync, fsync_interval_ms)", tostring(name))
     end
     if type(value) ~= want then bad("'spool.%s' must be a %s, got %s", name, want, type(value)) end
-    if want == "number" and not (value >= 1 and value <= 2^53 and value % 1 == 0) then
-      bad("'spool.%s' must be an integer from 1, got %s", name, tostring(value))
+    local range = SPOOL_RANGES[name]
+    if range and not (value >= range[1] and value <= range[2] and value % 1 == 0) then
+      bad("'spool.%s' must be an integer from %d to %d, got %s", name, range[1], range[2], tostring(value))
     end
   end
   if spool.dir == nil or spool.dir == "" then bad("'spool.dir' is required (a directory path)") end

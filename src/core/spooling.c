@@ -28,11 +28,13 @@
  * the next feed reads the unacked records again from the oldest, skipping
  * those in flight.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/host.h"
@@ -45,9 +47,12 @@
 #define ID_MAX 64                 /* 32 hex digits, '-', 20 digits */
 #define ERR_SPOOL_BASE (-1000)    /* error codes: -1000 - prd_spool_code */
 
+typedef struct prd_source prd_source;
+
 /* A spooled message's state: msgstate.c releases and frees it. */
 typedef struct prd_spooled {
     prd_msgstate base;           /* first: the callback, for its report */
+    prd_source *src;             /* the spool holding its record */
     uint64_t seq;
     int inflight;                /* handed to the transport, no report yet */
     int replayed;                /* written by an earlier producer */
@@ -56,7 +61,8 @@ typedef struct prd_spooled {
     int written;                 /* ... and the broker may have written it */
 } prd_spooled;
 
-typedef struct prd_spooling {
+/* A spool the feeder reads: the producer's own, or one it adopted. */
+struct prd_source {
     prd_spool *s;
     prd_spool_cursor cur;
     prd_spool_record rec;        /* read and not taken yet (held) */
@@ -65,6 +71,13 @@ typedef struct prd_spooling {
     uint64_t own_first;          /* first seq this producer appended */
     prd_spooled **slots;         /* seq -> entry, open addressing */
     size_t cap, count;
+    char *dir;                   /* an adopted spool's, removed once empty */
+    prd_source *next;            /* the next adopted spool */
+};
+
+typedef struct prd_spooling {
+    prd_source own;
+    prd_source *adopted;         /* oldest first: fed before own */
     prd_spool_header *hdrs;      /* produce's headers, as C bytes */
     size_t hcap, hcount;
     int hfailed;
@@ -73,63 +86,63 @@ typedef struct prd_spooling {
     char *topic;                 /* the record's topic, NUL-terminated */
     size_t tcap;
     char id[ID_MAX];
-    uint64_t replayed, resent, resent_written, send_failed;
+    uint64_t replayed, resent, resent_written, send_failed, adopted_dirs;
 } prd_spooling;
 
-/* --- entries by seq --- */
+/* --- entries by seq, per source --- */
 
-static size_t slot_of(const prd_spooling *sp, uint64_t seq)
+static size_t slot_of(const prd_source *src, uint64_t seq)
 {
-    return (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (sp->cap - 1);
+    return (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (src->cap - 1);
 }
 
-static prd_spooled *map_get(const prd_spooling *sp, uint64_t seq)
+static prd_spooled *map_get(const prd_source *src, uint64_t seq)
 {
     size_t i;
 
-    if (!sp->cap)
+    if (!src->cap)
         return NULL;
-    for (i = slot_of(sp, seq); sp->slots[i]; i = (i + 1) & (sp->cap - 1))
-        if (sp->slots[i]->seq == seq)
-            return sp->slots[i];
+    for (i = slot_of(src, seq); src->slots[i]; i = (i + 1) & (src->cap - 1))
+        if (src->slots[i]->seq == seq)
+            return src->slots[i];
     return NULL;
 }
 
-static void map_insert(prd_spooling *sp, prd_spooled *e)
+static void map_insert(prd_source *src, prd_spooled *e)
 {
-    size_t i = slot_of(sp, e->seq);
+    size_t i = slot_of(src, e->seq);
 
-    while (sp->slots[i])
-        i = (i + 1) & (sp->cap - 1);
-    sp->slots[i] = e;
-    sp->count++;
+    while (src->slots[i])
+        i = (i + 1) & (src->cap - 1);
+    src->slots[i] = e;
+    src->count++;
 }
 
 /* Doubles the table: 0, or -1 out of memory. */
-static int map_grow(prd_spooling *sp)
+static int map_grow(prd_source *src)
 {
-    prd_spooled **old = sp->slots;
-    size_t old_cap = sp->cap, i;
+    prd_spooled **old = src->slots;
+    size_t old_cap = src->cap, i;
 
-    sp->cap = old_cap ? old_cap * 2 : 64;
-    if (!(sp->slots = calloc(sp->cap, sizeof *sp->slots))) {
-        sp->slots = old;
-        sp->cap = old_cap;
+    src->cap = old_cap ? old_cap * 2 : 64;
+    if (!(src->slots = calloc(src->cap, sizeof *src->slots))) {
+        src->slots = old;
+        src->cap = old_cap;
         return -1;
     }
-    sp->count = 0;
+    src->count = 0;
     for (i = 0; i < old_cap; i++)
         if (old[i])
-            map_insert(sp, old[i]);
+            map_insert(src, old[i]);
     free(old);
     return 0;
 }
 
-static int map_put(prd_spooling *sp, prd_spooled *e)
+static int map_put(prd_source *src, prd_spooled *e)
 {
-    if ((sp->count + 1) * 2 > sp->cap && map_grow(sp) != 0)
+    if ((src->count + 1) * 2 > src->cap && map_grow(src) != 0)
         return -1;
-    map_insert(sp, e);
+    map_insert(src, e);
     return 0;
 }
 
@@ -140,27 +153,27 @@ static int between(size_t i, size_t k, size_t j)
 }
 
 /* Removes seq's entry (backward shift: no tombstones). */
-static void map_del(prd_spooling *sp, uint64_t seq)
+static void map_del(prd_source *src, uint64_t seq)
 {
-    size_t mask = sp->cap - 1, i, j;
+    size_t mask = src->cap - 1, i, j;
 
-    if (!sp->cap)
+    if (!src->cap)
         return;
-    for (i = slot_of(sp, seq); sp->slots[i] && sp->slots[i]->seq != seq; i = (i + 1) & mask)
+    for (i = slot_of(src, seq); src->slots[i] && src->slots[i]->seq != seq; i = (i + 1) & mask)
         ;
-    if (!sp->slots[i])
+    if (!src->slots[i])
         return;
-    sp->slots[i] = NULL;
-    sp->count--;
-    for (j = (i + 1) & mask; sp->slots[j]; j = (j + 1) & mask)
-        if (!between(i, slot_of(sp, sp->slots[j]->seq), j)) {
-            sp->slots[i] = sp->slots[j];
-            sp->slots[j] = NULL;
+    src->slots[i] = NULL;
+    src->count--;
+    for (j = (i + 1) & mask; src->slots[j]; j = (j + 1) & mask)
+        if (!between(i, slot_of(src, src->slots[j]->seq), j)) {
+            src->slots[i] = src->slots[j];
+            src->slots[j] = NULL;
             i = j;
         }
 }
 
-static prd_spooled *entry_new(prd_spooling *sp, uint64_t seq, int ref, int takes_report)
+static prd_spooled *entry_new(prd_source *src, uint64_t seq, int ref, int takes_report)
 {
     prd_spooled *e = calloc(1, sizeof *e);
 
@@ -169,9 +182,10 @@ static prd_spooled *entry_new(prd_spooling *sp, uint64_t seq, int ref, int takes
     e->base.callback = ref;
     e->base.takes_report = takes_report;
     e->base.value = LUA_NOREF;
+    e->src = src;
     e->seq = seq;
-    e->replayed = seq < sp->own_first;
-    if (map_put(sp, e) != 0) {
+    e->replayed = seq < src->own_first;
+    if (map_put(src, e) != 0) {
         free(e);
         return NULL;
     }
@@ -188,11 +202,10 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Raises a spool's failure as an error object: name SPOOL_LOCKED, ... */
-static int raise_code(lua_State *L, prd_spool_code rc, const char *message)
+/* Pushes a spool's failure as an error object: name SPOOL_LOCKED, ... */
+static void push_code(lua_State *L, prd_spool_code rc, const char *message)
 {
     prd_error_push(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc), message, 0);
-    return lua_error(L);
 }
 
 /* The spool table at t (checked by kafka.lua) into o; its dir. */
@@ -218,23 +231,14 @@ static const char *read_options(lua_State *L, int t, prd_spool_options *o)
     return dir;
 }
 
-/* A new spooling on the spool of dir: NULL with the error raised. */
-static prd_spooling *open_dir(lua_State *L, const char *dir, const prd_spool_options *o)
+/* Opens the spool of dir into src: PRD_SPOOL_OK, or the code with the
+ * message in err. */
+static prd_spool_code source_open(prd_source *src, const char *dir, const prd_spool_options *o,
+                                  char *err, size_t errlen)
 {
-    char err[PRD_TEXT_MAX];
-    prd_spooling *sp = calloc(1, sizeof *sp);
-    prd_spool_code rc;
-
-    if (!sp)
-        luaL_error(L, "spool %s: out of memory", dir);
-    prd_spool_cursor_init(&sp->cur);
-    sp->own_first = UINT64_MAX;
-    if ((rc = prd_spool_open(dir, o, &sp->s, err, sizeof err)) != PRD_SPOOL_OK) {
-        prd_spool_cursor_free(&sp->cur);
-        free(sp);
-        raise_code(L, rc, err);
-    }
-    return sp;
+    prd_spool_cursor_init(&src->cur);
+    src->own_first = UINT64_MAX;
+    return prd_spool_open(dir, o, &src->s, err, errlen);
 }
 
 /*
@@ -245,7 +249,10 @@ static prd_spooling *open_dir(lua_State *L, const char *dir, const prd_spool_opt
  */
 void prd_spooling_open(lua_State *L, prd_producer *p, int opts)
 {
+    char err[PRD_TEXT_MAX];
     prd_spool_options o;
+    prd_spooling *sp;
+    prd_spool_code rc;
     const char *dir;
 
     lua_getfield(L, opts, "spool");
@@ -254,30 +261,44 @@ void prd_spooling_open(lua_State *L, prd_producer *p, int opts)
         return;
     }
     dir = read_options(L, lua_gettop(L), &o);
-    p->spool = open_dir(L, dir, &o);
+    if (!(sp = calloc(1, sizeof *sp)))
+        luaL_error(L, "spool %s: out of memory", dir);
+    if ((rc = source_open(&sp->own, dir, &o, err, sizeof err)) != PRD_SPOOL_OK) {
+        prd_spool_cursor_free(&sp->own.cur);
+        free(sp);
+        push_code(L, rc, err);
+        lua_error(L);
+    }
+    p->spool = sp;
     lua_pop(L, 2);
 }
 
 static int feed(lua_State *L, prd_producer *p, uint64_t own);
+
+/* Logs src's start-up line (I13) when it holds anything; its records
+ * count as queued. */
+static void resume(lua_State *L, prd_producer *p, prd_source *src)
+{
+    prd_spool_metrics m;
+    char line[PRD_TEXT_MAX];
+
+    prd_spool_metrics_get(src->s, &m);
+    p->queued += (long)m.records;
+    if (m.records || m.cut || m.damaged) {
+        prd_spool_summary(src->s, line, sizeof line);
+        if (prd_log_f(L, &p->log, &p->busy, PRD_INFO, "%s", line) != LUA_OK)
+            lua_pop(L, 1);
+    }
+}
 
 /* Once the transport is open: counts what the spool holds as queued,
  * logs the start-up line when it resumes a spool (I13), starts the
  * replay. */
 void prd_spooling_start(lua_State *L, prd_producer *p)
 {
-    prd_spooling *sp = p->spool;
-    prd_spool_metrics m;
-    char line[PRD_TEXT_MAX];
-
-    if (!sp)
+    if (!p->spool)
         return;
-    prd_spool_metrics_get(sp->s, &m);
-    p->queued += (long)m.records;
-    if (m.records || m.cut || m.damaged) {
-        prd_spool_summary(sp->s, line, sizeof line);
-        if (prd_log_f(L, &p->log, &p->busy, PRD_INFO, "%s", line) != LUA_OK)
-            lua_pop(L, 1);
-    }
+    resume(L, p, &p->spool->own);
     feed(L, p, 0);
 }
 
@@ -334,11 +355,28 @@ static int callback_ref(lua_State *L, int idx)
 
 /* Keeps seq's callback (ref) for its report; without memory for it,
  * the report goes to the producer's on_delivery. */
-static void keep_callback(lua_State *L, prd_spooling *sp, uint64_t seq, int ref,
+static void keep_callback(lua_State *L, prd_source *src, uint64_t seq, int ref,
                           int takes_report)
 {
-    if (ref != LUA_NOREF && !entry_new(sp, seq, ref, takes_report))
+    if (ref != LUA_NOREF && !entry_new(src, seq, ref, takes_report))
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+/* produce's refusal for append's code rc: SPOOL_FULL, SPOOL_IO, or a
+ * record larger than a segment as Kafka's MSG_SIZE_TOO_LARGE (code 10:
+ * no retry can change it). Nothing of the record is on disk. */
+static int refuse(lua_State *L, prd_spooling *sp, prd_spool_code rc)
+{
+    char text[PRD_TEXT_MAX];
+
+    if (sp->hfailed)
+        return prd_fail(L, ERR_SPOOL_BASE - PRD_SPOOL_IO, "SPOOL_IO", "spool: out of memory", 0);
+    if (rc == PRD_SPOOL_INVALID) {
+        snprintf(text, sizeof text, "spool: %s; refused locally", prd_spool_error(sp->own.s));
+        return prd_fail(L, 10, "MSG_SIZE_TOO_LARGE", text, 0);
+    }
+    return prd_fail(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc),
+                    prd_spool_error(sp->own.s), 0);
 }
 
 /*
@@ -353,8 +391,8 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
                          void (*serve)(lua_State *, prd_producer *), prd_each_header_fn each)
 {
     int ref = callback_ref(L, callback), n;
-    prd_spooling *sp = p->spool;
     prd_spool_record r = {0};
+    prd_spooling *sp;
     prd_spool_code rc;
     uint64_t seq;
 
@@ -363,16 +401,15 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
         return luaL_error(L, "producer is closed");
     }
     record_of(L, sp, m, each, &r);
-    rc = sp->hfailed ? PRD_SPOOL_IO : prd_spool_append(sp->s, &r, &seq);
+    rc = sp->hfailed ? PRD_SPOOL_IO : prd_spool_append(sp->own.s, &r, &seq);
     if (rc != PRD_SPOOL_OK) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return prd_fail(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc),
-                        sp->hfailed ? "spool: out of memory" : prd_spool_error(sp->s), 0);
+        return refuse(L, sp, rc);
     }
-    if (sp->own_first == UINT64_MAX)
-        sp->own_first = seq;
+    if (sp->own.own_first == UINT64_MAX)
+        sp->own.own_first = seq;
     p->queued++;
-    keep_callback(L, sp, seq, ref, m->takes_report);
+    keep_callback(L, &sp->own, seq, ref, m->takes_report);
     if ((n = feed(L, p, seq)))
         return n;
     if (p->serve_on_produce)
@@ -383,30 +420,31 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
 
 /* --- the feeder --- */
 
-/* Reads the next record to send into sp->rec (held): 1, or 0 when none. */
-static int read_next(prd_spooling *sp)
+/* Reads src's next record to send into src->rec (held): 1, or 0 when
+ * none. */
+static int read_next(prd_source *src)
 {
     prd_spooled *e;
 
     for (;;) {
-        if (sp->rewind) {
-            prd_spool_rewind(&sp->cur);
-            sp->rewind = 0;
+        if (src->rewind) {
+            prd_spool_rewind(&src->cur);
+            src->rewind = 0;
         }
-        if (prd_spool_next(sp->s, &sp->cur, &sp->rec) != PRD_SPOOL_OK)
+        if (prd_spool_next(src->s, &src->cur, &src->rec) != PRD_SPOOL_OK)
             return 0;
-        if (!(e = map_get(sp, sp->rec.seq)) || !e->inflight)
-            return sp->held = 1;
+        if (!(e = map_get(src, src->rec.seq)) || !e->inflight)
+            return src->held = 1;
     }
 }
 
 /* The held record's entry, in flight from now: counted replayed or
  * resent. NULL out of memory. */
-static prd_spooled *take_entry(prd_spooling *sp)
+static prd_spooled *take_entry(prd_spooling *sp, prd_source *src)
 {
-    prd_spooled *e = map_get(sp, sp->rec.seq);
+    prd_spooled *e = map_get(src, src->rec.seq);
 
-    if (!e && !(e = entry_new(sp, sp->rec.seq, LUA_NOREF, 0)))
+    if (!e && !(e = entry_new(src, src->rec.seq, LUA_NOREF, 0)))
         return NULL;
     e->inflight = 1;
     if (e->replayed && !e->counted) {
@@ -434,10 +472,10 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t size)
     return 1;
 }
 
-/* The held record's topic (NUL-terminated) and headers, the id last. */
-static int prepare(prd_spooling *sp)
+/* The record r's topic (NUL-terminated) and headers, the id last, into
+ * sp's buffers. */
+static int prepare(prd_spooling *sp, const prd_spool_record *r)
 {
-    const prd_spool_record *r = &sp->rec;
     size_t i, n = r->header_count;
     char *o = sp->id;
 
@@ -462,11 +500,11 @@ static int prepare(prd_spooling *sp)
     return 1;
 }
 
-/* Hands the held record to the transport with e as its state: the
+/* Hands record r (prepared) to the transport with e as its state: the
  * transport's send's result (0, or the failure's count pushed). */
-static int send_held(lua_State *L, prd_producer *p, prd_spooling *sp, prd_spooled *e)
+static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r, prd_spooled *e)
 {
-    const prd_spool_record *r = &sp->rec;
+    prd_spooling *sp = p->spool;
     prd_message m = {0};
 
     m.topic = sp->topic;
@@ -493,19 +531,19 @@ static int queue_full(lua_State *L, int n)
 /* The transport refused the held record for good (the n values on top):
  * acked as failed. For produce's own record (seq own) the refusal stays
  * on the stack (returns n); any other is logged and counted. */
-static int refused(lua_State *L, prd_producer *p, prd_spooling *sp, prd_spooled *e,
-                   uint64_t own, int n)
+static int refused(lua_State *L, prd_producer *p, prd_spooled *e, uint64_t own, int n)
 {
     char line[PRD_TEXT_MAX];
+    prd_source *src = e->src;
     uint64_t seq = e->seq;
 
-    sp->held = 0;
-    sp->send_failed++;
-    prd_spool_ack(sp->s, seq, PRD_SPOOL_FAILED);
-    map_del(sp, seq);
+    src->held = 0;
+    p->spool->send_failed++;
+    prd_spool_ack(src->s, seq, PRD_SPOOL_FAILED);
+    map_del(src, seq);
     prd_msgstate_release(L, e);
     p->queued--;
-    if (seq == own)
+    if (seq == own && src == &p->spool->own)
         return n;
     p->failures++;
     snprintf(line, sizeof line, "spool: record %" PRIu64 " refused for good: %s", seq,
@@ -515,35 +553,56 @@ static int refused(lua_State *L, prd_producer *p, prd_spooling *sp, prd_spooled 
     return 0;
 }
 
-/*
- * The feeder: sends records not acked and not in flight, oldest first,
- * while the transport takes them. Returns the count of the refusal it
- * left on the stack for produce's record own, else 0.
- */
-static int feed(lua_State *L, prd_producer *p, uint64_t own)
+/* Feeds src's records while the transport takes them: 0 when src has
+ * none left to send, -1 when the transport is full (or out of memory),
+ * or the count of produce's own refusal (refused). */
+static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t own)
 {
     prd_spooling *sp = p->spool;
     prd_spooled *e;
     int n;
 
-    if (!sp || p->closed || p->closing == PRD_PURGED)
-        return 0;
-    while (sp->held || read_next(sp)) {
-        if (!prepare(sp) || !(e = take_entry(sp)))
-            return 0;             /* out of memory: the next feed tries again */
-        if (!(n = send_held(L, p, sp, e))) {
-            sp->held = 0;
+    while (src->held || read_next(src)) {
+        if (!prepare(sp, &src->rec) || !(e = take_entry(sp, src)))
+            return -1;            /* out of memory: the next feed tries again */
+        if (!(n = send_record(L, p, &src->rec, e))) {
+            src->held = 0;
             continue;
         }
         if (queue_full(L, n)) {
             e->inflight = 0;
             lua_pop(L, n);
-            return 0;
+            return -1;
         }
-        if ((n = refused(L, p, sp, e, own, n)))
+        if ((n = refused(L, p, e, own, n)))
             return n;
     }
     return 0;
+}
+
+static void reap(lua_State *L, prd_spooling *sp);
+
+/*
+ * The feeder: sends records not acked and not in flight, adopted spools
+ * first (older), each oldest first, while the transport takes them.
+ * Returns the count of the refusal it left on the stack for produce's
+ * record own, else 0.
+ */
+static int feed(lua_State *L, prd_producer *p, uint64_t own)
+{
+    prd_spooling *sp = p->spool;
+    prd_source *src;
+    int n = 0;
+
+    if (!sp || p->closed || p->closing == PRD_PURGED)
+        return 0;
+    for (src = sp->adopted; src && n == 0; src = src->next)
+        n = feed_source(L, p, src, own);
+    if (n == 0)
+        n = feed_source(L, p, &sp->own, own);
+    if (sp->adopted)
+        reap(L, sp);
+    return n > 0 ? n : 0;
 }
 
 /* Serving's feed (queue.c): runs no Lua. */
@@ -561,7 +620,6 @@ void prd_spooling_feed(lua_State *L, prd_producer *p)
  */
 int prd_spooling_settle(prd_producer *p, const void *report)
 {
-    prd_spooling *sp = p->spool;
     prd_spooled *e = p->tr->report_state(report);
     int outcome = p->tr->outcome(report);
 
@@ -571,12 +629,12 @@ int prd_spooling_settle(prd_producer *p, const void *report)
     if (outcome == PRD_OUTCOME_RETRY || outcome == PRD_OUTCOME_RETRY_WRITTEN) {
         e->retried = 1;
         e->written |= outcome == PRD_OUTCOME_RETRY_WRITTEN;
-        sp->rewind = 1;
+        e->src->rewind = 1;
         return 0;
     }
-    prd_spool_ack(sp->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
-                                                                  : PRD_SPOOL_FAILED);
-    map_del(sp, e->seq);
+    prd_spool_ack(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
+                                                                      : PRD_SPOOL_FAILED);
+    map_del(e->src, e->seq);
     return 1;
 }
 
@@ -605,11 +663,15 @@ void prd_spooling_push_metrics(lua_State *L, prd_producer *p)
 {
     prd_spooling *sp = p->spool;
     prd_spool_metrics m;
+    prd_source *src;
+    uint64_t adopting = 0;
 
     if (!sp)
         return;
-    prd_spool_metrics_get(sp->s, &m);
-    lua_createtable(L, 0, 12);
+    for (src = sp->adopted; src; src = src->next)
+        adopting++;
+    prd_spool_metrics_get(sp->own.s, &m);
+    lua_createtable(L, 0, 15);
     set_u64(L, "bytes", m.bytes);
     set_u64(L, "records", m.records);
     set_u64(L, "oldest_age_ms", (uint64_t)m.oldest_age_ms);
@@ -623,37 +685,47 @@ void prd_spooling_push_metrics(lua_State *L, prd_producer *p)
     set_u64(L, "damaged", m.damaged);
     set_u64(L, "fsync_errors", m.fsync_errors);
     set_u64(L, "segments", m.segments);
+    set_u64(L, "adopted", sp->adopted_dirs);
+    set_u64(L, "adopting", adopting);
     lua_setfield(L, -2, "spool");
 }
 
-/* Frees sp: the states it still holds (waiting for a re-send), its
- * buffers; the spool closed (its records stay on disk). */
-static void free_spooling(lua_State *L, prd_spooling *sp)
+/* Releases the states src still holds (waiting for a re-send, or in
+ * flight when the transport closed), its buffers; closes its spool
+ * (its records stay on disk). */
+static void source_close(lua_State *L, prd_source *src)
 {
     size_t i;
 
-    for (i = 0; i < sp->cap; i++)
-        if (sp->slots[i])
-            prd_msgstate_release(L, sp->slots[i]);
-    free(sp->slots);
-    free(sp->hdrs);
-    free(sp->send_hdrs);
-    free(sp->topic);
-    prd_spool_cursor_free(&sp->cur);
-    prd_spool_close(sp->s);
-    free(sp);
+    for (i = 0; i < src->cap; i++)
+        if (src->slots[i])
+            prd_msgstate_release(L, src->slots[i]);
+    free(src->slots);
+    prd_spool_cursor_free(&src->cur);
+    prd_spool_close(src->s);
+    free(src->dir);
 }
 
 /* After the transport closed (every report served or dropped): closes
- * the spool; records not acked stay for the next producer. Safe twice. */
+ * the spools; records not acked stay for the next producer. Safe twice. */
 void prd_spooling_close(lua_State *L, prd_producer *p)
 {
     prd_spooling *sp = p->spool;
+    prd_source *src;
 
     if (!sp)
         return;
     p->spool = NULL;
-    free_spooling(L, sp);
+    while ((src = sp->adopted)) {
+        sp->adopted = src->next;
+        source_close(L, src);
+        free(src);
+    }
+    source_close(L, &sp->own);
+    free(sp->hdrs);
+    free(sp->send_hdrs);
+    free(sp->topic);
+    free(sp);
 }
 
 /* In a forked child: forgets the parent's spool without touching its
@@ -663,12 +735,81 @@ void prd_spooling_forget(prd_producer *p)
     p->spool = NULL;
 }
 
-/***
- * Adopts the spool of another directory (nginx: a worker that is gone,
- * I17): not yet.
- * @function spool_adopt
- */
-int prd_spooling_adopt(lua_State *L)
+/* --- adoption (I17) --- */
+
+/* Removes the files of an empty spool's dir (its lock still held), then
+ * the dir; a dir holding anything else (damaged/) stays. */
+static void remove_spool_dir(const char *dir)
 {
-    return luaL_error(L, "spool_adopt: not implemented yet");
+    char path[PRD_TEXT_MAX];
+    struct dirent *d;
+    DIR *dh = opendir(dir);
+
+    if (!dh)
+        return;
+    while ((d = readdir(dh))) {
+        size_t len = strlen(d->d_name);
+
+        if ((len > 4 && (strcmp(d->d_name + len - 4, ".seg") == 0 ||
+                         strcmp(d->d_name + len - 4, ".ack") == 0)) ||
+            strcmp(d->d_name, "SPOOL") == 0 || strcmp(d->d_name, "LOCK") == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, d->d_name);
+            unlink(path);
+        }
+    }
+    closedir(dh);
+}
+
+/* Closes and removes the adopted spools that have nothing left. */
+static void reap(lua_State *L, prd_spooling *sp)
+{
+    prd_source **at = &sp->adopted, *src;
+    prd_spool_metrics m;
+
+    while ((src = *at)) {
+        prd_spool_metrics_get(src->s, &m);
+        if (m.records || src->count || src->held) {
+            at = &src->next;
+            continue;
+        }
+        *at = src->next;
+        remove_spool_dir(src->dir);       /* under its lock */
+        rmdir(src->dir);
+        source_close(L, src);             /* writes to unlinked files */
+        sp->adopted_dirs++;
+        free(src);
+    }
+}
+
+/*
+ * p:spool_adopt(dir) (the transport's method calls it, the string dir
+ * checked): opens dir's spool (its lock), feeds its records before the
+ * producer's own, removes dir once empty (reap). Pushes true, or nil,
+ * message, name, err; raises without a spool of p's own.
+ */
+int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir)
+{
+    char err[PRD_TEXT_MAX];
+    prd_source *src, **last;
+    prd_spool_code rc;
+
+    if (!p->spool)
+        return luaL_error(L, "spool_adopt: the producer has no spool (option spool)");
+    if (!(src = calloc(1, sizeof *src)) || !(src->dir = strdup(dir))) {
+        free(src);
+        return luaL_error(L, "spool_adopt: out of memory");
+    }
+    if ((rc = source_open(src, dir, NULL, err, sizeof err)) != PRD_SPOOL_OK) {
+        prd_spool_cursor_free(&src->cur);
+        free(src->dir);
+        free(src);
+        return prd_fail(L, ERR_SPOOL_BASE - (int)rc, prd_spool_code_name(rc), err, 0);
+    }
+    for (last = &p->spool->adopted; *last; last = &(*last)->next)
+        ;
+    *last = src;
+    resume(L, p, src);
+    feed(L, p, 0);
+    lua_pushboolean(L, 1);
+    return 1;
 }
