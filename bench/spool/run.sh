@@ -44,7 +44,7 @@ while getopts "s:t:R:n:o:h" opt; do
     t) SECONDS_EACH=$OPTARG ;;
     R) ROUNDS=$OPTARG ;;
     o) OUT=$OPTARG ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2 ;;
   esac
 done
 
