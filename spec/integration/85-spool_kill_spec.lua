@@ -3,8 +3,8 @@
 -- a plain Lua producer (spec/support/spool_producer.lua) prints each
 -- number whose produce returned true; it is killed (-9 at random moments,
 -- once between a segment's two unlinks, SIGTERM, SIGINT), the same script
--- is started again on the same dir with nothing new to send and waits
--- until its spool is empty, then kcat (an independent client) reads the
+-- is started again on the same dir with 20 new numbers to send and
+-- waits until its spool is empty, then kcat (an independent client) reads the
 -- topic back: every number printed as accepted is on the broker (I7, I8,
 -- I10), and the copies beyond one stay within the in-flight window
 -- (I15). Then: the broker stopped longer than message.timeout.ms while
@@ -75,19 +75,20 @@ local function events(text, word)
   return out
 end
 
---- Starts the script on dir with nothing new to send and waits until its
--- spool is empty; raises with its output otherwise. Returns the child.
-local function drain(dir, topic, opts)
+--- Starts the script on dir with nothing new to send (or the numbers
+-- from..to) and waits until its spool is empty; raises with its output
+-- otherwise. Returns its stderr and the numbers it accepted.
+local function drain(dir, topic, opts, from, to)
   local env = K.env()
-  local c = start({ dir = dir, topic = topic, brokers = env.KAFKA_BOOTSTRAP, from = 1, to = 0,
+  local c = start({ dir = dir, topic = topic, brokers = env.KAFKA_BOOTSTRAP, from = from or 1, to = to or 0,
                     drain = 1 }, opts)
   local status = c:wait(90)
-  local err = c:stderr()
+  local err, list = c:stderr(), accepted(c)
   c:cleanup()
   assert(status == 0 and err:find("\ndrained 0"),
     ("the restart on %s did not drain (status %s):\n%s"):format(dir, tostring(status), err))
   assert(#events(err, "failed") == 0, "a failure report:\n" .. err)
-  return err
+  return err, list
 end
 
 --- The topic's records read back: number -> copies.
@@ -168,10 +169,13 @@ describe("the spool across process deaths, real broker #integration", function()
     local runs = {}
     local function one(sig)
       local delay = 0.05 + math.random() * 1.5
-      local list, lo, hi, status = killed_run(dir, sig, delay)
+      local list, lo, _, status = killed_run(dir, sig, delay)
       local orphans = orphan_acks(dir)
-      drain(dir, topic)
-      runs[#runs + 1] = { sig = sig, delay = delay, list = list, lo = lo, hi = hi, status = status,
+      -- the restart sends 20 new numbers of its own beside the backlog
+      local _, new = drain(dir, topic, nil, lo + 90000, lo + 90019)
+      assert.equal(20, #new)
+      for _, n in ipairs(new) do list[#list + 1] = n end
+      runs[#runs + 1] = { sig = sig, delay = delay, list = list, lo = lo, hi = lo + 99999, status = status,
                           orphans = orphans }
     end
     for _ = 1, 10 do one("KILL") end
