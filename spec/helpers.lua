@@ -188,6 +188,24 @@ function H.dirs(default)
   return root, build
 end
 
+--- Runs the Lua script at path under valgrind's memcheck (definite and
+-- indirect leaks count as errors; spec/support/valgrind.supp) on the
+-- interpreter and build under test. Returns its output, whether valgrind
+-- found nothing, its exit code, and valgrind's report.
+function H.valgrind(script)
+  local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
+  local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+  local log = os.tmpname()
+  local out, ok, code = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
+    .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
+    .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
+    .. "%s %s")
+    :format(shell_quote(build .. "/?.so;;"), log, lua, shell_quote(script)))
+  local report = assert(io.open(log)):read("*a")
+  os.remove(log)
+  return out, ok, code, report
+end
+
 --- Runs a Lua chunk in a fresh interpreter (the one the specs run on)
 -- with the module on its paths, killed after timeout seconds if given.
 -- Returns its output (stdout and stderr) and whether it exited with

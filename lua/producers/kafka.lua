@@ -78,6 +78,14 @@ local function check_spool(spool, level)
   end
 end
 
+-- A transaction's messages cannot outlive it in a spool: refused.
+local function check_spool_config(spool, conf, level)
+  if spool ~= nil and conf["transactional.id"] ~= nil then
+    error("producers.kafka.new: option 'spool' cannot be used with transactional.id "
+      .. "(a transaction's messages are not spooled)", level + 1)
+  end
+end
+
 -- Checks the options whose values have a range (their types are checked
 -- already): named here, not as the C core's "bad argument #-1".
 local function check_ranges(opts)
@@ -240,6 +248,7 @@ function Kafka.new(opts)
   check_json(opts.json, 2)
   check_spool(opts.spool, 2)
   local conf = Kafka.config(opts)
+  check_spool_config(opts.spool, conf, 2)
   local ok, p = pcall(core.new, conf, {
     logger = log.wrap(opts.logger),
     log_level = log.level(opts.log_level),
@@ -272,7 +281,9 @@ function Kafka.check(opts)
     check_spool(opts.spool, 1)
     log.level(opts.log_level)
     log.wrap(opts.logger)
-    core.check_config(Kafka.config(opts))
+    local conf = Kafka.config(opts)
+    check_spool_config(opts.spool, conf, 1)
+    core.check_config(conf)
   end)
   if ok then return true end
   return nil, (tostring(err):gsub("^[^\n]-:%d+: ", ""))

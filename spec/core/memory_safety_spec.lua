@@ -113,16 +113,7 @@ end)
 
 describe("valgrind #valgrind", function()
   it("finds no invalid access and no leak in every producing path", function()
-    local build = os.getenv("PRODUCERS_BUILD_DIR") or "build"
-    local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
-    local log = os.tmpname()
-    local out, ok, code = H.sh(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s valgrind --quiet "
-      .. "--keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite,indirect "
-      .. "--suppressions=spec/support/valgrind.supp --error-exitcode=99 --log-file=%s "
-      .. "%s spec/support/leakcheck.lua")
-      :format(H.shell_quote(build .. "/?.so;;"), log, lua))
-    local report = assert(io.open(log)):read("*a")
-    os.remove(log)
+    local out, ok, code, report = H.valgrind("spec/support/leakcheck.lua")
     assert.matches("leakcheck: 942 delivered", out)
     assert.is_true(ok, ("valgrind exit %s\n%s\n%s"):format(tostring(code), out, report))
   end)

@@ -5,12 +5,7 @@
 -- is refused.
 local producers = require("producers")
 local H = require("helpers")
-
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  return dir
-end
+local S = require("support.spool")
 
 local function exists(path)
   local _, ok = H.sh("test -e " .. H.shell_quote(path))
@@ -21,17 +16,14 @@ describe("p:spool_adopt(dir)", function()
   local m, a, b
   setup(function() m = producers.mock_cluster(1) end)
   teardown(function() m:close() end)
-  before_each(function() a, b = tmpdir(), tmpdir() end)
+  before_each(function() a, b = S.tmpdir(), S.tmpdir() end)
   after_each(function()
     m:broker_up(-1)
-    os.execute("rm -rf " .. H.shell_quote(a) .. " " .. H.shell_quote(b))
+    S.rm(a, b)
   end)
 
   local function producer(dir, opts)
-    opts = opts or {}
-    opts.spool = { dir = dir }
-    opts.logger = opts.logger or H.recorder().fn
-    return H.producer(m, opts)
+    return S.producer(m, dir, opts)
   end
 
   it("delivers the other spool's records first, in order, reported replayed, and removes its directory", function()
@@ -62,8 +54,7 @@ describe("p:spool_adopt(dir)", function()
     assert.equal(0, p:metrics().spool.adopting)
     assert.is_false(exists(a))
     p:close()
-    local values = {}
-    for _, r in ipairs(H.kcat_read(m:bootstraps(), topic)) do values[#values + 1] = r.value end
+    local values = S.values(m:bootstraps(), topic)
     local want = {}
     for i = 1, N do want[i] = "old" .. i end
     for i = 1, 3 do want[N + i] = "new" .. i end

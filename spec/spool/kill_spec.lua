@@ -7,6 +7,7 @@
 local producers = require("producers")
 local H = require("helpers")
 local child = require("support.child")
+local S = require("support.spool")
 
 -- The mock cluster's process: prints its address, then obeys lines on
 -- its input ("down", "up", "topic NAME"), answering "ok LINE" to each.
@@ -44,13 +45,12 @@ io.read("*l")
 describe("a spooled producer killed -9", function()
   local mock, dir
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
+    dir = S.tmpdir()
     mock = child.start{ code = MOCK }
   end)
   after_each(function()
     mock:cleanup()
-    os.execute("rm -rf " .. H.shell_quote(dir))
+    S.rm(dir)
   end)
 
   local function command(line)
@@ -88,10 +88,9 @@ describe("a spooled producer killed -9", function()
     assert.equal(N - K, replayed)
     assert.equal(N - K, p:metrics().spool.replayed)
     p:close()
-    local values = {}
-    for _, r in ipairs(H.kcat_read(bootstrap, topic)) do values[#values + 1] = tonumber(r.value) end
+    local values = S.values(bootstrap, topic)
     local want = {}
-    for i = 1, N + NEW do want[i] = i end
+    for i = 1, N + NEW do want[i] = tostring(i) end
     assert.same(want, values)
   end)
 end)

@@ -6,19 +6,11 @@
 -- in the middle of one.
 local producers = require("producers")
 local H = require("helpers")
-
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  return dir
-end
+local S = require("support.spool")
+local unpack = table.unpack or unpack
 
 local function values_of(m, topic)
-  local count, list = {}, {}
-  for _, r in ipairs(H.kcat_read(m:bootstraps(), topic)) do
-    count[r.value] = (count[r.value] or 0) + 1
-    list[#list + 1] = r.value
-  end
+  local list, count = S.values(m:bootstraps(), topic)
   return count, list
 end
 
@@ -26,16 +18,14 @@ describe("a spooled producer through an outage", function()
   local m, dir
   setup(function() m = producers.mock_cluster(1) end)
   teardown(function() m:close() end)
-  before_each(function() dir = tmpdir() end)
+  before_each(function() dir = S.tmpdir() end)
   after_each(function()
     m:broker_up(-1)
-    os.execute("rm -rf " .. H.shell_quote(dir))
+    S.rm(dir)
   end)
 
   local function producer(opts)
-    opts.spool = opts.spool or { dir = dir }
-    opts.logger = opts.logger or H.recorder().fn
-    return H.producer(m, opts)
+    return S.producer(m, dir, opts)
   end
 
   it("sends again what timed out, reports no failure, and delivers every message once when the broker is back (I5, I6)", function()
@@ -74,6 +64,28 @@ describe("a spooled producer through an outage", function()
     p:close()
     local count = values_of(m, topic)
     for i = 1, N do assert.equal(1, count["v" .. i], "v" .. i) end
+  end)
+
+  it("counts a re-send after requests that timed out as possibly persisted, and reports once, delivered", function()
+    local topic = H.topic("request-timeout")
+    m:create_topic(topic, 1, 1)
+    local calls = {}
+    local p = producer({ config = { ["message.timeout.ms"] = 300, ["retry.backoff.ms"] = 50 } })
+    assert.is_true(p:produce(topic, nil, "warm"))
+    assert.is_true(p:flush(10))
+    local errors = {}
+    for i = 1, 20 do errors[i] = "REQUEST_TIMED_OUT" end
+    m:push_request_errors(0, unpack(errors))       -- Produce: the broker may have written it
+    assert.is_true(p:produce(topic, nil, "once", { on_delivery = function(err) calls[#calls + 1] = err or "ok" end }))
+    assert.is_true(H.wait_until(function() return p:metrics().spool.resent_possibly_persisted >= 1 end, 20,
+      function() p:poll(0.05) end))
+    assert.is_true(p:flush(30))
+    assert.same({ "ok" }, calls)                    -- its timeouts never reached Lua
+    local s = p:metrics().spool
+    assert.is_true(s.resent >= s.resent_possibly_persisted)
+    p:close()
+    local _, count = S.values(m:bootstraps(), topic)
+    assert.equal(1, count.once)
   end)
 
   it("keeps every record accepted before a refusal for full (I4 during an outage)", function()

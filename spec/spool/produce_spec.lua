@@ -5,18 +5,10 @@
 local producers = require("producers")
 local H = require("helpers")
 local child = require("support.child")
+local S = require("support.spool")
 
+local unpack = table.unpack or unpack
 local ID = "^" .. ("%x"):rep(32) .. "%-%d+$"
-
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  return dir
-end
-
-local function rm(dir)
-  os.execute("rm -rf " .. H.shell_quote(dir))
-end
 
 -- The spool's segment files in dir, sorted.
 local function segments(dir)
@@ -27,17 +19,11 @@ local function segments(dir)
   return list
 end
 
--- A producer on the mock cluster, its log kept (brokers go down here).
-local function producer(m, opts)
-  opts.logger = opts.logger or H.recorder().fn
-  return H.producer(m, opts)
-end
-
 -- Produces n messages (values prefix .. i) while every broker is down,
 -- then closes: the n records stay in dir.
 local function leave(m, dir, topic, n, prefix)
   m:broker_down(-1)
-  local p = producer(m, { spool = { dir = dir }, config = { ["message.timeout.ms"] = 60000 } })
+  local p = S.producer(m, dir, { config = { ["message.timeout.ms"] = 60000 } })
   for i = 1, n do assert.is_true(p:produce(topic, nil, (prefix or "v") .. i, { partition = 0 })) end
   p:close(0)
   m:broker_up(-1)
@@ -48,9 +34,9 @@ describe("a producer with a spool", function()
   setup(function() m = producers.mock_cluster(1) end)
   teardown(function() m:close() end)
   before_each(function() dirs = {} end)
-  after_each(function() for _, d in ipairs(dirs) do rm(d) end end)
+  after_each(function() S.rm(unpack(dirs)) end)
   local function newdir()
-    local d = tmpdir()
+    local d = S.tmpdir()
     dirs[#dirs + 1] = d
     return d
   end
@@ -58,7 +44,7 @@ describe("a producer with a spool", function()
   it("delivers what produce accepted, each message with its producers-id header (kcat reads it)", function()
     local topic, dir, ids = H.topic("spool"), newdir(), {}
     m:create_topic(topic, 1, 1)
-    local p = producer(m, { spool = { dir = dir }, on_delivery = function(err, r)
+    local p = S.producer(m, dir, { on_delivery = function(err, r)
       assert.is_nil(err)
       assert.is_nil(r.replayed)
       ids[r.value] = r.headers["producers-id"]
@@ -91,8 +77,43 @@ describe("a producer with a spool", function()
     p:close()
   end)
 
+  it("delivers at each fsync level", function()
+    for _, level in ipairs({ "never", "interval", "always" }) do
+      local topic, dir = H.topic("fsync-" .. level), newdir()
+      m:create_topic(topic, 1, 1)
+      local p = S.producer(m, nil, { spool = { dir = dir, fsync = level, fsync_interval_ms = 10 } })
+      for i = 1, 3 do assert.is_true(p:produce(topic, nil, level .. i)) end
+      assert.is_true(p:flush(10))
+      assert.equal(0, p:metrics().spool.fsync_errors)
+      p:close()
+      assert.same({ level .. "1", level .. "2", level .. "3" }, (S.values(m:bootstraps(), topic)))
+    end
+  end)
+
+  it("reports a failure no retry can change once, and forgets its record (I5, I6)", function()
+    local topic, dir, calls = H.topic("final"), newdir(), {}
+    m:create_topic(topic, 1, 1)
+    local p = S.producer(m, dir)
+    assert.is_true(p:produce(topic, nil, "warm"))
+    assert.is_true(p:flush(10))
+    m:push_request_errors(0, "TOPIC_AUTHORIZATION_FAILED")
+    assert.is_true(p:produce(topic, nil, "denied", { on_delivery = function(err, r)
+      calls[#calls + 1] = r.err_name
+    end }))
+    assert.is_true(p:flush(10))
+    assert.same({ "TOPIC_AUTHORIZATION_FAILED" }, calls)
+    assert.equal(1, p:stats().failed)
+    assert.equal(0, p:metrics().spool.records)
+    p:close()
+    local log = H.recorder()
+    local p2 = S.producer(m, dir, { logger = log.fn })
+    assert.equal(0, p2:queue_length())            -- acked as failed: not replayed
+    assert.is_nil(log.find("resumed"))
+    p2:close()
+  end)
+
   it("has no metrics().spool without a spool", function()
-    local p = producer(m, {})
+    local p = S.producer(m, nil, {})
     assert.is_nil(p:metrics().spool)
     p:close()
   end)
@@ -114,7 +135,12 @@ describe("a producer with a spool", function()
     refused({ dir = "/tmp/x", fsync_interval_ms = 0 }, "option 'spool.fsync_interval_ms' must be an integer from 1 to 2147483647, got 0")
     refused({ dir = "/tmp/x", segment_bytes = "big" }, "option 'spool.segment_bytes' must be a number, got string")
     refused({ dir = "/tmp/x", sizes = 1 }, "option 'spool.sizes' is unknown")
-    local ok, err = pcall(producers.kafka.new, { bootstrap_servers = m:bootstraps(), spool = "/tmp/x" })
+    local txn = { bootstrap_servers = m:bootstraps(), spool = { dir = "/tmp/x" }, config = { ["transactional.id"] = "t" } }
+    local ok, err = pcall(producers.kafka.new, txn)
+    assert.is_false(ok)
+    assert.matches("option 'spool' cannot be used with transactional.id", err)
+    assert.matches("option 'spool' cannot be used with transactional.id", select(2, producers.kafka.check(txn)))
+    ok, err = pcall(producers.kafka.new, { bootstrap_servers = m:bootstraps(), spool = "/tmp/x" })
     assert.is_false(ok)
     assert.matches("option 'spool' must be a table, got string", err)
   end)
@@ -123,7 +149,7 @@ describe("a producer with a spool", function()
     local topic, dir = H.topic("full"), newdir()
     m:create_topic(topic, 1, 1)
     m:broker_down(-1)
-    local p = producer(m, { spool = { dir = dir, max_bytes = 8192, segment_bytes = 4096 } })
+    local p = S.producer(m, nil, { spool = { dir = dir, max_bytes = 8192, segment_bytes = 4096 } })
     local accepted, ok, msg, name, err = 0, nil, nil, nil, nil
     repeat
       ok, msg, name, err = p:produce(topic, nil, ("x"):rep(200) .. (accepted + 1))
@@ -152,7 +178,7 @@ describe("a producer with a spool", function()
 
   it("refuses a record larger than a segment, and an unusable dir with SPOOL_IO naming it", function()
     local dir = newdir()
-    local p = producer(m, { spool = { dir = dir, segment_bytes = 4096 } })
+    local p = S.producer(m, nil, { spool = { dir = dir, segment_bytes = 4096 } })
     local ok, msg, name, err = p:produce(H.topic("big"), nil, ("y"):rep(8000))
     assert.is_nil(ok)
     assert.equal("MSG_SIZE_TOO_LARGE", name)
@@ -174,7 +200,7 @@ describe("a producer with a spool", function()
 
   it("refuses a second producer on a spool in use (I9): in this process and from another, naming its pid", function()
     local dir = newdir()
-    local p = producer(m, { spool = { dir = dir } })
+    local p = S.producer(m, dir)
     local ok, err = pcall(producers.kafka.new, { bootstrap_servers = m:bootstraps(), spool = { dir = dir } })
     assert.is_false(ok)
     assert.equal("SPOOL_LOCKED", err.name)
@@ -194,7 +220,7 @@ describe("a producer with a spool", function()
     assert.equal("spool " .. dir .. " is in use by pid " .. c.pid, err.message)
     c:kill("KILL")
     assert.is_not_nil(c:wait(10))
-    local p2 = producer(m, { spool = { dir = dir } })   -- the kernel freed the lock
+    local p2 = S.producer(m, dir)   -- the kernel freed the lock
     p2:close()
   end)
 
@@ -203,7 +229,7 @@ describe("a producer with a spool", function()
     m:create_topic(topic, 1, 1)
     local failures = 0
     m:broker_down(-1)
-    local p = producer(m, { spool = { dir = dir }, on_delivery = function(err) if err then failures = failures + 1 end end })
+    local p = S.producer(m, dir, { on_delivery = function(err) if err then failures = failures + 1 end end })
     for i = 1, 4 do assert.is_true(p:produce(topic, nil, "v" .. i, { on_delivery = function(err)
       if err then failures = failures + 1 end
     end })) end
@@ -213,7 +239,7 @@ describe("a producer with a spool", function()
     assert.is_true(p:is_closed())
     m:broker_up(-1)
     local replayed = {}
-    local p2 = producer(m, { spool = { dir = dir }, logger = log.fn, on_delivery = function(err, r)
+    local p2 = S.producer(m, dir, { logger = log.fn, on_delivery = function(err, r)
       assert.is_nil(err)
       replayed[#replayed + 1] = r
     end })
@@ -231,9 +257,7 @@ describe("a producer with a spool", function()
     assert.equal(0, s.records)
     p2:close()
     assert.equal(0, failures)
-    local values = {}
-    for _, r in ipairs(H.kcat_read(m:bootstraps(), topic)) do values[#values + 1] = r.value end
-    assert.same({ "v1", "v2", "v3", "v4" }, values)
+    assert.same({ "v1", "v2", "v3", "v4" }, (S.values(m:bootstraps(), topic)))
   end)
 
   it("cuts a torn tail at start-up (I11), delivers every intact record, counts and logs it", function()
@@ -246,13 +270,11 @@ describe("a producer with a spool", function()
     -- the footer frame (48 bytes) and 8 bytes of the last record's frame
     assert(os.execute(("truncate -s %d %s"):format(size - 56, H.shell_quote(last))))
     local log = H.recorder()
-    local p = producer(m, { spool = { dir = dir }, logger = log.fn })
+    local p = S.producer(m, dir, { logger = log.fn })
     assert.is_not_nil(log.find("resumed: 4 records, %d+ bytes, oldest %d+ s, cut 1, damaged 0$", "info"), log.text())
     assert.equal(1, p:metrics().spool.cut)
     assert.is_true(p:flush(10))
     p:close()
-    local values = {}
-    for _, r in ipairs(H.kcat_read(m:bootstraps(), topic)) do values[#values + 1] = r.value end
-    assert.same({ "v1", "v2", "v3", "v4" }, values)
+    assert.same({ "v1", "v2", "v3", "v4" }, (S.values(m:bootstraps(), topic)))
   end)
 end)

@@ -71,6 +71,7 @@ struct prd_source {
     uint64_t own_first;          /* first seq this producer appended */
     prd_spooled **slots;         /* seq -> entry, open addressing */
     size_t cap, count;
+    unsigned char id[16];        /* the spool's id */
     char *dir;                   /* an adopted spool's, removed once empty */
     prd_source *next;            /* the next adopted spool */
 };
@@ -236,9 +237,13 @@ static const char *read_options(lua_State *L, int t, prd_spool_options *o)
 static prd_spool_code source_open(prd_source *src, const char *dir, const prd_spool_options *o,
                                   char *err, size_t errlen)
 {
+    prd_spool_code rc;
+
     prd_spool_cursor_init(&src->cur);
     src->own_first = UINT64_MAX;
-    return prd_spool_open(dir, o, &src->s, err, errlen);
+    if ((rc = prd_spool_open(dir, o, &src->s, err, errlen)) == PRD_SPOOL_OK)
+        prd_spool_id(src->s, src->id);
+    return rc;
 }
 
 /*
@@ -379,6 +384,8 @@ static int refuse(lua_State *L, prd_spooling *sp, prd_spool_code rc)
                     prd_spool_error(sp->own.s), 0);
 }
 
+static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq);
+
 /*
  * produce with a spool (produce.c, after its checks and encoding):
  * appends m, with the callback at callback (0: none), then feeds; serve
@@ -410,7 +417,9 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
         sp->own.own_first = seq;
     p->queued++;
     keep_callback(L, &sp->own, seq, ref, m->takes_report);
-    if ((n = feed(L, p, seq)))
+    if ((n = send_direct(L, p, &r, seq)) < 0)
+        return -n;
+    if (n == 0 && (n = feed(L, p, seq)))
         return n;
     if (p->serve_on_produce)
         serve(L, p);
@@ -438,13 +447,13 @@ static int read_next(prd_source *src)
     }
 }
 
-/* The held record's entry, in flight from now: counted replayed or
- * resent. NULL out of memory. */
-static prd_spooled *take_entry(prd_spooling *sp, prd_source *src)
+/* The entry of src's record seq, in flight from now: counted replayed
+ * or resent. NULL out of memory. */
+static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq)
 {
-    prd_spooled *e = map_get(src, src->rec.seq);
+    prd_spooled *e = map_get(src, seq);
 
-    if (!e && !(e = entry_new(src, src->rec.seq, LUA_NOREF, 0)))
+    if (!e && !(e = entry_new(src, seq, LUA_NOREF, 0)))
         return NULL;
     e->inflight = 1;
     if (e->replayed && !e->counted) {
@@ -472,12 +481,35 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t size)
     return 1;
 }
 
+/* The producers-id header's value of record r into out: its spool's id
+ * in 32 hex digits, '-', its seq in decimal (no sprintf: the hot path). */
+static size_t format_id(char *out, const prd_spool_record *r)
+{
+    static const char hex[] = "0123456789abcdef";
+    char digits[20];
+    uint64_t seq = r->seq;
+    size_t i, n = 0, len = 0;
+
+    for (i = 0; i < 16; i++) {
+        out[len++] = hex[r->id[i] >> 4];
+        out[len++] = hex[r->id[i] & 15];
+    }
+    out[len++] = '-';
+    do {
+        digits[n++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    while (n)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
+}
+
 /* The record r's topic (NUL-terminated) and headers, the id last, into
  * sp's buffers. */
 static int prepare(prd_spooling *sp, const prd_spool_record *r)
 {
     size_t i, n = r->header_count;
-    char *o = sp->id;
 
     if (!reserve((void **)&sp->topic, &sp->tcap, r->topic_len + 1, 1) ||
         !reserve((void **)&sp->send_hdrs, &sp->scap, n + 1, sizeof *sp->send_hdrs))
@@ -490,13 +522,10 @@ static int prepare(prd_spooling *sp, const prd_spool_record *r)
         sp->send_hdrs[i].value = r->headers[i].value;
         sp->send_hdrs[i].value_len = r->headers[i].value_len;
     }
-    for (i = 0; i < 16; i++)
-        o += sprintf(o, "%02x", r->id[i]);
-    sprintf(o, "-%" PRIu64, r->seq);
     sp->send_hdrs[n].name = ID_HEADER;
     sp->send_hdrs[n].name_len = sizeof ID_HEADER - 1;
     sp->send_hdrs[n].value = sp->id;
-    sp->send_hdrs[n].value_len = strlen(sp->id);
+    sp->send_hdrs[n].value_len = format_id(sp->id, r);
     return 1;
 }
 
@@ -563,7 +592,7 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
     int n;
 
     while (src->held || read_next(src)) {
-        if (!prepare(sp, &src->rec) || !(e = take_entry(sp, src)))
+        if (!prepare(sp, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
             return -1;            /* out of memory: the next feed tries again */
         if (!(n = send_record(L, p, &src->rec, e))) {
             src->held = 0;
@@ -578,6 +607,41 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
             return n;
     }
     return 0;
+}
+
+/*
+ * produce's record r (seq) to the transport from memory, when nothing
+ * older waits in any spool (the cursor stands just before it): no read
+ * back. Returns 1 when sent (the cursor moved past it), 0 when not (the
+ * feeder reads it: older records wait, or the queue is full), -n for the
+ * transport's final refusal (n values pushed).
+ */
+static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq)
+{
+    prd_spooling *sp = p->spool;
+    prd_source *src = &sp->own;
+    prd_spooled *e;
+    int n;
+
+    if (sp->adopted || src->held || src->rewind ||
+        !prd_spool_cursor_follow(src->s, &src->cur, seq, 0))
+        return 0;
+    r->seq = seq;
+    memcpy(r->id, src->id, 16);
+    for (n = 0; n < 8; n++)
+        r->id[16 + n] = (unsigned char)(seq >> (8 * n));
+    if (!prepare(sp, r) || !(e = take_entry(sp, src, seq)))
+        return 0;
+    if (!(n = send_record(L, p, r, e))) {
+        prd_spool_cursor_follow(src->s, &src->cur, seq, 1);
+        return 1;
+    }
+    if (queue_full(L, n)) {
+        e->inflight = 0;
+        lua_pop(L, n);
+        return 0;
+    }
+    return -refused(L, p, e, seq, n);
 }
 
 static void reap(lua_State *L, prd_spooling *sp);

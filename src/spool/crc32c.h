@@ -15,4 +15,8 @@
 /* crc: 0 to start, or a previous result to continue over more bytes */
 uint32_t prd_crc32c(uint32_t crc, const void *data, size_t len);
 
+/* tests: 0 computes with the tables, else the CPU's instruction when it
+ * has one (the default) */
+void prd_crc32c_hardware(int on);
+
 #endif

@@ -126,6 +126,12 @@ void prd_spool_rewind(prd_spool_cursor *c);
  * appended after the cursor passed the end come on the next call. */
 prd_spool_code prd_spool_next(prd_spool *s, prd_spool_cursor *c, prd_spool_record *r);
 
+/* Whether c stands just before seq, the last record of the active
+ * segment, with nothing after it unread: a caller that sent seq from
+ * memory may then move the cursor past it (move set), as if
+ * prd_spool_next had given it, instead of reading it back. */
+int prd_spool_cursor_follow(prd_spool *s, prd_spool_cursor *c, uint64_t seq, int move);
+
 void prd_spool_metrics_get(prd_spool *s, prd_spool_metrics *m);
 /* The one line to log at start-up (I13): "spool <dir> resumed: N records,
  * B bytes, oldest S s, cut C, damaged D" into buf (truncated to len). */

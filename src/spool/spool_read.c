@@ -187,6 +187,21 @@ static int step(prd_spool *s, prd_spool_cursor *c, prd_seg *g, prd_spool_record 
   return 0;
 }
 
+int prd_spool_cursor_follow(prd_spool *s, prd_spool_cursor *c, uint64_t seq, int move)
+{
+  prd_seg *g = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
+  if (!g || s->active_fd < 0 || c->fd < 0 || c->seg_first != g->first || c->expect != seq ||
+      g->last != seq)
+    return 0;
+  if (move) {
+    c->off = g->size;
+    c->expect = seq + 1;
+    if (c->off > g->read_hi)
+      g->read_hi = c->off;
+  }
+  return 1;
+}
+
 prd_spool_code prd_spool_next(prd_spool *s, prd_spool_cursor *c, prd_spool_record *r)
 {
   for (;;) {
