@@ -174,13 +174,18 @@ end
 
 local backend = os.getenv("BENCH_BACKEND") or "kafka"
 
+-- BENCH_SPOOL_DIR (and BENCH_SPOOL_FSYNC): the throughput producers
+-- through the durable spool (bench/spool/run.sh compares with and without).
+local spool = os.getenv("BENCH_SPOOL_DIR") and { dir = os.getenv("BENCH_SPOOL_DIR"),
+                                                  fsync = os.getenv("BENCH_SPOOL_FSYNC") }
+
 -- A throughput producer of the backend asked for, with on_delivery.
 local function new_producer(on_delivery)
   if backend == "nats" then
     return assert(producers.nats.new{ servers = bootstrap, on_delivery = on_delivery })
   end
   return assert(producers.kafka.new{
-    bootstrap_servers = bootstrap, config = extra_config, on_delivery = on_delivery,
+    bootstrap_servers = bootstrap, config = extra_config, spool = spool, on_delivery = on_delivery,
   })
 end
 

@@ -267,6 +267,8 @@ int prd_queue_take(lua_State *L, prd_producer *p, int max)
         lua_newtable(L);
         return 1;
     }
+    if (p->spool)               /* re-sends what a retriable report left */
+        prd_spooling_feed(L, p);
     prd_wake_take(&p->wake);
     base = lua_gettop(L) + 1;
     prd_call_push_handler(L);
