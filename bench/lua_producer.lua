@@ -167,11 +167,17 @@ for name, value in (os.getenv("BENCH_CONFIG") or ""):gmatch("([^=,]+)=([^,]*)") 
   extra_config[name] = value
 end
 
+-- BENCH_SPOOL_DIR (and BENCH_SPOOL_FSYNC): the throughput producers
+-- through the durable spool (bench/spool/run.sh compares with and without).
+local spool = os.getenv("BENCH_SPOOL_DIR") and { dir = os.getenv("BENCH_SPOOL_DIR"),
+                                                  fsync = os.getenv("BENCH_SPOOL_FSYNC") }
+
 local function throughput(strings)
   local delivered, failed = 0, 0
   local p = assert(producers.kafka.new{
     bootstrap_servers = bootstrap,
     config = extra_config,
+    spool = spool,
     on_delivery = not strings and function(err)
       if err == nil then
         delivered = delivered + 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration specs against a real Apache Kafka (scripts/kafka/broker.sh):
-#   1. a single-node broker: spec/integration/{10,20,30,40}-*_spec.lua, then
-#      spec/integration/60-nginx_spec.lua under LuaJIT (nginx's lua module
+#   1. a single-node broker: spec/integration/{10,20,30,40,85}-*_spec.lua, then
+#      spec/integration/60-nginx_spec.lua and 62-nginx_spool_spec.lua under LuaJIT (nginx's lua module
 #      loads the LuaJIT build: $PRODUCERS_NGINX_BUILD_DIR, default build-luajit)
 #   2. a 3-node cluster:     spec/integration/50-failover_spec.lua
 #   3. a single-node Kafka 4.x: the read-back, SASL_SSL, transactions and
@@ -134,7 +134,8 @@ run_nginx() {
     return
   fi
   LUA=luajit PRODUCERS_LUA=luajit PRODUCERS_BUILD_DIR=$NGINX_BUILD \
-    run_busted "nginx (LuaJIT)" --tags=nginx --exclude-tags=failover spec/integration/60-nginx_spec.lua
+    run_busted "nginx (LuaJIT)" --tags=nginx --exclude-tags=failover spec/integration/60-nginx_spec.lua \
+      spec/integration/62-nginx_spool_spec.lua
 }
 
 if [[ $WHAT == all || $WHAT == single || $WHAT == nginx ]]; then

@@ -17,11 +17,7 @@ local cjson = require("cjson")
 local sh, q, read = K.sh, K.q, H.read
 local N = require("support.nginx")
 local write, alive, children, count = N.write, N.alive, N.children, N.count
-local root = io.popen("pwd"):read("*l")
-local build = os.getenv("PRODUCERS_NGINX_BUILD_DIR")
-  or (os.getenv("PRODUCERS_LUA") == "luajit" and os.getenv("PRODUCERS_BUILD_DIR"))
-  or "build-luajit"
-if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+local root, build = N.luajit_build()
 
 -- The nginx.conf of these tests; ${...} filled in by conf().
 local CONF = [[
@@ -219,12 +215,7 @@ end
 
 local quit = N.quit
 
-local describe_nginx = describe
-if sh("command -v nginx") == "" or not read(build .. "/producers/core.so") then
-  describe_nginx = function(name)
-    pending(name .. ": needs nginx and the LuaJIT build in " .. build)
-  end
-end
+local describe_nginx = N.describe_nginx(build)
 
 describe_nginx("producers.ngx in nginx against a real broker #integration #nginx", function()
   local env, n

@@ -36,7 +36,8 @@ Child.__index = Child
 
 --- Starts a child. opts: code (a Lua chunk) or script (a path), args (a
 -- list of strings), stdin (a shell command whose output is its input;
--- default: a FIFO held open by the spec), env (a table of variables).
+-- default: a FIFO held open by the spec), env (a table of variables), lua
+-- (the interpreter's command line, a shell word list; default PRODUCERS_LUA).
 function M.start(opts)
   local dir = os.tmpname()
   os.remove(dir)
@@ -49,7 +50,7 @@ function M.start(opts)
     f:write(opts.code)
     f:close()
   end
-  local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
+  local lua = opts.lua or os.getenv("PRODUCERS_LUA") or "lua5.4"
   local args = {}
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = q(a) end
   local env = { ("LUA_PATH=%s"):format(q("lua/?.lua;lua/?/init.lua;spec/?.lua;;")),

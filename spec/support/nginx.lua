@@ -38,6 +38,28 @@ end
 
 local q = H.shell_quote
 
+--- The checkout's root and the LuaJIT build nginx loads (absolute):
+-- $PRODUCERS_NGINX_BUILD_DIR, else $PRODUCERS_BUILD_DIR when
+-- PRODUCERS_LUA is luajit, else build-luajit.
+function N.luajit_build()
+  local root = io.popen("pwd"):read("*l")
+  local build = os.getenv("PRODUCERS_NGINX_BUILD_DIR")
+    or (os.getenv("PRODUCERS_LUA") == "luajit" and os.getenv("PRODUCERS_BUILD_DIR"))
+    or "build-luajit"
+  if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
+  return root, build
+end
+
+--- busted's describe when nginx and the LuaJIT build in build are there;
+-- else a function that marks the block pending, saying what is missing.
+function N.describe_nginx(build)
+  local busted = require("busted")
+  if H.sh("command -v nginx") ~= "" and H.read(build .. "/producers/core.so") then return busted.describe end
+  return function(name)
+    busted.pending(name .. ": needs nginx and the LuaJIT build in " .. build)
+  end
+end
+
 -- When the master runs as root, nginx runs its workers as nobody, who
 -- cannot enter a checkout under a folder only its owner may (root's home
 -- is mode 700 on Debian, and so is what mktemp -d makes): a worker then

@@ -13,6 +13,7 @@
 local producers = require("producers")
 local log = require("producers.log")
 local metrics = require("producers.ngx.metrics")
+local spool = require("producers.ngx.spool")
 
 local ngx = ngx
 local ngx_log, ERR, WARN, INFO, DEBUG = ngx.log, ngx.ERR, ngx.WARN, ngx.INFO, ngx.DEBUG
@@ -164,6 +165,7 @@ function I.new(settings, kafka, key, worker)
   end
   kafka.on_delivery = function(err, report) self:take_late(nil, err, report) end
   kafka.serve_on_produce = false
+  spool.prepare(self, kafka)            -- spool.dir: this worker's own folder in it
   self.producer = producers.kafka.new(kafka)
   if self.dict then
     self.held_key = ("%s:held:%d:%d"):format(self.name, self.pid, #worker.order + 1)
@@ -174,6 +176,7 @@ function I.new(settings, kafka, key, worker)
     self.producer:close(0)
     error("producers.ngx: cannot start the report timer: " .. tostring(err), 0)
   end
+  spool.start(self)                     -- adopts the folders of workers that are gone
   ngx_log(INFO, "producers: producer '", self.name, "' ready in worker ", self.pid, " (",
           tostring(kafka.bootstrap_servers), ")")
   return self

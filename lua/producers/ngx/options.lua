@@ -21,6 +21,7 @@ O.DEFAULTS = {
   close_timeout = 5,       -- s a leaving worker waits for deliveries (> reconnect backoff)
   send_timeout = 10,       -- s send waits for its report, unless opts.timeout says otherwise
   max_reports = 1000,      -- reports taken at a time
+  spool_adopt_interval = 5, -- s between two tries at the spools of workers that are gone (ngx/spool.lua)
 }
 
 --- librdkafka properties set unless config names them: a producer in a
@@ -33,7 +34,7 @@ O.CONFIG = {
 
 local NGX_OPTIONS = {
   poll_interval = "number", close_timeout = "number", send_timeout = "number",
-  max_reports = "number", shared_dict = "string", name = "string",
+  max_reports = "number", shared_dict = "string", name = "string", spool_adopt_interval = "number",
 }
 
 -- Raises naming a bad nginx setting (error level 0: init and check put
@@ -63,7 +64,7 @@ end
 
 -- Checks the values of the settings (their types are checked already).
 local function check_settings(settings)
-  for _, name in ipairs({ "poll_interval", "close_timeout", "send_timeout" }) do
+  for _, name in ipairs({ "poll_interval", "close_timeout", "send_timeout", "spool_adopt_interval" }) do
     local v = settings[name]
     if not (v > 0 and v < huge) then
       fail("option '%s' must be a number of seconds > 0, got %s", name, tostring(v))
