@@ -310,6 +310,8 @@ int prd_queue_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, 
     /* first: what arrives after this sets them again */
     prd_wake_take(&p->wake);
     status = serve(L, p, timeout_ms, served, max);
+    if (p->spool)
+        prd_spooling_flush(p);                 /* the batch's acks: one write */
     if (status != LUA_OK || *served >= max || p->interrupted)
         prd_queue_wake_if_waiting(p);          /* what is left stays ready */
     return status;

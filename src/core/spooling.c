@@ -678,8 +678,9 @@ void prd_spooling_feed(lua_State *L, prd_producer *p)
 /* --- reports --- */
 
 /*
- * Before a report is served (queue.c): a final one acks its record and
- * is served (1); a retriable one is kept from Lua (0), its record sent
+ * Before a report is served (queue.c): a final one acks its record
+ * (held: the serve's end writes the batch's acks, prd_spooling_flush)
+ * and is served (1); a retriable one is kept from Lua (0), its record sent
  * again by the feeder. Runs no Lua.
  */
 int prd_spooling_settle(prd_producer *p, const void *report)
@@ -696,10 +697,24 @@ int prd_spooling_settle(prd_producer *p, const void *report)
         e->src->rewind = 1;
         return 0;
     }
-    prd_spool_ack(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
-                                                                      : PRD_SPOOL_FAILED);
+    prd_spool_ack_lazy(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
+                                                                           : PRD_SPOOL_FAILED);
     map_del(e->src, e->seq);
     return 1;
+}
+
+/* After a served batch (queue.c): the acks its reports held, written
+ * with one write() a segment (prd_spool_ack_flush). Runs no Lua. */
+void prd_spooling_flush(prd_producer *p)
+{
+    prd_spooling *sp = p->spool;
+    prd_source *src;
+
+    if (!sp)
+        return;
+    for (src = sp->adopted; src; src = src->next)
+        prd_spool_ack_flush(src->s);
+    prd_spool_ack_flush(sp->own.s);
 }
 
 /* Sets the spool's fields into the report table on top (state: its
@@ -837,6 +852,7 @@ static void reap(lua_State *L, prd_spooling *sp)
             continue;
         }
         *at = src->next;
+        prd_spool_ack_flush(src->s);      /* before its files go */
         remove_spool_dir(src->dir);       /* under its lock */
         rmdir(src->dir);
         source_close(L, src);             /* writes to unlinked files */
