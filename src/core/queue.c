@@ -274,6 +274,8 @@ int prd_queue_take(lua_State *L, prd_producer *p, int max)
     lua_pushlightuserdata(L, &t);
     status = prd_call_pcall(L, &p->busy, 1, 2, base);
     lua_remove(L, base);
+    if (p->spool)
+        prd_spooling_flush(p);                 /* the taken reports' acks: one write */
     prd_queue_wake_if_waiting(p);          /* what max left behind */
     if (status != LUA_OK)
         lua_error(L);
