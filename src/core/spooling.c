@@ -15,8 +15,9 @@
  *
  * Each message the transport holds carries a prd_spooled as its state: a
  * prd_msgstate (its callback, so report.c and queue.c serve it as any
- * other) followed by its seq. A final report acks the record (I5) and is
- * served; a retriable one (timed out, purged at close) is not served
+ * other) followed by its seq. A final report acks the record (I5; the
+ * ack held in memory until the serve ends, which writes the batch's acks
+ * with one write: prd_spooling_flush, I8) and is served; a retriable one (timed out, purged at close) is not served
  * (I6): the entry stays, with its callback, until the feeder sends the
  * record again. Entries live in a table by seq: in flight, or waiting
  * for a re-send with a callback; a record with neither has none.
