@@ -205,7 +205,8 @@ static size_t build_frame(prd_spool *s, const prd_spool_record *r, uint64_t seq,
     prd_put32(p, h->value ? (uint32_t)h->value_len : NIL_LEN);
     p = put_bytes(p + 4, h->value, h->value ? h->value_len : 0);
   }
-  prd_put32(f + 8, prd_crc32c(prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4), f + FRAME_HDR_LEN, (size_t)blen));
+  /* crc32c(len, type, body): type and body are contiguous, one call */
+  prd_put32(f + 8, prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4 + (size_t)blen));
   return size;
 }
 
