@@ -224,6 +224,29 @@ describe("a producer with a spool", function()
     p2:close()
   end)
 
+  it("writes a served batch's acks when the serve ends (I8): killed -9 after flush, it leaves nothing to send again", function()
+    local topic, dir = H.topic("acked"), newdir()
+    m:create_topic(topic, 1, 1)
+    local c = child.start{ code = ([[
+      local producers = require("producers")
+      local p = producers.kafka.new{ bootstrap_servers = %q, spool = { dir = %q } }
+      for i = 1, 100 do assert(p:produce(%q, nil, "v" .. i)) end
+      assert(p:flush(10))
+      io.stdout:write("flushed " .. p:metrics().spool.records .. "\n"); io.stdout:flush()
+      io.read("*l")
+    ]]):format(m:bootstraps(), dir, topic) }
+    finally(function() c:cleanup() end)
+    c:wait_output("flushed 0")
+    c:kill("KILL")
+    assert.is_not_nil(c:wait(10))
+    local p = S.producer(m, dir)
+    assert.equal(0, p:metrics().spool.records)
+    assert.equal(0, p:queue_length())
+    p:close()
+    local _, count = S.values(m:bootstraps(), topic)
+    for i = 1, 100 do assert.equal(1, count["v" .. i]) end
+  end)
+
   it("leaves what close could not deliver on disk, reports no failure for it, and the next producer delivers it replayed, logging one line", function()
     local topic, dir = H.topic("resume"), newdir()
     m:create_topic(topic, 1, 1)

@@ -1254,6 +1254,78 @@ out:
 #endif
 }
 
+/* I8: lazy acks are held in memory until flush (one write a segment),
+ * close, or 256 held; a death before loses only them (re-sent, never
+ * lost); a failed flush is SPOOL_IO and takes their bytes back */
+static void t_lazy_acks(void)
+{
+  prd_spool_options o = opts(0);
+  prd_spool *s = open_ok(&o);
+  uint64_t seqs[400], wi[400], k;
+  prd_spool_metrics m0, m;
+  const char *ack;
+  int st;
+  pid_t pid;
+  CHECK(s && append_n(s, 0, 400, seqs) == 0, "400 appends");
+  ack = path_of(seg_name(seqs[0], ".ack"));
+  metrics(s, &m0);
+  for (k = 0; k < 10; k++)
+    CHECK_CODE(prd_spool_ack_lazy(s, seqs[k], PRD_SPOOL_DELIVERED), PRD_SPOOL_OK, s);
+  metrics(s, &m);
+  CHECK(file_size(ack) <= 0, "held: nothing written yet (%ld bytes)", file_size(ack));
+  CHECK(m.records == 390 && m.bytes == m0.bytes + 10 * 16, "held acks end records at once and count: %llu, %llu",
+        (unsigned long long)m.records, (unsigned long long)m.bytes);
+  CHECK_CODE(prd_spool_ack_lazy(s, seqs[3], PRD_SPOOL_DELIVERED), PRD_SPOOL_OK, s); /* twice: a no-op */
+  CHECK_CODE(prd_spool_ack_flush(s), PRD_SPOOL_OK, s);
+  CHECK(file_size(ack) == 10 * 16, "flushed: %ld bytes", file_size(ack));
+  CHECK_CODE(prd_spool_ack_flush(s), PRD_SPOOL_OK, s);  /* nothing held: nothing written */
+  CHECK(file_size(ack) == 10 * 16, "a second flush writes nothing");
+  for (k = 10; k < 10 + 256; k++)
+    CHECK_CODE(prd_spool_ack_lazy(s, seqs[k], PRD_SPOOL_DELIVERED), PRD_SPOOL_OK, s);
+  CHECK(file_size(ack) == 266 * 16, "256 held: written without a flush (%ld bytes)", file_size(ack));
+  CHECK_CODE(prd_spool_ack_lazy(s, seqs[266], PRD_SPOOL_FAILED), PRD_SPOOL_OK, s);
+  fflush(NULL);
+  pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0)
+    _exit(0);  /* the child holds what the parent held: a death writes nothing */
+  CHECK(waitpid(pid, &st, 0) == pid, "child");
+  CHECK(file_size(ack) == 266 * 16, "a child's death writes nothing");
+  prd_spool_close(s);      /* close writes the held ack */
+  s = open_ok(&o);
+  CHECK(s, "reopen");
+  for (k = 0; k < 133; k++) {
+    seqs[k] = seqs[k + 267];
+    wi[k] = k + 267;
+  }
+  CHECK(replay_expect(s, seqs, wi, 133) == 133, "close wrote the held ack: the 133 left replayed");
+  prd_spool_close(s);
+  pid = fork();     /* a death with 5 acks held: nothing of them written */
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    s = open_ok(&o);
+    for (k = 0; s && k < 5; k++)
+      if (prd_spool_ack_lazy(s, seqs[k], PRD_SPOOL_DELIVERED) != PRD_SPOOL_OK)
+        _exit(2);
+    _exit(s ? 0 : 3);
+  }
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  s = open_ok(&o);
+  CHECK(s, "reopen after the death");
+  CHECK(replay_expect(s, seqs, wi, 133) == 133, "the 5 held acks died with it: re-sent, never lost (I8)");
+  CHECK(append_n(s, 1000, 1, &k) == 0, "append");
+  metrics(s, &m0);       /* an .ack that cannot be opened: a directory in its place */
+  CHECK(mkdir(path_of(seg_name(k, ".ack")), 0700) == 0 || errno == EEXIST, "mkdir");
+  CHECK_CODE(prd_spool_ack_lazy(s, k, PRD_SPOOL_DELIVERED), PRD_SPOOL_OK, s);
+  CHECK_CODE(prd_spool_ack_flush(s), PRD_SPOOL_IO, s);
+  CHECK(strstr(prd_spool_error(s), "sent again") != NULL, "the refusal says so: %s", prd_spool_error(s));
+  metrics(s, &m);
+  CHECK(m.bytes == m0.bytes && m.records == m0.records - 1, "its bytes taken back: %llu, %llu before",
+        (unsigned long long)m.bytes, (unsigned long long)m0.bytes);
+  prd_spool_close(s);
+  rmdir(path_of(seg_name(k, ".ack")));
+}
+
 /* ---- main ---- */
 
 typedef struct { const char *name; void (*fn)(void); } test_case;
@@ -1278,6 +1350,7 @@ static const test_case cases[] = {
   {"random kill -9, 12 rounds (I1 I7 I8 I10 I11)", t_random_kill},
   {"metrics add up against the files", t_metrics},
   {"misuse refused", t_misuse},
+  {"lazy acks: held, flushed in one write, written at close, lost on a death (I8)", t_lazy_acks},
 };
 
 /* 0 passed, 1 failed, 2 error (crashed), 3 skipped */

@@ -276,6 +276,8 @@ int prd_queue_take(lua_State *L, prd_producer *p, int max)
     lua_pushlightuserdata(L, &t);
     status = prd_call_pcall(L, &p->busy, 1, 2, base);
     lua_remove(L, base);
+    if (p->spool)
+        prd_spooling_flush(p);                 /* the taken reports' acks: one write */
     prd_queue_wake_if_waiting(p);          /* what max left behind */
     if (status != LUA_OK)
         lua_error(L);
@@ -312,6 +314,8 @@ int prd_queue_serve(lua_State *L, prd_producer *p, int timeout_ms, int *served, 
     /* first: what arrives after this sets them again */
     prd_wake_take(&p->wake);
     status = serve(L, p, timeout_ms, served, max);
+    if (p->spool)
+        prd_spooling_flush(p);                 /* the batch's acks: one write */
     if (status != LUA_OK || *served >= max || p->interrupted)
         prd_queue_wake_if_waiting(p);          /* what is left stays ready */
     return status;

@@ -15,8 +15,9 @@
  *
  * Each message the transport holds carries a prd_spooled as its state: a
  * prd_msgstate (its callback, so report.c and queue.c serve it as any
- * other) followed by its seq. A final report acks the record (I5) and is
- * served; a retriable one (timed out, purged at close) is not served
+ * other) followed by its seq. A final report acks the record (I5; the
+ * ack held in memory until the serve ends, which writes the batch's acks
+ * with one write: prd_spooling_flush, I8) and is served; a retriable one (timed out, purged at close) is not served
  * (I6): the entry stays, with its callback, until the feeder sends the
  * record again. Entries live in a table by seq: in flight, or waiting
  * for a re-send with a callback; a record with neither has none.
@@ -45,6 +46,7 @@
 
 #define ID_HEADER "producers-id"
 #define ID_MAX 64                 /* 32 hex digits, '-', 20 digits */
+#define ID_PREFIX 33              /* 32 hex digits, '-' */
 #define ERR_SPOOL_BASE (-1000)    /* error codes: -1000 - prd_spool_code */
 
 typedef struct prd_source prd_source;
@@ -72,6 +74,7 @@ struct prd_source {
     prd_spooled **slots;         /* seq -> entry, open addressing */
     size_t cap, count;
     unsigned char id[16];        /* the spool's id */
+    char id_text[ID_PREFIX];     /* ... in hex, '-': producers-id's prefix */
     char *dir;                   /* an adopted spool's, removed once empty */
     prd_source *next;            /* the next adopted spool */
 };
@@ -232,6 +235,19 @@ static const char *read_options(lua_State *L, int t, prd_spool_options *o)
     return dir;
 }
 
+/* A producers-id prefix into out: id in 32 hex digits, '-'. */
+static void id_prefix(char *out, const unsigned char id[16])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = hex[id[i] >> 4];
+        out[2 * i + 1] = hex[id[i] & 15];
+    }
+    out[ID_PREFIX - 1] = '-';
+}
+
 /* Opens the spool of dir into src: PRD_SPOOL_OK, or the code with the
  * message in err. */
 static prd_spool_code source_open(prd_source *src, const char *dir, const prd_spool_options *o,
@@ -241,8 +257,10 @@ static prd_spool_code source_open(prd_source *src, const char *dir, const prd_sp
 
     prd_spool_cursor_init(&src->cur);
     src->own_first = UINT64_MAX;
-    if ((rc = prd_spool_open(dir, o, &src->s, err, errlen)) == PRD_SPOOL_OK)
-        prd_spool_id(src->s, src->id);
+    if ((rc = prd_spool_open(dir, o, &src->s, err, errlen)) != PRD_SPOOL_OK)
+        return rc;
+    prd_spool_id(src->s, src->id);
+    id_prefix(src->id_text, src->id);
     return rc;
 }
 
@@ -481,20 +499,20 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t size)
     return 1;
 }
 
-/* The producers-id header's value of record r into out: its spool's id
- * in 32 hex digits, '-', its seq in decimal (no sprintf: the hot path). */
-static size_t format_id(char *out, const prd_spool_record *r)
+/* The producers-id header's value of record r of src into out: its
+ * segment's spool id in 32 hex digits (src's, built once, unless a
+ * damaged SPOOL file gave src a new id), '-', its seq in decimal (no
+ * sprintf: the hot path). */
+static size_t format_id(char *out, const prd_source *src, const prd_spool_record *r)
 {
-    static const char hex[] = "0123456789abcdef";
     char digits[20];
     uint64_t seq = r->seq;
-    size_t i, n = 0, len = 0;
+    size_t n = 0, len = ID_PREFIX;
 
-    for (i = 0; i < 16; i++) {
-        out[len++] = hex[r->id[i] >> 4];
-        out[len++] = hex[r->id[i] & 15];
-    }
-    out[len++] = '-';
+    if (memcmp(r->id, src->id, 16) == 0)
+        memcpy(out, src->id_text, ID_PREFIX);
+    else
+        id_prefix(out, r->id);
     do {
         digits[n++] = (char)('0' + seq % 10);
         seq /= 10;
@@ -507,7 +525,7 @@ static size_t format_id(char *out, const prd_spool_record *r)
 
 /* The record r's topic (NUL-terminated) and headers, the id last, into
  * sp's buffers. */
-static int prepare(prd_spooling *sp, const prd_spool_record *r)
+static int prepare(prd_spooling *sp, const prd_source *src, const prd_spool_record *r)
 {
     size_t i, n = r->header_count;
 
@@ -525,7 +543,7 @@ static int prepare(prd_spooling *sp, const prd_spool_record *r)
     sp->send_hdrs[n].name = ID_HEADER;
     sp->send_hdrs[n].name_len = sizeof ID_HEADER - 1;
     sp->send_hdrs[n].value = sp->id;
-    sp->send_hdrs[n].value_len = format_id(sp->id, r);
+    sp->send_hdrs[n].value_len = format_id(sp->id, src, r);
     return 1;
 }
 
@@ -592,7 +610,7 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
     int n;
 
     while (src->held || read_next(src)) {
-        if (!prepare(sp, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
+        if (!prepare(sp, src, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
             return -1;            /* out of memory: the next feed tries again */
         if (!(n = send_record(L, p, &src->rec, e))) {
             src->held = 0;
@@ -630,7 +648,7 @@ static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint6
     memcpy(r->id, src->id, 16);
     for (n = 0; n < 8; n++)
         r->id[16 + n] = (unsigned char)(seq >> (8 * n));
-    if (!prepare(sp, r) || !(e = take_entry(sp, src, seq)))
+    if (!prepare(sp, src, r) || !(e = take_entry(sp, src, seq)))
         return 0;
     if (!(n = send_record(L, p, r, e))) {
         prd_spool_cursor_follow(src->s, &src->cur, seq, 1);
@@ -678,8 +696,9 @@ void prd_spooling_feed(lua_State *L, prd_producer *p)
 /* --- reports --- */
 
 /*
- * Before a report is served (queue.c): a final one acks its record and
- * is served (1); a retriable one is kept from Lua (0), its record sent
+ * Before a report is served (queue.c): a final one acks its record
+ * (held: the serve's end writes the batch's acks, prd_spooling_flush)
+ * and is served (1); a retriable one is kept from Lua (0), its record sent
  * again by the feeder. Runs no Lua.
  */
 int prd_spooling_settle(prd_producer *p, const void *report)
@@ -696,10 +715,24 @@ int prd_spooling_settle(prd_producer *p, const void *report)
         e->src->rewind = 1;
         return 0;
     }
-    prd_spool_ack(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
-                                                                      : PRD_SPOOL_FAILED);
+    prd_spool_ack_lazy(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
+                                                                           : PRD_SPOOL_FAILED);
     map_del(e->src, e->seq);
     return 1;
+}
+
+/* After a served batch (queue.c): the acks its reports held, written
+ * with one write() a segment (prd_spool_ack_flush). Runs no Lua. */
+void prd_spooling_flush(prd_producer *p)
+{
+    prd_spooling *sp = p->spool;
+    prd_source *src;
+
+    if (!sp)
+        return;
+    for (src = sp->adopted; src; src = src->next)
+        prd_spool_ack_flush(src->s);
+    prd_spool_ack_flush(sp->own.s);
 }
 
 /* Sets the spool's fields into the report table on top (state: its
@@ -837,6 +870,7 @@ static void reap(lua_State *L, prd_spooling *sp)
             continue;
         }
         *at = src->next;
+        prd_spool_ack_flush(src->s);      /* before its files go */
         remove_spool_dir(src->dir);       /* under its lock */
         rmdir(src->dir);
         source_close(L, src);             /* writes to unlinked files */

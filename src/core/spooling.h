@@ -24,6 +24,7 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
                          void (*serve)(lua_State *, prd_producer *), prd_each_header_fn each);
 void prd_spooling_feed(lua_State *L, prd_producer *p);
 int prd_spooling_settle(prd_producer *p, const void *report);
+void prd_spooling_flush(prd_producer *p);
 void prd_spooling_report_fields(lua_State *L, prd_producer *p, const void *state);
 void prd_spooling_push_metrics(lua_State *L, prd_producer *p);
 int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir);

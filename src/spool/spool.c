@@ -17,8 +17,11 @@
  * Caveats: under fsync = always a failed fdatasync refuses that append
  * but the record stays in the segment (its pages may or may not reach
  * the disk; truncating could not be trusted either): a refused record
- * can still be replayed and delivered. Acks are written one entry per
- * ack (one write(), never synced: a lost ack makes a duplicate, I8).
+ * can still be replayed and delivered. prd_spool_ack writes its entry
+ * at once; prd_spool_ack_lazy holds entries (up to ACK_BATCH a segment)
+ * until prd_spool_ack_flush, close or a full buffer writes them with one
+ * write() a segment. Acks are never synced: a lost ack makes a
+ * duplicate, never a loss (I8).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +135,7 @@ void prd_spool_close(prd_spool *s)
   if (!s)
     return;
   prd_spool_sync_stop(s);
+  (void)prd_spool_ack_flush(s);
   (void)prd_spool_seal_active(s);
   free_spool(s);
 }
@@ -201,7 +205,8 @@ static size_t build_frame(prd_spool *s, const prd_spool_record *r, uint64_t seq,
     prd_put32(p, h->value ? (uint32_t)h->value_len : NIL_LEN);
     p = put_bytes(p + 4, h->value, h->value ? h->value_len : 0);
   }
-  prd_put32(f + 8, prd_crc32c(prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4), f + FRAME_HDR_LEN, (size_t)blen));
+  /* crc32c(len, type, body): type and body are contiguous, one call */
+  prd_put32(f + 8, prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4 + (size_t)blen));
   return size;
 }
 
@@ -292,28 +297,55 @@ prd_spool_code prd_spool_append(prd_spool *s, const prd_spool_record *r, uint64_
   return write_frame(s, g, size, seq);
 }
 
-static int ack_entry_write(prd_spool *s, prd_seg *g, uint64_t seq, int outcome)
+/* Opens g's .ack file (appending) the first time this process acks in it. */
+static int ack_open(prd_spool *s, prd_seg *g)
 {
-  unsigned char e[ACK_LEN];
-  memset(e, 0, sizeof e);
+  char *path;
+  if (g->ack_fd >= 0)
+    return 0;
+  path = prd_spool_path(s, g->first, ".ack");
+  g->ack_fd = path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+  free(path);
+  return g->ack_fd < 0 ? -1 : 0;
+}
+
+/* Writes g's held ack entries with one write(): 0, or -1 (errno set;
+ * they are dropped: their records will be sent again, I8). Their bytes
+ * were counted when held; a failure takes them back. */
+static int ack_write_held(prd_spool *s, prd_seg *g)
+{
+  size_t n = g->alen;
+  if (!n)
+    return 0;
+  g->alen = 0;
+  if (ack_open(s, g) == 0 && prd_spool_write_full(g->ack_fd, g->abuf, n) == 0)
+    return 0;
+  g->ack_size -= n;
+  s->bytes -= n;
+  return -1;
+}
+
+/* Holds seq's ack entry in g's buffer (written when it is full, or by
+ * prd_spool_ack_flush): 0, or -1 (errno set) when a write failed. */
+static int ack_entry_hold(prd_spool *s, prd_seg *g, uint64_t seq, int outcome)
+{
+  unsigned char *e;
+  if (!g->abuf && !(g->abuf = malloc(ACK_BATCH * ACK_LEN))) {
+    errno = ENOMEM;
+    return -1;
+  }
+  e = g->abuf + g->alen;
+  memset(e, 0, ACK_LEN);
   prd_put64(e, seq);
   e[8] = (unsigned char)outcome;
   prd_put32(e + 12, prd_crc32c(0, e, 12));
-  if (g->ack_fd < 0) {
-    char *path = prd_spool_path(s, g->first, ".ack");
-    g->ack_fd = path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
-    free(path);
-    if (g->ack_fd < 0)
-      return -1;
-  }
-  if (prd_spool_write_full(g->ack_fd, e, sizeof e) != 0)
-    return -1;
+  g->alen += ACK_LEN;
   g->ack_size += ACK_LEN;
   s->bytes += ACK_LEN;
-  return 0;
+  return g->alen == ACK_BATCH * ACK_LEN ? ack_write_held(s, g) : 0;
 }
 
-prd_spool_code prd_spool_ack(prd_spool *s, uint64_t seq, int outcome)
+prd_spool_code prd_spool_ack_lazy(prd_spool *s, uint64_t seq, int outcome)
 {
   prd_seg *g;
   prd_spool_code rc = PRD_SPOOL_OK;
@@ -325,11 +357,31 @@ prd_spool_code prd_spool_ack(prd_spool *s, uint64_t seq, int outcome)
   g = prd_spool_find_seg(s, seq);
   if (!g || prd_seg_is_done(g, seq))
     return PRD_SPOOL_OK;  /* acked before (its segment may be gone) */
-  if (ack_entry_write(s, g, seq, outcome) != 0)
+  if (ack_entry_hold(s, g, seq, outcome) != 0)
     rc = prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: cannot write ack (the record will be sent again)", s->dir);
   if (prd_seg_mark(g, seq) < 0)
     return prd_spool_fail(s, PRD_SPOOL_IO, ENOMEM, "spool %s", s->dir);
-  prd_spool_maybe_drop(s, g);
+  prd_spool_maybe_drop(s, g);  /* its held acks go with its files (I7) */
+  return rc;
+}
+
+prd_spool_code prd_spool_ack_flush(prd_spool *s)
+{
+  prd_spool_code rc = PRD_SPOOL_OK;
+  size_t i;
+  for (i = 0; i < s->nsegs; i++)
+    if (ack_write_held(s, s->segs[i]) != 0)
+      rc = prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: cannot write acks (their records will be sent again)",
+                          s->dir);
+  return rc;
+}
+
+prd_spool_code prd_spool_ack(prd_spool *s, uint64_t seq, int outcome)
+{
+  prd_spool_code rc = prd_spool_ack_lazy(s, seq, outcome);
+  prd_seg *g = rc == PRD_SPOOL_INVALID ? NULL : prd_spool_find_seg(s, seq);
+  if (g && ack_write_held(s, g) != 0)
+    rc = prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: cannot write ack (the record will be sent again)", s->dir);
   return rc;
 }
 

@@ -114,6 +114,17 @@ prd_spool_code prd_spool_append(prd_spool *s, const prd_spool_record *r, uint64_
  * is deleted (I7). */
 prd_spool_code prd_spool_ack(prd_spool *s, uint64_t seq, int outcome);
 
+/* prd_spool_ack without the write: the entry is held in memory (the
+ * record is done for this process at once) and written by
+ * prd_spool_ack_flush, prd_spool_close, or when ACK_BATCH entries of one
+ * segment are held, all of them with one write(). A crash loses the
+ * held entries: their records are sent again (I8), never lost. */
+prd_spool_code prd_spool_ack_lazy(prd_spool *s, uint64_t seq, int outcome);
+
+/* Writes every held ack entry (one write() a segment holding any):
+ * PRD_SPOOL_OK, or PRD_SPOOL_IO (those entries dropped: re-sends). */
+prd_spool_code prd_spool_ack_flush(prd_spool *s);
+
 /* fdatasync of the active segment now (any fsync mode; a failure seals it, I16) */
 prd_spool_code prd_spool_sync(prd_spool *s);
 

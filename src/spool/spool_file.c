@@ -24,24 +24,6 @@
 #include "crc32c.h"
 #include "spool_int.h"
 
-void prd_put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)(v & 0xff); p[1] = (unsigned char)(v >> 8); }
-void prd_put32(unsigned char *p, uint32_t v)
-{
-  int i;
-  for (i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-void prd_put64(unsigned char *p, uint64_t v)
-{
-  int i;
-  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-uint16_t prd_get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
-uint32_t prd_get32(const unsigned char *p)
-{
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-uint64_t prd_get64(const unsigned char *p) { return prd_get32(p) | (uint64_t)prd_get32(p + 4) << 32; }
-
 int64_t prd_spool_now_ms(void)
 {
   struct timespec ts;

@@ -45,6 +45,7 @@
 #define FOOTER_LEN (FRAME_HDR_LEN + FOOTER_BODY_LEN)
 #define RECORD_FIXED_LEN 40
 #define ACK_LEN 16
+#define ACK_BATCH 256            /* lazy acks held before a write of them all */
 #define MAX_FRAME_BODY (1u << 30) /* a length above is damage whatever segment_bytes was */
 #define REC_KEY_NIL 1u
 #define REC_VALUE_NIL 2u
@@ -65,6 +66,8 @@ typedef struct prd_seg {
   int64_t created_ms;
   unsigned char spool_id[16];
   int ack_fd;              /* -1 until this process acks in it */
+  unsigned char *abuf;     /* ack entries not written yet (ACK_BATCH at most) */
+  size_t alen;             /* their bytes */
   int sealed;              /* has a footer, or must not be written to again */
   int damaged;             /* moved to damaged/ instead of deleted */
   int fsync_failed;        /* never fdatasync'ed again (I16) */
@@ -96,13 +99,24 @@ struct prd_spool {
   int roll_next;           /* the next append starts a new segment */
 };
 
-/* little-endian codecs */
-void prd_put16(unsigned char *p, uint16_t v);
-void prd_put32(unsigned char *p, uint32_t v);
-void prd_put64(unsigned char *p, uint64_t v);
-uint16_t prd_get16(const unsigned char *p);
-uint32_t prd_get32(const unsigned char *p);
-uint64_t prd_get64(const unsigned char *p);
+/* little-endian codecs (inline: the append builds a frame with them) */
+static inline void prd_put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static inline void prd_put32(unsigned char *p, uint32_t v)
+{
+  p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+static inline void prd_put64(unsigned char *p, uint64_t v)
+{
+  prd_put32(p, (uint32_t)v);
+  prd_put32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint16_t prd_get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t prd_get32(const unsigned char *p)
+{
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t prd_get64(const unsigned char *p) { return prd_get32(p) | (uint64_t)prd_get32(p + 4) << 32; }
 
 /* spool_file.c: I/O helpers, names, the lock and the SPOOL file */
 int64_t prd_spool_now_ms(void);

@@ -39,6 +39,7 @@ void prd_seg_free(prd_seg *g)
     return;
   if (g->ack_fd >= 0)
     close(g->ack_fd);
+  free(g->abuf);
   free(g->done);
   free(g);
 }
