@@ -148,6 +148,23 @@ describe("producers.nats connections #nats_unit", function()
       env.NATS_PASSWORD)
   end))
 
+  it("takes one way to authenticate at a time, an nkey with its seed", function()
+    local function raises(opts, message)
+      opts.servers = env.NATS_AUTH_URL
+      message = "producers.nats.new: " .. message
+      assert.has_error(function() producers.nats.new(opts) end, message)
+      assert.are.same({ nil, message }, { producers.nats.check(opts) })
+    end
+    local nkey = { nkey = env.NATS_NKEY, nkey_seed = env.NATS_NKEY_SEED_FILE }
+    raises({ nkey = env.NATS_NKEY }, "nkey and nkey_seed must be given together")
+    raises({ nkey_seed = env.NATS_NKEY_SEED_FILE }, "nkey and nkey_seed must be given together")
+    raises({ nkey = nkey.nkey, nkey_seed = nkey.nkey_seed, creds = env.NATS_CREDS }, "nkey and creds cannot be given together")
+    raises({ user = "u", password = "p", nkey = nkey.nkey, nkey_seed = nkey.nkey_seed },
+      "user/password and nkey cannot be given together")
+    raises({ token = "t", creds = env.NATS_CREDS }, "token and creds cannot be given together")
+    raises({ user = "u", password = "p", creds = env.NATS_CREDS }, "user/password and creds cannot be given together")
+  end)
+
   it("names a .creds file that is missing", N.with_logs(function()
     local missing = N.dir .. "/keys/no-such.creds"
     local msg = refused({ servers = env.NATS_JWT_URL, creds = missing }, "_NATS")
