@@ -41,7 +41,7 @@ N.wait_until = H.wait_until
 --- Gives the calling spec file servers of its own, so CTest can run the
 -- spec files side by side: slot (1 to 9, one per spec file: spec/nats/
 -- uses 1 restart, 2 security, 3 delivery, 4 random, 5 random_world,
--- 6 ngx, 7 nkey; the rest are free)
+-- 6 ngx; the rest are free)
 -- moves the ports by base + 10 * slot and the state folder to
 -- <dir>-port<that offset>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
 -- tenth of $PRODUCERS_KAFKA_PORT_OFFSET (as scripts/test.sh moves a
