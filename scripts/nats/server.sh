@@ -478,7 +478,7 @@ cmd_logs() {
   done
 }
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 cmd_which() { # [BIN]
   pick_server "${1:-}"
