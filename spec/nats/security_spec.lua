@@ -135,6 +135,24 @@ describe("producers.nats connections #nats_unit", function()
     round_trip(assert(producers.nats.new({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS })), "jwt")
   end))
 
+  it("reconnects with its .creds after the server restarts", N.with_logs(function()
+    local log = H.recorder()
+    local p = assert(producers.nats.new({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS,
+      reconnect_wait = 0.1, logger = log.fn, log_level = "info" }))
+    local stream = N.stream("SEC")
+    N.create_stream(stream, { "sec." .. stream .. ".>" }, nil, { kind = "jwt" })
+    assert.is_true(p:produce("sec." .. stream .. ".x", "k1", "before"))
+    assert.is_true(p:flush(10))
+    N.restart("jwt")
+    assert.is_true(N.wait_until(function() p:poll(); return log.find("reconnected to", "info") ~= nil end, 20),
+      log.text())
+    assert.is_true(p:produce("sec." .. stream .. ".x", "k2", "after"))
+    assert.is_true(p:flush(10))
+    p:close()
+    local recs = N.read(stream, { kind = "jwt" })
+    assert.are.same({ "before", "after" }, { recs[1].value, recs[2].value })
+  end))
+
   it("refuses the .creds of an account the server does not know, naming the cause and no JWT or seed", N.with_logs(function()
     local msg = refused_keeping({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS_OTHER }, "_AUTHENTICATION",
       { env.NATS_CREDS, env.NATS_CREDS_OTHER })
