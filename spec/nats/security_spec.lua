@@ -1,9 +1,14 @@
 -- The NATS backend's connections (issue #23): user and password, a
--- token, TLS with the CA (tls:// URL), and what a wrong credential, an
--- unknown CA or no server gives: new returns nil, message, name, error
--- object, the message naming the server and the reason and never a
--- secret. Servers of its own (N.own(2)); read back with nats-py.
+-- token, an nkey user (its seed file), a .creds file (decentralized JWT
+-- auth), TLS with the CA (tls:// URL), and what a wrong credential, a
+-- missing file, an unknown CA or no server gives: new returns nil,
+-- message, name, error object, the message naming the server and the
+-- reason and never a secret (no password, token, seed or JWT, nor in the
+-- logger's lines or the servers' logs). Servers of its own (N.own(2),
+-- throwaway keys made by server.sh start); read back with nats-py, which
+-- authenticates the same way.
 local N = require("support.nats")
+local H = require("helpers")
 local producers = require("producers")
 
 if not producers.nats.available then
@@ -23,16 +28,18 @@ describe("producers.nats connections #nats_unit", function()
     N.stop()
   end)
 
-  -- Produces one message through p to subject and reads it back on kind.
+  -- Produces one message through p to subject and reads it back on kind
+  -- (opts: how read.py authenticates there, as N.connection takes them).
   local function round_trip(p, kind, opts)
     local stream = N.stream("SEC")
-    N.create_stream(stream, { "sec." .. stream .. ".>" }, nil, { kind = kind, token = opts and opts.token })
+    opts = setmetatable({ kind = kind }, { __index = opts })
+    N.create_stream(stream, { "sec." .. stream .. ".>" }, nil, opts)
     local got
     assert.is_true(p:produce("sec." .. stream .. ".x", "k", "secured", { on_delivery = function(err, r) got = { err, r } end }))
     assert.is_true(p:flush(10))
     assert.is_nil(got[1])
     assert.are.equal(stream, got[2].stream)
-    local recs = N.read(stream, { kind = kind, token = opts and opts.token })
+    local recs = N.read(stream, opts)
     assert.are.same({ "secured", "k" }, { recs[1].value, recs[1].headers["Producers-Key"] })
     p:close()
   end
@@ -44,6 +51,33 @@ describe("producers.nats connections #nats_unit", function()
     assert.are.equal(name, err.name)
     assert.are.equal(msg, err.message)
     if secret then assert.is_nil(msg:find(secret, 1, true), msg) end
+    return msg
+  end
+
+  -- The secrets of a seed or .creds file: each base32 or base64url run
+  -- of 20 characters or more (a seed, a JWT).
+  local function secrets_of(path)
+    local found = {}
+    for run in assert(H.read(path)):gmatch("[%w_%-%.]+") do
+      if #run >= 20 then found[#found + 1] = run end
+    end
+    assert.is_true(#found > 0, path)
+    return found
+  end
+
+  -- refused(), with a logger: neither the message, nor the logger's
+  -- lines, nor the servers' logs hold any of the secrets of files.
+  local function refused_keeping(opts, name, files)
+    local lines = {}
+    opts.logger = function(level, line) lines[#lines + 1] = tostring(level) .. " " .. tostring(line) end
+    opts.log_level = "debug"
+    local msg = refused(opts, name)
+    local seen = msg .. "\n" .. table.concat(lines, "\n") .. "\n" .. N.logs(200)
+    for _, file in ipairs(files) do
+      for _, secret in ipairs(secrets_of(file)) do
+        assert.is_nil(seen:find(secret, 1, true), "a secret of " .. file .. " shown")
+      end
+    end
     return msg
   end
 
@@ -66,6 +100,94 @@ describe("producers.nats connections #nats_unit", function()
     refused({ servers = env.NATS_TLS_URL, user = env.NATS_USER, password = env.NATS_PASSWORD }, "_SSL", env.NATS_PASSWORD)
     refused({ servers = env.NATS_TLS_URL, ca = env.NATS_CA, user = env.NATS_USER, password = "wrong-secret-3" },
       "_AUTHENTICATION", "wrong-secret-3")
+  end))
+
+  it("connects as an nkey user (its public key, its seed file), over TLS too", N.with_logs(function()
+    local nkey = { nkey_seed = env.NATS_NKEY_SEED_FILE }
+    round_trip(assert(producers.nats.new({ servers = env.NATS_AUTH_URL, nkey = env.NATS_NKEY,
+      nkey_seed = env.NATS_NKEY_SEED_FILE })), "auth", nkey)
+    round_trip(assert(producers.nats.new({ servers = env.NATS_TLS_URL, ca = env.NATS_CA, nkey = env.NATS_NKEY,
+      nkey_seed = env.NATS_NKEY_SEED_FILE })), "tls", nkey)
+  end))
+
+  it("refuses another user's seed for the nkey, naming the cause and no seed", N.with_logs(function()
+    local msg = refused_keeping({ servers = env.NATS_AUTH_URL, nkey = env.NATS_NKEY,
+      nkey_seed = env.NATS_NKEY_OTHER_SEED_FILE }, "_AUTHENTICATION",
+      { env.NATS_NKEY_SEED_FILE, env.NATS_NKEY_OTHER_SEED_FILE })
+    assert.are.equal("cannot connect to " .. env.NATS_AUTH_URL .. ": Authorization Violation", msg)
+    -- read.py, with that seed, is refused too: the server checked the signature
+    local got, err, code = N.ping("auth", { nkey_seed = env.NATS_NKEY_OTHER_SEED_FILE })
+    assert.is_nil(got)
+    assert.are.equal(3, code, err)
+  end))
+
+  it("names a seed file that is missing, or holds no seed", N.with_logs(function()
+    local missing = N.dir .. "/keys/no-such.seed"
+    local msg = refused({ servers = env.NATS_AUTH_URL, nkey = env.NATS_NKEY, nkey_seed = missing }, "_NATS")
+    assert.are.equal(("cannot connect to %s: error opening file '%s': No such file or directory")
+      :format(env.NATS_AUTH_URL, missing), msg)
+    msg = refused_keeping({ servers = env.NATS_AUTH_URL, nkey = env.NATS_NKEY, nkey_seed = env.NATS_CA }, "_NATS",
+      { env.NATS_NKEY_SEED_FILE })
+    assert.are.equal(("cannot connect to %s: no nkey user seed found in '%s'"):format(env.NATS_AUTH_URL, env.NATS_CA), msg)
+  end))
+
+  it("connects with a .creds file (operator, account, user JWTs)", N.with_logs(function()
+    round_trip(assert(producers.nats.new({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS })), "jwt")
+  end))
+
+  it("reconnects with its .creds after the server restarts", N.with_logs(function()
+    local log = H.recorder()
+    local p = assert(producers.nats.new({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS,
+      reconnect_wait = 0.1, logger = log.fn, log_level = "info" }))
+    local stream = N.stream("SEC")
+    N.create_stream(stream, { "sec." .. stream .. ".>" }, nil, { kind = "jwt" })
+    assert.is_true(p:produce("sec." .. stream .. ".x", "k1", "before"))
+    assert.is_true(p:flush(10))
+    N.restart("jwt")
+    assert.is_true(N.wait_until(function() p:poll(); return log.find("reconnected to", "info") ~= nil end, 20),
+      log.text())
+    assert.is_true(p:produce("sec." .. stream .. ".x", "k2", "after"))
+    assert.is_true(p:flush(10))
+    p:close()
+    local recs = N.read(stream, { kind = "jwt" })
+    assert.are.same({ "before", "after" }, { recs[1].value, recs[2].value })
+  end))
+
+  it("refuses the .creds of an account the server does not know, naming the cause and no JWT or seed", N.with_logs(function()
+    local msg = refused_keeping({ servers = env.NATS_JWT_URL, creds = env.NATS_CREDS_OTHER }, "_AUTHENTICATION",
+      { env.NATS_CREDS, env.NATS_CREDS_OTHER })
+    assert.are.equal("cannot connect to " .. env.NATS_JWT_URL .. ": Authorization Violation", msg)
+    local got, err, code = N.ping("jwt", { creds = env.NATS_CREDS_OTHER })
+    assert.is_nil(got)
+    assert.are.equal(3, code, err)
+    -- nor does an nkey user or a password get in: the server trusts the operator only
+    refused({ servers = env.NATS_JWT_URL, nkey = env.NATS_NKEY, nkey_seed = env.NATS_NKEY_SEED_FILE }, "_AUTHENTICATION")
+    refused({ servers = env.NATS_JWT_URL, user = env.NATS_USER, password = env.NATS_PASSWORD }, "_AUTHENTICATION",
+      env.NATS_PASSWORD)
+  end))
+
+  it("takes one way to authenticate at a time, an nkey with its seed", function()
+    local function raises(opts, message)
+      opts.servers = env.NATS_AUTH_URL
+      message = "producers.nats.new: " .. message
+      assert.has_error(function() producers.nats.new(opts) end, message)
+      assert.are.same({ nil, message }, { producers.nats.check(opts) })
+    end
+    local nkey = { nkey = env.NATS_NKEY, nkey_seed = env.NATS_NKEY_SEED_FILE }
+    raises({ nkey = env.NATS_NKEY }, "nkey and nkey_seed must be given together")
+    raises({ nkey_seed = env.NATS_NKEY_SEED_FILE }, "nkey and nkey_seed must be given together")
+    raises({ nkey = nkey.nkey, nkey_seed = nkey.nkey_seed, creds = env.NATS_CREDS }, "nkey and creds cannot be given together")
+    raises({ user = "u", password = "p", nkey = nkey.nkey, nkey_seed = nkey.nkey_seed },
+      "user/password and nkey cannot be given together")
+    raises({ token = "t", creds = env.NATS_CREDS }, "token and creds cannot be given together")
+    raises({ user = "u", password = "p", creds = env.NATS_CREDS }, "user/password and creds cannot be given together")
+  end)
+
+  it("names a .creds file that is missing", N.with_logs(function()
+    local missing = N.dir .. "/keys/no-such.creds"
+    local msg = refused({ servers = env.NATS_JWT_URL, creds = missing }, "_NATS")
+    assert.are.equal(("cannot connect to %s: error opening file '%s': No such file or directory")
+      :format(env.NATS_JWT_URL, missing), msg)
   end))
 
   it("says when no server listens", N.with_logs(function()

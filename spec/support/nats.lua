@@ -1,6 +1,6 @@
 -- Helpers for the NATS specs (issue #23), which run against real
--- nats-server processes started by scripts/nats/server.sh (three of
--- them: plain, auth, tls; see scripts/nats/README.md): starting and
+-- nats-server processes started by scripts/nats/server.sh (four of
+-- them: plain, auth, tls, jwt; see scripts/nats/README.md): starting and
 -- stopping them, env.sh, streams made and read back with
 -- scripts/nats/read.py (nats-py: a client we did not write, as kcat is
 -- for Kafka), waiting for conditions (never fixed sleeps), and the
@@ -40,7 +40,8 @@ N.wait_until = H.wait_until
 
 --- Gives the calling spec file servers of its own, so CTest can run the
 -- spec files side by side: slot (1 to 9, one per spec file: spec/nats/
--- uses 1 restart, 2 security, 3 delivery, 4 random; the rest are free)
+-- uses 1 restart, 2 security, 3 delivery, 4 random, 5 random_world,
+-- 6 ngx; the rest are free)
 -- moves the ports by base + 10 * slot and the state folder to
 -- <dir>-port<that offset>, where base is $PRODUCERS_NATS_PORT_OFFSET, else a
 -- tenth of $PRODUCERS_KAFKA_PORT_OFFSET (as scripts/test.sh moves a
@@ -134,11 +135,11 @@ function N.env()
   return env
 end
 
---- server.sh status as { plain = pid or false, auth = ..., tls = ... }.
+--- server.sh status as { plain = pid or false, auth = ..., tls = ..., jwt = ... }.
 function N.status()
   local out = N.server("status")
   local st = {}
-  for _, name in ipairs({ "plain", "auth", "tls" }) do
+  for _, name in ipairs({ "plain", "auth", "tls", "jwt" }) do
     st[name] = tonumber(out:match(name .. ": running, pid (%d+)")) or false
   end
   return st
@@ -178,16 +179,23 @@ end
 
 --- The connection for a server kind: "plain" (default), "auth" (user
 -- and password, or the token), "tls" (tls://, the CA, the same
--- credentials). Returns the read.py arguments and an environment prefix.
--- opts may override: url, user, password, token, ca (false: none),
--- no_auth (send no credentials).
+-- credentials), "jwt" (decentralized auth: the user of env.NATS_CREDS).
+-- Returns the read.py arguments and an environment prefix. opts may
+-- override: url, user, password, token, ca (false: none), no_auth (send
+-- no credentials), nkey_seed (a seed file: the nkey user instead of
+-- user and password), creds (a .creds file).
 local function connection(kind, opts)
   local env, o = N.env(), opts or {}
   kind = kind or "plain"
-  local url = o.url or ({ plain = env.NATS_URL, auth = env.NATS_AUTH_URL, tls = env.NATS_TLS_URL })[kind]
+  local url = o.url or ({ plain = env.NATS_URL, auth = env.NATS_AUTH_URL, tls = env.NATS_TLS_URL,
+    jwt = env.NATS_JWT_URL })[kind]
   if not url then error("unknown server kind " .. tostring(kind), 3) end
   local args, vars = { "--server", url }, {}
-  if kind ~= "plain" and not o.no_auth then
+  -- files, not secrets, on the command line
+  local creds = o.creds or (kind == "jwt" and not o.no_auth and env.NATS_CREDS) or nil
+  if creds then args[#args + 1] = "--creds"; args[#args + 1] = creds end
+  if o.nkey_seed then args[#args + 1] = "--nkey-seed"; args[#args + 1] = o.nkey_seed end
+  if kind ~= "plain" and kind ~= "jwt" and not o.no_auth and not o.nkey_seed then
     local user = o.user or (not o.token and env.NATS_USER) or nil
     local password = o.password or (not o.token and env.NATS_PASSWORD) or nil
     local token = o.token or (not o.user and env.NATS_TOKEN) or nil
