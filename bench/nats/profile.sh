@@ -7,7 +7,8 @@
 #
 # Usage: bench/nats/profile.sh [-n COUNT] [-V LIST] [-o DIR] [-s]
 #   -n COUNT  messages a run                      (default 20000)
-#   -V LIST   runs, space separated: raw 5.4 luajit (default all three)
+#   -V LIST   runs, space separated: raw 5.4 luajit (default), and rawwait:
+#             (a) with producers.nats' per-message ack timeout (-W 30000)
 #   -o DIR    keep the callgrind files in DIR (default: a temporary
 #             directory, removed at the end)
 #   -s        also count the system calls of one run of each (strace -f -c,
@@ -103,11 +104,12 @@ per_msg() {
 for vm in $VMS; do
   case $vm in
     raw) cmd=(build-bench/prd_bench_nats_raw -s "$URL" -t bench.nats -n "$COUNT" -P 10000) ;;
+    rawwait) cmd=(build-bench/prd_bench_nats_raw -s "$URL" -t bench.nats -n "$COUNT" -P 10000 -W 30000) ;;
     5.4) build build-profile 5.4
          cmd=(lua5.4 bench/lua_producer.lua tables "$URL" "$COUNT" bench.nats) ;;
     luajit) build build-profile-luajit luajit
          cmd=(luajit bench/lua_producer.lua tables "$URL" "$COUNT" bench.nats) ;;
-    *) echo "profile.sh: -V takes raw, 5.4, luajit" >&2; exit 2 ;;
+    *) echo "profile.sh: -V takes raw, rawwait, 5.4, luajit" >&2; exit 2 ;;
   esac
   dir=build-profile; [[ $vm == luajit ]] && dir=build-profile-luajit
   export LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$ROOT/$dir/?.so;;" BENCH_BACKEND=nats

@@ -44,8 +44,9 @@ typedef struct prd_nats_report {
 } prd_nats_report;
 
 /* Reports kept for reuse on the Lua thread (send takes, serving gives):
- * no malloc a message once the producer runs at its pace. */
-#define PRD_NATS_POOL_MAX 4096
+ * no malloc a message once the producer runs at its pace. At most
+ * max_pending of them (the acks in flight), and this. */
+#define PRD_NATS_POOL_MAX 65536
 
 /* Something else nats.c said: a disconnect, a reconnect, an error. */
 typedef struct prd_nats_event {
@@ -80,7 +81,7 @@ typedef struct prd_nats {
     size_t nbuckets, in_flight;
     prd_nats_batch batch;            /* p->base.pending while served */
     prd_nats_report *pool;           /* free reports (Lua thread only) */
-    size_t pooled;
+    size_t pooled, pool_max;
     int conn_closed;                 /* nats.c's closed callback ran */
     atomic_int shutting;             /* close is taking the connection down */
     atomic_int published;            /* js_PublishMsgAsync took a message */

@@ -77,7 +77,7 @@ void prd_nats_report_free(prd_nats *p, prd_nats_report *r)
     free(r->text);
     if (r->stream != r->stream_buf)
         free(r->stream);
-    if (p->pooled >= PRD_NATS_POOL_MAX) {
+    if (p->pooled >= p->pool_max) {
         free(r);
         return;
     }
