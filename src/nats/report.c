@@ -11,7 +11,11 @@
  * producer (core/wake.h). Core's serving takes the queue as one batch of
  * reports on the Lua thread. A report's table says what the ack says:
  * topic (= subject), key (from the Producers-Key header), value, headers,
- * stream, sequence (= offset), duplicate, and the error.
+ * stream, sequence (= offset), duplicate, and the error. Reports are
+ * made by send and freed by the serving, both on the Lua thread: freed
+ * reports wait in a pool for the next sends (no malloc a message), and
+ * the ack's stream name is copied into the report (no malloc on nats.c's
+ * thread).
  */
 #include <errno.h>
 #include <stdarg.h>
