@@ -54,13 +54,8 @@ PY=$VENV/bin/python
 WORK=$(mktemp -d /tmp/prd-nats-profile.XXXXXX)
 OUT=${KEEP:-$WORK/out}
 mkdir -p "$OUT"
-cleanup() {
-  scripts/nats/server.sh stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source bench/nats/lib.sh       # nats_cleanup_on_exit, fresh_stream
+nats_cleanup_on_exit
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -78,10 +73,6 @@ cmake --build build-bench --target prd_bench_nats_raw >/dev/null
 scripts/nats/server.sh start >"$WORK/server.log" 2>&1 ||
   { cat "$WORK/server.log" >&2; exit 1; }
 URL=$(sed -n 's/^NATS_URL=//p' "$PRODUCERS_NATS_DIR/env.sh")
-fresh_stream() {
-  "$PY" scripts/nats/read.py --server "$URL" --stream BENCH --delete >/dev/null 2>&1 || true
-  "$PY" scripts/nats/read.py --server "$URL" --stream BENCH --subjects 'bench.>' >/dev/null
-}
 
 # The functions whose inclusive cost a message is shown (main thread).
 MAIN_FUNCS='js_PublishMsgAsync|natsMsg_Create|natsMsgHeader_Set|natsMsg_Destroy|prd_nats_track|prd_encode_value|prd_queue_serve|serve_reports|lua_callk|prd_nats_next_event|prd_nats_next_report|prd_nats_count|prd_nats_report_call|nats_send|prd_produce|malloc|free|calloc'
@@ -113,7 +104,7 @@ for vm in $VMS; do
   esac
   dir=build-profile; [[ $vm == luajit ]] && dir=build-profile-luajit
   export LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$ROOT/$dir/?.so;;" BENCH_BACKEND=nats
-  fresh_stream
+  fresh_stream "$URL"
   say "$vm: callgrind, $COUNT messages"
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$OUT/$vm.%p" \
     "${cmd[@]}" >"$WORK/$vm.log" 2>&1 || { tail -n 20 "$WORK/$vm.log" >&2; exit 1; }
@@ -128,7 +119,7 @@ for vm in $VMS; do
     fi
   done
   if [[ $STRACE == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     say "$vm: strace -f -c, $COUNT messages"
     strace -f -c -o "$OUT/$vm.strace" "${cmd[@]}" >"$WORK/strace.log" 2>&1 ||
       { tail -n 20 "$WORK/strace.log" >&2; exit 1; }

@@ -66,13 +66,8 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 WORK=$(mktemp -d /tmp/prd-bench-nats.XXXXXX)
 source bench/results.sh       # run, field, median, ratio, round_ratios, thousands, row
-cleanup() {
-  scripts/nats/server.sh stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source bench/nats/lib.sh       # nats_cleanup_on_exit, fresh_stream
+nats_cleanup_on_exit
 load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- build ----
@@ -106,11 +101,6 @@ BASE_LABEL="producers.nats of $BASE"
 [[ -z $BASE ]] || BASE_LABEL="producers.nats of ${BENCH_BASE_LABEL:-$BASE}"
 SERVER_VERSION=$(sed -n 's/^NATS_SERVER_VERSION=//p' "$PRODUCERS_NATS_DIR/env.sh")
 
-# the stream made afresh: every run starts on an empty store
-fresh_stream() {
-  "$PY" scripts/nats/read.py --server "$URL" --stream "$STREAM" --delete >/dev/null 2>&1 || true
-  "$PY" scripts/nats/read.py --server "$URL" --stream "$STREAM" --subjects 'bench.>' >/dev/null
-}
 
 # ----------------------------------------------------------------- runs ----
 LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;" BENCH_BACKEND=nats)
@@ -120,24 +110,24 @@ BASE_ENV=(env "LUA_PATH=$BASE/lua/?.lua;$BASE/lua/?/init.lua;;" BENCH_BACKEND=na
 # machine hits one round rather than all runs of one client.
 for round in $(seq "$ROUNDS"); do
   say "round $round of $ROUNDS"
-  fresh_stream
+  fresh_stream "$URL"
   run "a.$round" "$RAW" -s "$URL" -t "$SUBJECT" -n "$COUNT" -P "$PENDING"
   if [[ $HAVE_LIB == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
   fi
   if [[ $HAVE_JIT == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "bj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
   fi
   if [[ -n $BASE ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "b0.$round" "${BASE_ENV[@]}" "LUA_CPATH=$BASE/build/?.so;;" lua5.4 bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
-    fresh_stream
+    fresh_stream "$URL"
     run "bj0.$round" "${BASE_ENV[@]}" "LUA_CPATH=$BASE/build-luajit/?.so;;" luajit bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
   fi
   if [[ $HAVE_PY == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "d.$round" "$PY" bench/nats/python_publisher.py "$URL" "$COUNT" "$SUBJECT" "$PENDING"
   fi
 done
