@@ -12,12 +12,14 @@
  * compared against (bench/nats/run.sh).
  *
  * Usage: prd_bench_nats_raw -s URL [-t subject] [-n count] [-P max_pending]
- *                           [-H header]
+ *                           [-H header] [-W max_wait_ms]
  *   -s  the server's URL                           (required)
  *   -t  subject, captured by a stream               (default "bench.nats")
  *   -n  number of messages                          (default 200000)
  *   -P  acks in flight at most (MaxPending)         (default 10000)
  *   -H  the key's header name, "" for none          (default "Producers-Key")
+ *   -W  an ack timeout a message (jsPubOptions.MaxWait, as producers.nats
+ *       sets its ack_timeout), 0 for none            (default 0)
  *
  * Prints one machine-readable line on stdout (parsed by bench/nats/run.sh):
  *   RESULT bench=nats-raw sent=.. delivered=.. failed=.. seconds=.. rate=..
@@ -75,7 +77,7 @@ static void die_status(const char *what, natsStatus s) {
 /* Publishes message k; retries while MaxPending acks are in flight.
  * Returns NATS_OK or the first other failure; *stalls counts the waits. */
 static natsStatus publish_one(jsCtx *js, const char *subject,
-                              const char *header,
+                              const char *header, jsPubOptions *po,
                               const struct bench_workload *w, int k,
                               long *stalls) {
         natsMsg *msg = NULL;
@@ -84,7 +86,7 @@ static natsStatus publish_one(jsCtx *js, const char *subject,
         if (s == NATS_OK && header[0] != '\0')
                 s = natsMsgHeader_Set(msg, header, w->keys[k]);
         while (s == NATS_OK) {
-                s = js_PublishMsgAsync(js, &msg, NULL);
+                s = js_PublishMsgAsync(js, &msg, po);
                 if (s != NATS_TIMEOUT)
                         break;
                 (*stalls)++;   /* still ours: try again */
@@ -108,23 +110,24 @@ static void wait_acks(jsCtx *js) {
 static void usage(const char *prog) {
         fprintf(stderr,
                 "Usage: %s -s URL [-t subject] [-n count] [-P max_pending] "
-                "[-H header]\n",
+                "[-H header] [-W max_wait_ms]\n",
                 prog);
 }
 
 int main(int argc, char **argv) {
         const char *url = NULL, *subject = "bench.nats";
         const char *header = "Producers-Key";
-        long count = 200000, max_pending = 10000;
+        long count = 200000, max_pending = 10000, max_wait = 0;
         int opt;
 
-        while ((opt = getopt(argc, argv, "s:t:n:P:H:h")) != -1) {
+        while ((opt = getopt(argc, argv, "s:t:n:P:H:W:h")) != -1) {
                 switch (opt) {
                 case 's': url = optarg; break;
                 case 't': subject = optarg; break;
                 case 'n': count = strtol(optarg, NULL, 10); break;
                 case 'P': max_pending = strtol(optarg, NULL, 10); break;
                 case 'H': header = optarg; break;
+                case 'W': max_wait = strtol(optarg, NULL, 10); break;
                 default:
                         usage(argv[0]);
                         return opt == 'h' ? 0 : 2;
@@ -137,6 +140,12 @@ int main(int argc, char **argv) {
 
         static struct bench_workload w;
         bench_workload_init(&w);
+        jsPubOptions po, *pop = NULL;
+        if (max_wait > 0) {
+                jsPubOptions_Init(&po);
+                po.MaxWait = max_wait;
+                pop = &po;
+        }
 
         struct ack_stats st;
         memset(&st, 0, sizeof(st));
@@ -162,7 +171,7 @@ int main(int argc, char **argv) {
         /* Warm up, untimed: one message per key, every ack in. */
         long stalls = 0, errors = 0;
         for (int k = 0; k < KEY_POOL; k++)
-                if (publish_one(js, subject, header, &w, k, &stalls) != NATS_OK)
+                if (publish_one(js, subject, header, pop, &w, k, &stalls) != NATS_OK)
                         errors++;
         wait_acks(js);
         if (st.acked != KEY_POOL || errors)
@@ -176,7 +185,7 @@ int main(int argc, char **argv) {
         cpu_seconds(&cpu_main0, &cpu_all0);
         double t0 = now_monotonic();
         for (long i = 0; i < count; i++) {
-                s = publish_one(js, subject, header, &w, (int)(i % KEY_POOL),
+                s = publish_one(js, subject, header, pop, &w, (int)(i % KEY_POOL),
                                 &stalls);
                 if (s == NATS_OK)
                         sent++;

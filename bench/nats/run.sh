@@ -23,6 +23,10 @@
 #   -o FILE         results file                           (default bench/nats/results.md)
 # BENCH_NATS_DIR and BENCH_NATS_PORT_OFFSET move the servers' folder
 # (default /tmp/producers-nats-bench) and port offset (default 50).
+# BENCH_BASE_TREE, a second source tree with its build/ and build-luajit/
+# made (a commit before a change: git archive REV | tar -x -C DIR), adds
+# its (b) rows, "(b0)", run in the same rounds: before and after side by
+# side on one server and one load.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -40,6 +44,7 @@ LIB_BUILD=${LIB_BUILD_DIR:-build}
 JIT_BUILD=${LUAJIT_BUILD_DIR:-build-luajit}
 export PRODUCERS_NATS_DIR=${BENCH_NATS_DIR:-/tmp/producers-nats-bench}
 export PRODUCERS_NATS_PORT_OFFSET=${BENCH_NATS_PORT_OFFSET:-50}
+BASE=${BENCH_BASE_TREE:-}
 VENV=${PRODUCERS_NATS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/producers/venv}
 PY=$VENV/bin/python
 
@@ -61,13 +66,8 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 WORK=$(mktemp -d /tmp/prd-bench-nats.XXXXXX)
 source bench/results.sh       # run, field, median, ratio, round_ratios, thousands, row
-cleanup() {
-  scripts/nats/server.sh stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source bench/nats/lib.sh       # nats_cleanup_on_exit, fresh_stream
+nats_cleanup_on_exit
 load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- build ----
@@ -97,37 +97,41 @@ say "starting nats-server ($SERVER) in $PRODUCERS_NATS_DIR"
 scripts/nats/server.sh start --server "$SERVER" >"$WORK/server.log" 2>&1 ||
   { cat "$WORK/server.log" >&2; exit 1; }
 URL=$(sed -n 's/^NATS_URL=//p' "$PRODUCERS_NATS_DIR/env.sh")
+BASE_LABEL="producers.nats of $BASE"
+[[ -z $BASE ]] || BASE_LABEL="producers.nats of ${BENCH_BASE_LABEL:-$BASE}"
 SERVER_VERSION=$(sed -n 's/^NATS_SERVER_VERSION=//p' "$PRODUCERS_NATS_DIR/env.sh")
 
-# the stream made afresh: every run starts on an empty store
-fresh_stream() {
-  "$PY" scripts/nats/read.py --server "$URL" --stream "$STREAM" --delete >/dev/null 2>&1 || true
-  "$PY" scripts/nats/read.py --server "$URL" --stream "$STREAM" --subjects 'bench.>' >/dev/null
-}
 
 # ----------------------------------------------------------------- runs ----
 LUA_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$LIB_BUILD/?.so;;" BENCH_BACKEND=nats)
 JIT_ENV=(env "LUA_PATH=lua/?.lua;lua/?/init.lua;;" "LUA_CPATH=$JIT_BUILD/?.so;;" BENCH_BACKEND=nats)
+BASE_ENV=(env "LUA_PATH=$BASE/lua/?.lua;$BASE/lua/?/init.lua;;" BENCH_BACKEND=nats)
 # Rounds interleave the clients, so that a burst of other work on the
 # machine hits one round rather than all runs of one client.
 for round in $(seq "$ROUNDS"); do
   say "round $round of $ROUNDS"
-  fresh_stream
+  fresh_stream "$URL"
   run "a.$round" "$RAW" -s "$URL" -t "$SUBJECT" -n "$COUNT" -P "$PENDING"
   if [[ $HAVE_LIB == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "b.$round" "${LUA_ENV[@]}" lua5.4 bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
   fi
   if [[ $HAVE_JIT == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "bj.$round" "${JIT_ENV[@]}" luajit bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
   fi
+  if [[ -n $BASE ]]; then
+    fresh_stream "$URL"
+    run "b0.$round" "${BASE_ENV[@]}" "LUA_CPATH=$BASE/build/?.so;;" lua5.4 bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
+    fresh_stream "$URL"
+    run "bj0.$round" "${BASE_ENV[@]}" "LUA_CPATH=$BASE/build-luajit/?.so;;" luajit bench/lua_producer.lua tables "$URL" "$COUNT" "$SUBJECT"
+  fi
   if [[ $HAVE_PY == 1 ]]; then
-    fresh_stream
+    fresh_stream "$URL"
     run "d.$round" "$PY" bench/nats/python_publisher.py "$URL" "$COUNT" "$SUBJECT" "$PENDING"
   fi
 done
-for name in a b bj d; do median "$name"; done
+for name in a b bj b0 bj0 d; do median "$name"; done
 
 # -------------------------------------------------------------- results ----
 # cpu_share NAME: (a)'s main-thread CPU a message over NAME's, of the
@@ -167,6 +171,10 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   row a "(a) nats.c js_PublishMsgAsync, pre-encoded bytes"
   row b "(b) producers.nats (Lua 5.4), tables -> JSON"
   row bj "(b) producers.nats (LuaJIT), tables -> JSON"
+  if [[ -n $BASE ]]; then
+    row b0 "(b0) $BASE_LABEL (Lua 5.4), tables -> JSON"
+    row bj0 "(b0) $BASE_LABEL (LuaJIT), tables -> JSON"
+  fi
   row d "(d) Python nats-py publish_async + json.dumps"
   echo
   echo "Ratios of msg/s: of the median runs, of the fastest runs, and within each round:"
@@ -175,6 +183,12 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   echo "| --- | --- | --- | --- |"
   echo "| (b)/(a), Lua 5.4 | $(ratio b a) | $(ratio b.best a.best) | $(round_ratios b a) |"
   echo "| (b)/(a), LuaJIT: issue #23's goal >= 0.7 | $(ratio bj a) | $(ratio bj.best a.best) | $(round_ratios bj a) |"
+  if [[ -n $BASE ]]; then
+    echo "| (b0)/(a), Lua 5.4 | $(ratio b0 a) | $(ratio b0.best a.best) | $(round_ratios b0 a) |"
+    echo "| (b0)/(a), LuaJIT | $(ratio bj0 a) | $(ratio bj0.best a.best) | $(round_ratios bj0 a) |"
+    echo "| (b)/(b0), Lua 5.4 | $(ratio b b0) | $(ratio b.best b0.best) | $(round_ratios b b0) |"
+    echo "| (b)/(b0), LuaJIT | $(ratio bj bj0) | $(ratio bj.best bj0.best) | $(round_ratios bj bj0) |"
+  fi
   echo "| (b)/(d), Lua 5.4 | $(ratio b d) | $(ratio b.best d.best) | $(round_ratios b d) |"
   echo "| (b)/(d), LuaJIT | $(ratio bj d) | $(ratio bj.best d.best) | $(round_ratios bj d) |"
   echo
@@ -185,6 +199,10 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   echo "| --- | --- |"
   echo "| (b) Lua 5.4 | $(cpu_share b) |"
   echo "| (b) LuaJIT | $(cpu_share bj) |"
+  if [[ -n $BASE ]]; then
+    echo "| (b0) Lua 5.4 | $(cpu_share b0) |"
+    echo "| (b0) LuaJIT | $(cpu_share bj0) |"
+  fi
   echo "| (d) Python | $(cpu_share d) |"
 } >"$WORK/results.md"
 

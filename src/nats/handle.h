@@ -35,10 +35,18 @@ typedef struct prd_nats_report {
     const char *name;                /* the error's name (static), or NULL */
     char *text;                      /* the error's message (malloc'd) */
     int retriable, maybe_stored;     /* failed, yet perhaps stored */
-    char *stream;                    /* of the ack (malloc'd) */
+    char *stream;                    /* of the ack: stream_buf, or malloc'd
+                                        when longer */
     uint64_t sequence;
     int duplicate;
+    size_t bytes;                    /* the key's and value's, for metrics */
+    char stream_buf[40];             /* no malloc for a usual stream name */
 } prd_nats_report;
+
+/* Reports kept for reuse on the Lua thread (send takes, serving gives):
+ * no malloc a message once the producer runs at its pace. At most
+ * max_pending of them (the acks in flight), and this. */
+#define PRD_NATS_POOL_MAX 65536
 
 /* Something else nats.c said: a disconnect, a reconnect, an error. */
 typedef struct prd_nats_event {
@@ -72,6 +80,8 @@ typedef struct prd_nats {
     prd_nats_report **buckets;       /* messages in flight by address */
     size_t nbuckets, in_flight;
     prd_nats_batch batch;            /* p->base.pending while served */
+    prd_nats_report *pool;           /* free reports (Lua thread only) */
+    size_t pooled, pool_max;
     int conn_closed;                 /* nats.c's closed callback ran */
     atomic_int shutting;             /* close is taking the connection down */
     atomic_int published;            /* js_PublishMsgAsync took a message */

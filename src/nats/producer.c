@@ -55,10 +55,10 @@ static void release_queued(lua_State *L, prd_nats *p)
     while ((r = p->head)) {
         p->head = r->next;
         prd_msgstate_release(L, r->state);
-        prd_nats_report_free(r);
+        prd_nats_report_free(p, r);
     }
     p->tail = NULL;
-    prd_nats_report_free(p->batch.last);
+    prd_nats_report_free(p, p->batch.last);
     p->batch.last = NULL;
 }
 
@@ -212,7 +212,7 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
         return prd_nats_fail_named(L, "MSG_SIZE_TOO_LARGE", "message too large for NATS");
     if ((s = natsMsg_Create(&msg, m->topic, NULL, m->value, (int)m->value_len)) != NATS_OK)
         return prd_nats_fail(L, s, NULL);
-    if ((n = add_headers(L, m, msg)) || !(r = calloc(1, sizeof *r))) {
+    if ((n = add_headers(L, m, msg)) || !(r = prd_nats_report_new(p))) {
         natsMsg_Destroy(msg);
         return n ? n : prd_nats_fail(L, NATS_NO_MEMORY, NULL);
     }
@@ -222,11 +222,12 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
     r->msg = msg;
     r->state = m->state;
     r->sent_us = prd_nats_now_us();
+    r->bytes = m->key_len + m->value_len;
     prd_nats_track(p, r);
     if ((s = js_PublishMsgAsync(p->js, &msg, &po)) != NATS_OK) {
         if (prd_nats_untrack(p, r->msg)) {
             r->msg = NULL;
-            prd_nats_report_free(r);
+            prd_nats_report_free(p, r);
         }
         natsMsg_Destroy(msg);   /* NULL when nats.c took it */
         return fail_publish(L, p, s);

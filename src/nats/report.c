@@ -11,7 +11,11 @@
  * producer (core/wake.h). Core's serving takes the queue as one batch of
  * reports on the Lua thread. A report's table says what the ack says:
  * topic (= subject), key (from the Producers-Key header), value, headers,
- * stream, sequence (= offset), duplicate, and the error.
+ * stream, sequence (= offset), duplicate, and the error. Reports are
+ * made by send and freed by the serving, both on the Lua thread: freed
+ * reports wait in a pool for the next sends (no malloc a message), and
+ * the ack's stream name is copied into the report (no malloc on nats.c's
+ * thread).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -53,14 +57,49 @@ int prd_nats_queue_init(prd_nats *p)
     return 0;
 }
 
-void prd_nats_report_free(prd_nats_report *r)
+/* A report for send, from the pool or malloc'd, zeroed; NULL out of
+ * memory. Lua thread only. */
+prd_nats_report *prd_nats_report_new(prd_nats *p)
+{
+    prd_nats_report *r = p->pool;
+
+    if (!r)
+        return calloc(1, sizeof *r);
+    p->pool = r->next;
+    p->pooled--;
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+/* Frees what r holds and r itself, or keeps it in the pool. Lua thread
+ * only (the pool has no lock). */
+void prd_nats_report_free(prd_nats *p, prd_nats_report *r)
 {
     if (!r)
         return;
     natsMsg_Destroy(r->msg);
     free(r->text);
-    free(r->stream);
-    free(r);
+    if (r->stream != r->stream_buf)
+        free(r->stream);
+    if (p->pooled >= p->pool_max) {
+        free(r);
+        return;
+    }
+    r->next = p->pool;
+    p->pool = r;
+    p->pooled++;
+}
+
+/* Frees the pool. */
+static void free_pool(prd_nats *p)
+{
+    prd_nats_report *r;
+
+    while ((r = p->pool)) {
+        p->pool = r->next;
+        free(r);
+    }
+    p->pooled = 0;
 }
 
 /* Frees the lock, the map and what the queue still holds (memory only:
@@ -69,6 +108,7 @@ void prd_nats_queue_free(prd_nats *p)
 {
     prd_nats_event *ev;
 
+    free_pool(p);
     if (!p->locks_made)
         return;
     while ((ev = p->ev_head)) {
@@ -175,6 +215,20 @@ static char *copy_text(const char *s)
     return strdup(s ? s : "");
 }
 
+/* r's stream: in r's own buffer when it fits (no malloc on nats.c's
+ * thread for a usual name). */
+static void set_stream(prd_nats_report *r, const char *stream)
+{
+    size_t len = stream ? strlen(stream) : 0;
+
+    if (len < sizeof r->stream_buf) {
+        memcpy(r->stream_buf, stream ? stream : "", len + 1);
+        r->stream = r->stream_buf;
+    } else {
+        r->stream = copy_text(stream);
+    }
+}
+
 /* Fills r's failure: e, and the message text. */
 static void set_failure(prd_nats_report *r, prd_nats_err e, const char *text)
 {
@@ -223,7 +277,7 @@ void prd_nats_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, vo
     }
     r->done_us = prd_nats_now_us();
     if (pa) {
-        r->stream = copy_text(pa->Stream);
+        set_stream(r, pa->Stream);
         r->sequence = pa->Sequence;
         r->duplicate = pa->Duplicate;
     } else {
@@ -363,7 +417,7 @@ const void *prd_nats_next_report(prd_producer *base)
     prd_nats_batch *b = base->pending;
     prd_nats_report *r;
 
-    prd_nats_report_free(b->last);
+    prd_nats_report_free((prd_nats *)base, b->last);
     b->last = NULL;
     if (!(r = b->head)) {
         base->pending = NULL;
@@ -379,14 +433,6 @@ void *prd_nats_report_state(const void *report)
     return ((const prd_nats_report *)report)->state;
 }
 
-static size_t report_bytes(const prd_nats_report *r)
-{
-    const char *key = NULL;
-
-    natsMsgHeader_Get(r->msg, PRD_NATS_KEY_HEADER, &key);
-    return (size_t)natsMsg_GetDataLength(r->msg) + (key ? strlen(key) : 0);
-}
-
 /* prd_transport's count. */
 void prd_nats_count(prd_producer *base, const void *report)
 {
@@ -396,10 +442,10 @@ void prd_nats_count(prd_producer *base, const void *report)
     p->base.queued--;
     if (r->code) {
         p->base.failures++;
-        p->failed_bytes += report_bytes(r);
+        p->failed_bytes += r->bytes;
     } else {
         p->base.delivered++;
-        p->delivered_bytes += report_bytes(r);
+        p->delivered_bytes += r->bytes;
         p->duplicates += r->duplicate != 0;
     }
 }
@@ -512,6 +558,11 @@ static int default_report(lua_State *L, prd_nats *p, const prd_nats_report *r)
                      (unsigned long long)r->sequence, r->duplicate ? " (duplicate)" : "");
 }
 
+/* Where prd_nats_report_call keeps the producer's on_delivery for the
+ * rest of a batch (prd_transport's report may): one registry read a
+ * batch instead of one a report, as Kafka's (src/kafka/report.c). */
+#define ON_DELIVERY 2
+
 /* prd_transport's report: the message's callback, or on_delivery, with
  * err and (when it takes one) the report table; else the default report. */
 int prd_nats_report_call(lua_State *L, prd_producer *base, const void *report)
@@ -524,7 +575,9 @@ int prd_nats_report_call(lua_State *L, prd_producer *base, const void *report)
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         takes_report = prd_msgstate_takes_report(r->state);
     } else if (p->on_delivery != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
+        if (lua_gettop(L) < ON_DELIVERY)        /* the batch's first */
+            lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
+        lua_pushvalue(L, ON_DELIVERY);
         takes_report = p->on_delivery_report;
     } else {
         return default_report(L, p, r);

@@ -21,7 +21,8 @@ void prd_nats_push_event(prd_nats *p, int level, natsStatus s, const char *fmt, 
 #endif
     ;
 void prd_nats_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
-void prd_nats_report_free(prd_nats_report *r);
+prd_nats_report *prd_nats_report_new(prd_nats *p);
+void prd_nats_report_free(prd_nats *p, prd_nats_report *r);
 int64_t prd_nats_now_us(void);
 
 int prd_nats_next_event(lua_State *L, prd_producer *base, int timeout_ms, int serve,
