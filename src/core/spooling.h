@@ -14,6 +14,10 @@
 
 #include "core/transport.h"
 
+/* The header every spooled record is sent with: its stable id, the
+ * spool's id in 32 hex digits, '-', its seq (docs/spool.md). */
+#define PRD_SPOOL_ID_HEADER "producers-id"
+
 /* prd_produce_each_header's shape (produce.h), passed in by produce. */
 typedef void (*prd_each_header_fn)(lua_State *L, int t,
                                    void (*f)(lua_State *, int, int, void *), void *ud);
@@ -27,6 +31,7 @@ int prd_spooling_settle(prd_producer *p, const void *report);
 void prd_spooling_report_fields(lua_State *L, prd_producer *p, const void *state);
 void prd_spooling_push_metrics(lua_State *L, prd_producer *p);
 int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir);
+int prd_spooling_adopt_method(lua_State *L);
 void prd_spooling_close(lua_State *L, prd_producer *p);
 void prd_spooling_forget(prd_producer *p);
 

@@ -83,6 +83,9 @@ typedef struct prd_transport {
     const char *type;            /* the metatable's name */
     const char *kind;            /* tostring's "producers.kafka" */
     size_t size;                 /* of the transport's producer struct */
+    const char *id_header;       /* the header a spooled record keeps
+                                    opts.id in (NATS: Nats-Msg-Id), or
+                                    NULL: opts.id is not kept (Kafka) */
     /* Queues m: 0, or pushes the failure (nil, message, name, err) and
      * returns its count; then nothing of m is kept (its state is released
      * by the caller). Runs no Lua. */

@@ -21,6 +21,7 @@
 #include "nats/connect.h"
 #include "nats/errors.h"
 #include "nats/report.h"
+#include "nats/spool.h"
 
 #define CLOSE_WAIT_MS 2000        /* bound on waiting for the closed callback */
 
@@ -40,6 +41,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     if (atomic_load(&p->shutting))
         return;
     atomic_fetch_add(&p->disconnects, 1);
+    prd_nats_connection_moved(p);
     prd_nats_push_event(p, PRD_WARN, NATS_OK, "disconnected; reconnecting (messages wait for their acks)");
 }
 
@@ -50,6 +52,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
     if (atomic_load(&p->shutting))
         return;
+    prd_nats_connection_moved(p);
     prd_nats_push_event(p, PRD_INFO, NATS_OK, "reconnected to %s", url_of(nc, url, sizeof url));
 }
 
