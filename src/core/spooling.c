@@ -40,7 +40,6 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "core/msgstate.h"
-#include "core/producer.h"
 #include "core/spooling.h"
 #include "spool/spool.h"
 
@@ -886,7 +885,7 @@ static void reap(lua_State *L, prd_spooling *sp)
 }
 
 /*
- * p:spool_adopt(dir) (prd_spooling_adopt_method, the string dir
+ * p:spool_adopt(dir) (core/producer.c's method, the string dir
  * checked): opens dir's spool (its lock), feeds its records before the
  * producer's own, removes dir once empty (reap). Pushes true, or nil,
  * message, name, err; raises without a spool of p's own.
@@ -916,26 +915,4 @@ int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir)
     feed(L, p, 0);
     lua_pushboolean(L, 1);
     return 1;
-}
-
-/***
- * Adopts the spool of another directory (nginx: the spool of a worker
- * that is gone, I17; docs/spool.md): takes its lock, delivers its
- * records through this producer, oldest first and before this
- * producer's own, acks them there, and removes the directory once it is
- * empty. Its records count as queued (flush waits for them) and are
- * reported to on_delivery with replayed = true. A method of every
- * transport that takes a spool (Kafka, NATS).
- * @function spool_adopt
- * @string dir
- * @treturn[1] true
- * @treturn[2] nil, message, "SPOOL_LOCKED" (its owner lives), "SPOOL_IO"
- *   or "SPOOL_VERSION", err
- * @raise when the producer has no spool of its own
- */
-int prd_spooling_adopt_method(lua_State *L)
-{
-    prd_producer *p = prd_producer_check(L);
-
-    return prd_spooling_adopt(L, p, luaL_checkstring(L, 2));
 }

@@ -31,7 +31,6 @@ int prd_spooling_settle(prd_producer *p, const void *report);
 void prd_spooling_report_fields(lua_State *L, prd_producer *p, const void *state);
 void prd_spooling_push_metrics(lua_State *L, prd_producer *p);
 int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir);
-int prd_spooling_adopt_method(lua_State *L);
 void prd_spooling_close(lua_State *L, prd_producer *p);
 void prd_spooling_forget(prd_producer *p);
 

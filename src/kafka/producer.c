@@ -353,7 +353,6 @@ static int producer_purge(lua_State *L)
 static const luaL_Reg methods[] = {
     {"purge", producer_purge},
     {"metrics", prd_stats_metrics},
-    {"spool_adopt", prd_spooling_adopt_method},   /* core/spooling.c */
     {NULL, NULL}};
 
 /* Purges every message queued and in flight (close, after its wait). */

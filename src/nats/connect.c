@@ -41,7 +41,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     if (atomic_load(&p->shutting))
         return;
     atomic_fetch_add(&p->disconnects, 1);
-    prd_nats_connection_moved(p);
+    prd_nats_connection_moved(p, prd_nats_now_us());
     prd_nats_push_event(p, PRD_WARN, NATS_OK, "disconnected; reconnecting (messages wait for their acks)");
 }
 
@@ -52,7 +52,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
     if (atomic_load(&p->shutting))
         return;
-    prd_nats_connection_moved(p);
+    prd_nats_connection_moved(p, prd_nats_now_us());
     prd_nats_push_event(p, PRD_INFO, NATS_OK, "reconnected to %s", url_of(nc, url, sizeof url));
 }
 

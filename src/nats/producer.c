@@ -355,7 +355,6 @@ static int producer_metrics(lua_State *L)
 static const luaL_Reg methods[] = {
     {"purge", producer_purge},
     {"metrics", producer_metrics},
-    {"spool_adopt", prd_spooling_adopt_method},   /* core/spooling.c */
     {NULL, NULL}};
 
 /* prd_transport's purge (close, after its wait). */

@@ -27,7 +27,6 @@
 
 #include "core/spooling.h"
 #include "nats/errors.h"
-#include "nats/report.h"
 #include "nats/spool.h"
 
 #define NO_STREAM_GRACE_US (10 * 1000000LL)
@@ -63,11 +62,11 @@ int prd_nats_outcome(const void *report)
     return r->maybe_stored ? PRD_OUTCOME_RETRY_WRITTEN : PRD_OUTCOME_RETRY;
 }
 
-/* The connection was lost or regained (connect.c's callbacks): NO_STREAM
- * is retriable for a while. */
-void prd_nats_connection_moved(prd_nats *p)
+/* The connection was lost or regained at now_us (connect.c's callbacks):
+ * NO_STREAM is retriable for a while. */
+void prd_nats_connection_moved(prd_nats *p, int64_t now_us)
 {
-    atomic_store(&p->moved_us, (long long)prd_nats_now_us());
+    atomic_store(&p->moved_us, (long long)now_us);
 }
 
 /* Whether a NO_STREAM at now_us may be JetStream still loading its
