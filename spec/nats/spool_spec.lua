@@ -62,7 +62,14 @@ describe("producers.nats with a spool #nats_unit", function()
     assert.is_true(p:produce("spool.a", "mine", "own-id", { id = "my-id-1" }))
     assert.is_true(p:flush(10))
     assert.are.equal(11, #got)
-    for _, g in ipairs(got) do assert.is_nil(g[1]) end
+    for i, g in ipairs(got) do
+      assert.is_nil(g[1])
+      if i <= 10 then       -- the key and headers as sent, from a record's C bytes
+        assert.are.same({ "k" .. i, "v" .. i, "x" .. i }, { g[2].key, g[2].value, g[2].headers.h })
+        assert.matches(ID, g[2].headers["producers-id"])
+        assert.are.equal(g[2].headers["producers-id"], g[2].id)
+      end
+    end
     assert.are.same({ records = 0 }, { records = p:metrics().spool.records })
     p:close()
     local count, recs = by_value(stream)
@@ -121,6 +128,32 @@ describe("producers.nats with a spool #nats_unit", function()
     local count, recs = by_value(stream)
     assert.are.equal(31, #recs)
     for i = 1, 30 do assert.are.equal(1, count["v" .. i], "v" .. i) end
+  end))
+
+  it("keeps in the spool what a close during an outage leaves: no failure report, the next producer delivers it", N.with_logs(function()
+    local stream = N.stream("CLOSED")
+    N.create_stream(stream, { "closed.>" })
+    local got, log = {}, H.recorder()
+    local p = spooled({ logger = log.fn }, got)
+    assert.is_true(p:produce("closed.x", "warm", "warm"))
+    assert.is_true(p:flush(10))
+    N.down("plain")
+    for i = 1, 5 do assert.is_true(p:produce("closed.x", "k" .. i, "v" .. i)) end
+    p:close(0.2)
+    assert.are.equal(1, #got)                       -- the warm-up's only
+    assert.is_nil(log.find("not delivered"), log.text())
+    N.up("plain")
+    local replayed = 0
+    p = spooled({ on_delivery = function(err, r)
+      assert.is_nil(err)
+      if r.replayed then replayed = replayed + 1 end
+    end })
+    assert.is_true(p:flush(30))
+    assert.are.equal(5, replayed)
+    p:close()
+    local count, recs = by_value(stream)
+    assert.are.equal(6, #recs)
+    for i = 1, 5 do assert.are.equal(1, count["v" .. i], "v" .. i) end
   end))
 
   -- A producer spooled in arg[2]: delivers 1..K, then, once told "go",
