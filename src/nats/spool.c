@@ -29,7 +29,7 @@
 #include "nats/errors.h"
 #include "nats/spool.h"
 
-#define NO_STREAM_GRACE_US (10 * 1000000LL)
+#define NO_STREAM_GRACE_US (3 * 1000000LL)
 #define LOCAL_BYTES 2048          /* the copies of a record's strings, on the stack */
 
 /* Failures no retry can change: the spool acks the record and serves
