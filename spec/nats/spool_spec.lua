@@ -112,6 +112,28 @@ describe("producers.nats with a spool #nats_unit", function()
     p:close()
   end))
 
+  it("keeps records in the spool while max_pending acks are in flight, without stall_wait at each produce", N.with_logs(function()
+    local stream = N.stream("PENDING")
+    N.create_stream(stream, { "pending.>" })
+    local got = {}
+    -- without the spool's check, each produce past max_pending would wait
+    -- stall_wait (0.5 s: 25 s for these 50)
+    local p = spooled({ max_pending = 5, stall_wait = 0.5 }, got)
+    N.down("plain")
+    local t0 = os.time()
+    for i = 1, 50 do assert.is_true(p:produce("pending.x", "k" .. i, "v" .. i)) end
+    assert.is_true(os.time() - t0 <= 5, "50 produces took " .. (os.time() - t0) .. " s")
+    assert.are.same({ 5, 50 }, { p:metrics().pending_acks, p:metrics().spool.records })
+    N.up("plain")
+    assert.is_true(p:flush(30))
+    assert.are.equal(50, #got)
+    for _, g in ipairs(got) do assert.is_nil(g[1], g[1]) end
+    p:close()
+    local count, recs = by_value(stream)
+    assert.are.equal(50, #recs)
+    for i = 1, 50 do assert.are.equal(1, count["v" .. i], "v" .. i) end
+  end))
+
   it("keeps what the server did not ack past ack_timeout: no failure report, each message once when it returns", N.with_logs(function()
     local stream = N.stream("OUTAGE")
     N.create_stream(stream, { "outage.>" })

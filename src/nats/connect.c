@@ -222,7 +222,7 @@ static natsStatus make_context(lua_State *L, prd_nats *p, int conf)
     jsOptions_Init(&jo);
     jo.PublishAsync.AckHandler = prd_nats_on_ack;
     jo.PublishAsync.AckHandlerClosure = p;
-    jo.PublishAsync.MaxPending = field_integer(L, conf, "max_pending", 10000);
+    jo.PublishAsync.MaxPending = p->max_pending = field_integer(L, conf, "max_pending", 10000);
     jo.PublishAsync.StallWait = field_integer(L, conf, "stall_wait_ms", 10);
     return natsConnection_JetStream(&p->js, p->nc, &jo);
 }

@@ -218,6 +218,8 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
 
     if (m->partition != PRD_PARTITION_ANY)
         return prd_nats_fail_named(L, "_INVALID_ARG", "opts.partition: NATS subjects have no partitions");
+    if (m->header_count && (n = prd_nats_spool_full(L, p)))
+        return n;               /* _QUEUE_FULL for the spool's feeder, without stall_wait */
     if (m->value_len > INT_MAX)
         return prd_nats_fail_named(L, "MSG_SIZE_TOO_LARGE", "message too large for NATS");
     if ((s = natsMsg_Create(&msg, m->topic, NULL, m->value, (int)m->value_len)) != NATS_OK)

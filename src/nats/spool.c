@@ -78,6 +78,25 @@ int prd_nats_stream_loading(prd_nats *p, int64_t now_us)
     return at && now_us - at < NO_STREAM_GRACE_US;
 }
 
+/*
+ * Whether max_pending acks are in flight, for a spooled record's send:
+ * then pushes _QUEUE_FULL's failure tuple at once and returns its count
+ * (the record waits in the spool), rather than nats.c waiting stall_wait
+ * for room at every feed (every produce, while the server is away);
+ * else 0.
+ */
+int prd_nats_spool_full(lua_State *L, prd_nats *p)
+{
+    size_t in_flight;
+
+    pthread_mutex_lock(&p->lock);
+    in_flight = p->in_flight;
+    pthread_mutex_unlock(&p->lock);
+    if (p->max_pending <= 0 || (int64_t)in_flight < p->max_pending)
+        return 0;
+    return prd_nats_fail_named(L, "_QUEUE_FULL", "Local: Queue full (max_pending acks in flight)");
+}
+
 /* Whether len bytes can be a header's value: no NUL, CR or LF. */
 static int value_safe(const char *s, size_t len)
 {

@@ -16,5 +16,6 @@ int prd_nats_outcome(const void *report);
 int prd_nats_spool_headers(lua_State *L, const prd_message *m, natsMsg *msg);
 void prd_nats_connection_moved(prd_nats *p, int64_t now_us);
 int prd_nats_stream_loading(prd_nats *p, int64_t now_us);
+int prd_nats_spool_full(lua_State *L, prd_nats *p);
 
 #endif
