@@ -5,8 +5,11 @@
 -- the spool is on the stream once, with its producers-id and Nats-Msg-Id;
 -- the server down past ack_timeout gives no failure report and every
 -- accepted message is on the stream once when it returns (the copies
--- sent again dropped by Nats-Msg-Id); a producer killed -9 with records
--- spooled leaves them to the next one; one producer per directory.
+-- sent again dropped by Nats-Msg-Id); NO_STREAM final, but retried just
+-- after a reconnect; max_pending acks in flight keep records in the
+-- spool without stall_wait; a close during an outage and a producer
+-- killed -9 leave their records to the next one; one producer per
+-- directory; the options checked as Kafka's.
 local N = require("support.nats")
 local H = require("helpers")
 local S = require("support.spool")
