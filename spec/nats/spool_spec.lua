@@ -30,6 +30,13 @@ local function by_value(stream)
   return count, recs
 end
 
+-- Asserts that stream holds total records, "v1" .. "v<n>" once each.
+local function assert_once(stream, n, total)
+  local count, recs = by_value(stream)
+  assert.are.equal(total, #recs)
+  for i = 1, n do assert.are.equal(1, count["v" .. i], "v" .. i) end
+end
+
 describe("producers.nats with a spool #nats_unit", function()
   local env, dir
 
@@ -45,22 +52,29 @@ describe("producers.nats with a spool #nats_unit", function()
   before_each(function() dir = S.tmpdir() end)
   after_each(function() S.rm(dir) end)
 
-  -- A producer spooled in dir whose reports land in got.
-  local function spooled(opts, got)
+  -- A producer spooled in dir, and got: its reports ({err, report}, ...)
+  -- unless opts.on_delivery takes them.
+  local function spooled(opts)
+    local got = {}
     opts = opts or {}
     opts.servers = env.NATS_URL
     opts.spool = opts.spool or { dir = dir }
     opts.reconnect_wait = opts.reconnect_wait or 0.1
     opts.logger = opts.logger or H.recorder().fn
-    if got then opts.on_delivery = function(err, r) got[#got + 1] = { err, r } end end
-    return assert(producers.nats.new(opts))
+    opts.on_delivery = opts.on_delivery or function(err, r) got[#got + 1] = { err, r } end
+    return assert(producers.nats.new(opts)), got
+  end
+
+  -- A new stream capturing "<subject>.>".
+  local function new_stream(name, subject)
+    local stream = N.stream(name)
+    N.create_stream(stream, { subject .. ".>" })
+    return stream
   end
 
   it("puts a message through the spool on the stream once, with producers-id as its Nats-Msg-Id", N.with_logs(function()
-    local stream = N.stream("SPOOL")
-    N.create_stream(stream, { "spool.>" })
-    local got = {}
-    local p = spooled({}, got)
+    local stream = new_stream("SPOOL", "spool")
+    local p, got = spooled({})
     for i = 1, 10 do assert.is_true(p:produce("spool.a", "k" .. i, "v" .. i, { headers = { h = "x" .. i } })) end
     assert.is_true(p:produce("spool.a", "mine", "own-id", { id = "my-id-1" }))
     assert.is_true(p:flush(10))
@@ -90,8 +104,7 @@ describe("producers.nats with a spool #nats_unit", function()
   end))
 
   it("fails a subject no stream captures for good: one NO_STREAM report, the record acked", N.with_logs(function()
-    local got = {}
-    local p = spooled({}, got)
+    local p, got = spooled({})
     assert.is_true(p:produce("nobody.spooled", "k", "v"))
     assert.is_true(p:flush(10))
     assert.are.equal(1, #got)
@@ -101,8 +114,7 @@ describe("producers.nats with a spool #nats_unit", function()
   end))
 
   it("retries NO_STREAM just after a reconnect (JetStream may be loading its streams), then reports it once", N.with_logs(function()
-    local got = {}
-    local p = spooled({}, got)
+    local p, got = spooled({})
     N.down("plain")
     N.up("plain")
     assert.is_true(N.wait_until(function() p:poll(0.05); return p:metrics().status == "connected" end, 10))
@@ -116,12 +128,10 @@ describe("producers.nats with a spool #nats_unit", function()
   end))
 
   it("keeps records in the spool while max_pending acks are in flight, without stall_wait at each produce", N.with_logs(function()
-    local stream = N.stream("PENDING")
-    N.create_stream(stream, { "pending.>" })
-    local got = {}
+    local stream = new_stream("PENDING", "pending")
     -- without the spool's check, each produce past max_pending would wait
     -- stall_wait (0.5 s: 25 s for these 50)
-    local p = spooled({ max_pending = 5, stall_wait = 0.5 }, got)
+    local p, got = spooled({ max_pending = 5, stall_wait = 0.5 })
     N.down("plain")
     local t0 = os.time()
     for i = 1, 50 do assert.is_true(p:produce("pending.x", "k" .. i, "v" .. i)) end
@@ -132,16 +142,12 @@ describe("producers.nats with a spool #nats_unit", function()
     assert.are.equal(50, #got)
     for _, g in ipairs(got) do assert.is_nil(g[1], g[1]) end
     p:close()
-    local count, recs = by_value(stream)
-    assert.are.equal(50, #recs)
-    for i = 1, 50 do assert.are.equal(1, count["v" .. i], "v" .. i) end
+    assert_once(stream, 50, 50)
   end))
 
   it("keeps what the server did not ack past ack_timeout: no failure report, each message once when it returns", N.with_logs(function()
-    local stream = N.stream("OUTAGE")
-    N.create_stream(stream, { "outage.>" })
-    local got = {}
-    local p = spooled({ ack_timeout = 0.3 }, got)
+    local stream = new_stream("OUTAGE", "outage")
+    local p, got = spooled({ ack_timeout = 0.3 })
     assert.is_true(p:produce("outage.x", "warm", "warm"))
     assert.is_true(p:flush(10))
     N.down("plain")
@@ -165,16 +171,13 @@ describe("producers.nats with a spool #nats_unit", function()
     assert.is_true(m.duplicates > 0, "duplicates: " .. m.duplicates)
     assert.is_true(m.spool.resent_possibly_persisted >= 30)
     p:close()
-    local count, recs = by_value(stream)
-    assert.are.equal(31, #recs)
-    for i = 1, 30 do assert.are.equal(1, count["v" .. i], "v" .. i) end
+    assert_once(stream, 30, 31)
   end))
 
   it("keeps in the spool what a close during an outage leaves: no failure report, the next producer delivers it", N.with_logs(function()
-    local stream = N.stream("CLOSED")
-    N.create_stream(stream, { "closed.>" })
-    local got, log = {}, H.recorder()
-    local p = spooled({ logger = log.fn }, got)
+    local stream = new_stream("CLOSED", "closed")
+    local log = H.recorder()
+    local p, got = spooled({ logger = log.fn })
     assert.is_true(p:produce("closed.x", "warm", "warm"))
     assert.is_true(p:flush(10))
     N.down("plain")
@@ -191,9 +194,7 @@ describe("producers.nats with a spool #nats_unit", function()
     assert.is_true(p:flush(30))
     assert.are.equal(5, replayed)
     p:close()
-    local count, recs = by_value(stream)
-    assert.are.equal(6, #recs)
-    for i = 1, 5 do assert.are.equal(1, count["v" .. i], "v" .. i) end
+    assert_once(stream, 5, 6)
   end))
 
   -- A producer spooled in arg[2]: delivers 1..K, then, once told "go",
@@ -216,8 +217,7 @@ io.read("*l")
 ]]
 
   it("loses nothing a producer killed -9 accepted: the next one on its directory delivers it first", N.with_logs(function()
-    local stream = N.stream("KILL")
-    N.create_stream(stream, { "kill.>" })
+    local stream = new_stream("KILL", "kill")
     local K, NN, NEW = 10, 60, 5
     local c = child.start{ code = PRODUCER, args = { env.NATS_URL, dir, "kill.x", tostring(K), tostring(NN) } }
     finally(function() c:cleanup() end)
