@@ -12,6 +12,7 @@
 local core = require("producers.core")
 local BaseProducer = require("producers.base")
 local log = require("producers.log")
+local spool_options = require("producers.spool_options")
 
 local Kafka = setmetatable({ kind = "kafka" }, { __index = core.methods })
 setmetatable(core.methods, { __index = BaseProducer })
@@ -42,41 +43,6 @@ local OPTIONS = {
   json = "any", serve_on_produce = "boolean", on_stats = "callable",
   spool = "table",
 }
-
--- The durable spool's options (docs/spool.md): their types; the
--- numbers' ranges (integers).
-local SPOOL_OPTIONS = {
-  dir = "string", max_bytes = "number", segment_bytes = "number",
-  fsync = "string", fsync_interval_ms = "number",
-}
-local SPOOL_RANGES = {
-  max_bytes = { 4096, 2^53 }, segment_bytes = { 4096, 2^30 }, fsync_interval_ms = { 1, 2^31 - 1 },
-}
-local FSYNC = { never = true, interval = true, always = true }
-
--- Checks opts.spool (a table: check_options saw to it); raises naming
--- the option, as the others.
-local function check_spool(spool, level)
-  if spool == nil then return end
-  local function bad(fmt, ...)
-    error("producers.kafka.new: option " .. fmt:format(...), level + 1)
-  end
-  for name, value in pairs(spool) do
-    local want = SPOOL_OPTIONS[name]
-    if not want then
-      bad("'spool.%s' is unknown (dir, max_bytes, segment_bytes, fsync, fsync_interval_ms)", tostring(name))
-    end
-    if type(value) ~= want then bad("'spool.%s' must be a %s, got %s", name, want, type(value)) end
-    local range = SPOOL_RANGES[name]
-    if range and not (value >= range[1] and value <= range[2] and value % 1 == 0) then
-      bad("'spool.%s' must be an integer from %d to %d, got %s", name, range[1], range[2], tostring(value))
-    end
-  end
-  if spool.dir == nil or spool.dir == "" then bad("'spool.dir' is required (a directory path)") end
-  if spool.fsync ~= nil and not FSYNC[spool.fsync] then
-    bad("'spool.fsync' must be 'never', 'interval' or 'always', got '%s'", spool.fsync)
-  end
-end
 
 -- A transaction's messages cannot outlive it in a spool: refused.
 local function check_spool_config(spool, conf, level)
@@ -246,7 +212,7 @@ function Kafka.new(opts)
   check_options(opts)
   check_ranges(opts)
   check_json(opts.json, 2)
-  check_spool(opts.spool, 2)
+  spool_options.check(opts.spool, "producers.kafka.new", 2)
   local conf = Kafka.config(opts)
   check_spool_config(opts.spool, conf, 2)
   local ok, p = pcall(core.new, conf, {
@@ -278,7 +244,7 @@ function Kafka.check(opts)
     check_options(opts)
     check_ranges(opts)
     check_json(opts.json, 1)
-    check_spool(opts.spool, 1)
+    spool_options.check(opts.spool, "producers.kafka.new", 1)
     log.level(opts.log_level)
     log.wrap(opts.logger)
     local conf = Kafka.config(opts)

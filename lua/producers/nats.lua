@@ -18,6 +18,7 @@
 local core = require("producers.core")
 local BaseProducer = require("producers.base")
 local log = require("producers.log")
+local spool_options = require("producers.spool_options")
 
 local Nats = { kind = "nats", KEY_HEADER = "Producers-Key" }
 
@@ -58,6 +59,7 @@ local OPTIONS = {
   stall_wait = "seconds",
   on_delivery = "callable", on_error = "callable", logger = "any", log_level = "string",
   gc_flush_timeout = "seconds", json = "any", serve_on_produce = "boolean",
+  spool = "table",
 }
 
 local KAFKA_OPTIONS = {
@@ -178,13 +180,18 @@ end
 --   max_pending (acks in flight, 10000: then produce returns
 --   "_QUEUE_FULL"), stall_wait (s, 0.01: how long produce waits for room
 --   first); on_delivery, on_error, logger, log_level, gc_flush_timeout,
---   json, serve_on_produce as for Kafka
+--   json, serve_on_produce as for Kafka; spool (a table: dir, max_bytes,
+--   segment_bytes, fsync, fsync_interval_ms: the durable spool as for
+--   Kafka, docs/spool.md; a record without opts.id is sent with
+--   Nats-Msg-Id = its producers-id; raises an error object named
+--   SPOOL_LOCKED, SPOOL_IO or SPOOL_VERSION when it cannot be opened)
 -- @treturn[1] userdata the producer
 -- @treturn[2] nil, message, name, error object: no connection (e.g.
---   "_NO_SERVER", "_AUTHENTICATION", "_SSL")
+--   "_NO_SERVER", "_AUTHENTICATION", "_SSL"; the spool is closed again)
 function Nats.new(opts)
   if not core.nats_new then error(NOT_BUILT, 2) end
   check_options(opts)
+  spool_options.check(opts.spool, "producers.nats.new", 2)
   local conf = Nats.config(opts)
   return core.nats_new(conf, {
     logger = log.wrap(opts.logger),
@@ -194,6 +201,7 @@ function Nats.new(opts)
     gc_flush_timeout = opts.gc_flush_timeout,
     json = opts.json,
     serve_on_produce = opts.serve_on_produce,
+    spool = opts.spool,
   })
 end
 
@@ -204,6 +212,7 @@ function Nats.check(opts)
   if not core.nats_new then return nil, NOT_BUILT end
   local ok, err = pcall(function()
     check_options(opts)
+    spool_options.check(opts.spool, "producers.nats.new", 1)
     log.level(opts.log_level)
     log.wrap(opts.logger)
     Nats.config(opts)

@@ -385,6 +385,27 @@ static int producer_tostring(lua_State *L)
     return 1;
 }
 
+/***
+ * Adopts the spool of another directory (nginx: the spool of a worker
+ * that is gone, I17; docs/spool.md): takes its lock, delivers its
+ * records through this producer, oldest first and before this
+ * producer's own, acks them there, and removes the directory once it is
+ * empty. Its records count as queued (flush waits for them) and are
+ * reported to on_delivery with replayed = true. Every transport's (Kafka, NATS).
+ * @function spool_adopt
+ * @string dir
+ * @treturn[1] true
+ * @treturn[2] nil, message, "SPOOL_LOCKED" (its owner lives), "SPOOL_IO"
+ *   or "SPOOL_VERSION", err
+ * @raise when the producer has no spool of its own
+ */
+static int producer_spool_adopt(lua_State *L)
+{
+    prd_producer *p = prd_producer_check(L);
+
+    return prd_spooling_adopt(L, p, luaL_checkstring(L, 2));
+}
+
 static const luaL_Reg methods[] = {
     {"poll", producer_poll},
     {"flush", producer_flush},
@@ -394,6 +415,7 @@ static const luaL_Reg methods[] = {
     {"event_fd", producer_event_fd},
     {"stats", producer_stats},
     {"reports", producer_reports},
+    {"spool_adopt", producer_spool_adopt},
     {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

@@ -44,7 +44,7 @@
 #include "core/spooling.h"
 #include "spool/spool.h"
 
-#define ID_HEADER "producers-id"
+#define ID_HEADER PRD_SPOOL_ID_HEADER
 #define ID_MAX 64                 /* 32 hex digits, '-', 20 digits */
 #define ID_PREFIX 33              /* 32 hex digits, '-' */
 #define ERR_SPOOL_BASE (-1000)    /* error codes: -1000 - prd_spool_code */
@@ -327,9 +327,9 @@ void prd_spooling_start(lua_State *L, prd_producer *p)
 
 /* --- produce --- */
 
-static void collect_header(lua_State *L, int name_idx, int value_idx, void *ud)
+/* A header slot more in sp->hdrs; NULL out of memory (sp->hfailed). */
+static prd_spool_header *next_header(prd_spooling *sp)
 {
-    prd_spooling *sp = ud;
     prd_spool_header *h;
 
     if (sp->hcount == sp->hcap) {
@@ -337,19 +337,43 @@ static void collect_header(lua_State *L, int name_idx, int value_idx, void *ud)
 
         if (!(h = realloc(sp->hdrs, cap * sizeof *h))) {
             sp->hfailed = 1;
-            return;
+            return NULL;
         }
         sp->hdrs = h;
         sp->hcap = cap;
     }
-    h = &sp->hdrs[sp->hcount++];
+    return &sp->hdrs[sp->hcount++];
+}
+
+static void collect_header(lua_State *L, int name_idx, int value_idx, void *ud)
+{
+    prd_spool_header *h = next_header(ud);
+
+    if (!h)
+        return;
     h->name = lua_tolstring(L, name_idx, &h->name_len);
     h->value = lua_tolstring(L, value_idx, &h->value_len);
 }
 
-/* m as a record; its headers (the table at m->headers) in sp->hdrs. */
+/* opts.id kept in the record as the header the transport reads it from
+ * (id_header: NATS's Nats-Msg-Id), so every send of the record carries
+ * it; a transport without one ignores opts.id (Kafka). */
+static void keep_id(prd_spooling *sp, const char *id_header, const char *id)
+{
+    prd_spool_header *h;
+
+    if (!id || !id_header || !(h = next_header(sp)))
+        return;
+    h->name = id_header;
+    h->name_len = strlen(id_header);
+    h->value = id;
+    h->value_len = strlen(id);
+}
+
+/* m as a record; its headers (the table at m->headers, then opts.id as
+ * id_header) in sp->hdrs. */
 static void record_of(lua_State *L, prd_spooling *sp, const prd_message *m,
-                      prd_each_header_fn each, prd_spool_record *r)
+                      const char *id_header, prd_each_header_fn each, prd_spool_record *r)
 {
     r->topic = m->topic;
     r->topic_len = strlen(m->topic);
@@ -363,6 +387,7 @@ static void record_of(lua_State *L, prd_spooling *sp, const prd_message *m,
     sp->hfailed = 0;
     if (m->headers)
         each(L, m->headers, collect_header, sp);
+    keep_id(sp, id_header, m->id);
     r->headers = sp->hdrs;
     r->header_count = sp->hcount;
 }
@@ -425,7 +450,7 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "producer is closed");
     }
-    record_of(L, sp, m, each, &r);
+    record_of(L, sp, m, p->tr->id_header, each, &r);
     rc = sp->hfailed ? PRD_SPOOL_IO : prd_spool_append(sp->own.s, &r, &seq);
     if (rc != PRD_SPOOL_OK) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -567,12 +592,26 @@ static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r,
     return p->tr->send(L, p, &m);
 }
 
-/* Whether the failure of n values on top is the transport's full queue. */
-static int queue_full(lua_State *L, int n)
+/* Whether the failure of n values on top says "not now": the
+ * transport's full queue, or another refusal its error object calls
+ * retriable (NATS: the connection closed for good, _CONNECTION_CLOSED).
+ * The record then waits in the spool, for this feed or the next
+ * producer. */
+static int not_now(lua_State *L, int n)
 {
     const char *name = n == 4 ? lua_tostring(L, -2) : NULL;
+    int retriable;
 
-    return name && strcmp(name, "_QUEUE_FULL") == 0;
+    if (!name)
+        return 0;
+    if (strcmp(name, "_QUEUE_FULL") == 0)
+        return 1;
+    if (!lua_istable(L, -1))
+        return 0;
+    lua_getfield(L, -1, "retriable");
+    retriable = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return retriable;
 }
 
 /* The transport refused the held record for good (the n values on top):
@@ -616,7 +655,7 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
             src->held = 0;
             continue;
         }
-        if (queue_full(L, n)) {
+        if (not_now(L, n)) {
             e->inflight = 0;
             lua_pop(L, n);
             return -1;
@@ -654,7 +693,7 @@ static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint6
         prd_spool_cursor_follow(src->s, &src->cur, seq, 1);
         return 1;
     }
-    if (queue_full(L, n)) {
+    if (not_now(L, n)) {
         e->inflight = 0;
         lua_pop(L, n);
         return 0;
@@ -880,7 +919,7 @@ static void reap(lua_State *L, prd_spooling *sp)
 }
 
 /*
- * p:spool_adopt(dir) (the transport's method calls it, the string dir
+ * p:spool_adopt(dir) (core/producer.c's method, the string dir
  * checked): opens dir's spool (its lock), feeds its records before the
  * producer's own, removes dir once empty (reap). Pushes true, or nil,
  * message, name, err; raises without a spool of p's own.

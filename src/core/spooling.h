@@ -14,6 +14,10 @@
 
 #include "core/transport.h"
 
+/* The header every spooled record is sent with: its stable id, the
+ * spool's id in 32 hex digits, '-', its seq (docs/spool.md). */
+#define PRD_SPOOL_ID_HEADER "producers-id"
+
 /* prd_produce_each_header's shape (produce.h), passed in by produce. */
 typedef void (*prd_each_header_fn)(lua_State *L, int t,
                                    void (*f)(lua_State *, int, int, void *), void *ud);

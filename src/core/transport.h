@@ -13,8 +13,8 @@
  * backend shares: produce's checks and encoding (produce.c), the serving
  * loop (queue.c), the busy guard, interrupts, the wake-up descriptor,
  * logging, and the methods that need nothing else (poll, flush, close,
- * reports, event_fd, queue_length, stats, is_closed, __gc, __close,
- * __tostring: producer.c). A transport adds its own (Kafka: purge,
+ * reports, event_fd, queue_length, stats, is_closed, spool_adopt, __gc,
+ * __close, __tostring: producer.c). A transport adds its own (Kafka: purge,
  * metrics, transactions) and registers them beside core's
  * (prd_producer_methods, prd_produce_methods). A transport includes
  * core's headers; core includes none of a transport's.
@@ -83,6 +83,9 @@ typedef struct prd_transport {
     const char *type;            /* the metatable's name */
     const char *kind;            /* tostring's "producers.kafka" */
     size_t size;                 /* of the transport's producer struct */
+    const char *id_header;       /* the header a spooled record keeps
+                                    opts.id in (NATS: Nats-Msg-Id), or
+                                    NULL: opts.id is not kept (Kafka) */
     /* Queues m: 0, or pushes the failure (nil, message, name, err) and
      * returns its count; then nothing of m is kept (its state is released
      * by the caller). Runs no Lua. */

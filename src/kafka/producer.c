@@ -350,31 +350,9 @@ static int producer_purge(lua_State *L)
     return 1;
 }
 
-/***
- * Adopts the spool of another directory (nginx: the spool of a worker
- * that is gone, I17; docs/spool.md): takes its lock, delivers its
- * records through this producer, oldest first and before this
- * producer's own, acks them there, and removes the directory once it is
- * empty. Its records count as queued (flush waits for them) and are
- * reported to on_delivery with replayed = true.
- * @function spool_adopt
- * @string dir
- * @treturn[1] true
- * @treturn[2] nil, message, "SPOOL_LOCKED" (its owner lives), "SPOOL_IO"
- *   or "SPOOL_VERSION", err
- * @raise when the producer has no spool of its own
- */
-static int producer_spool_adopt(lua_State *L)
-{
-    prd_kafka *p = prd_kafka_check(L);
-
-    return prd_spooling_adopt(L, &p->base, luaL_checkstring(L, 2));
-}
-
 static const luaL_Reg methods[] = {
     {"purge", producer_purge},
     {"metrics", prd_stats_metrics},
-    {"spool_adopt", producer_spool_adopt},
     {NULL, NULL}};
 
 /* Purges every message queued and in flight (close, after its wait). */

@@ -21,6 +21,7 @@
 #include "nats/connect.h"
 #include "nats/errors.h"
 #include "nats/report.h"
+#include "nats/spool.h"
 
 #define CLOSE_WAIT_MS 2000        /* bound on waiting for the closed callback */
 
@@ -40,6 +41,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     if (atomic_load(&p->shutting))
         return;
     atomic_fetch_add(&p->disconnects, 1);
+    prd_nats_connection_moved(p, prd_nats_now_us());
     prd_nats_push_event(p, PRD_WARN, NATS_OK, "disconnected; reconnecting (messages wait for their acks)");
 }
 
@@ -50,6 +52,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
     if (atomic_load(&p->shutting))
         return;
+    prd_nats_connection_moved(p, prd_nats_now_us());
     prd_nats_push_event(p, PRD_INFO, NATS_OK, "reconnected to %s", url_of(nc, url, sizeof url));
 }
 
@@ -219,7 +222,7 @@ static natsStatus make_context(lua_State *L, prd_nats *p, int conf)
     jsOptions_Init(&jo);
     jo.PublishAsync.AckHandler = prd_nats_on_ack;
     jo.PublishAsync.AckHandlerClosure = p;
-    jo.PublishAsync.MaxPending = field_integer(L, conf, "max_pending", 10000);
+    jo.PublishAsync.MaxPending = p->max_pending = field_integer(L, conf, "max_pending", 10000);
     p->pool_max = jo.PublishAsync.MaxPending > 0 && jo.PublishAsync.MaxPending < PRD_NATS_POOL_MAX
                       ? (size_t)jo.PublishAsync.MaxPending : PRD_NATS_POOL_MAX;
     jo.PublishAsync.StallWait = field_integer(L, conf, "stall_wait_ms", 10);

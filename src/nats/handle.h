@@ -89,6 +89,10 @@ typedef struct prd_nats {
     uint64_t produced_bytes, delivered_bytes, failed_bytes;
     long duplicates;
     atomic_long disconnects;
+    int64_t max_pending;             /* jsOptions' MaxPending (spool.c) */
+    atomic_llong moved_us;           /* the connection last lost or regained
+                                        (prd_nats_now_us), for NO_STREAM's
+                                        grace (spool.c) */
 } prd_nats;
 
 /* The open NATS producer at 1 (raises as prd_producer_check, and on a

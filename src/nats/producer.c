@@ -23,10 +23,12 @@
 #include "core/produce.h"
 #include "core/producer.h"
 #include "core/queue.h"
+#include "core/spooling.h"
 #include "nats/connect.h"
 #include "nats/errors.h"
 #include "nats/producer.h"
 #include "nats/report.h"
+#include "nats/spool.h"
 
 #define PRD_NATS_T "producers.NatsProducer"
 
@@ -73,6 +75,7 @@ static void release(lua_State *L, prd_producer *base)
     unref(L, &p->base.encoder);
     release_queued(L, p);
     prd_nats_queue_free(p);
+    prd_spooling_close(L, base);        /* after the last report: unacked records stay */
 }
 
 /* In a forked child: forgets nats.c's connection, whose threads stayed
@@ -122,15 +125,20 @@ int prd_nats_new(lua_State *L)
         p->on_delivery_report = prd_arg_takes_report(L, -1);
         lua_pop(L, 1);
     }
+    prd_spooling_open(L, &p->base, 2);    /* opts.spool; closed by release */
     if (prd_nats_queue_init(p) != 0)
         return luaL_error(L, "producers.nats.new: out of memory");
-    if ((n = prd_nats_connect(L, p, 1)))
+    if ((n = prd_nats_connect(L, p, 1))) {
+        prd_spooling_close(L, &p->base);  /* its lock, for a new try */
         return n;               /* p is collected: released, nothing open */
+    }
     lua_getfield(L, 1, "name");
     snprintf(p->base.name, sizeof p->base.name, "%s",
              lua_isstring(L, -1) ? lua_tostring(L, -1) : "nats");
     lua_pop(L, 1);
     p->base.closed = 0;
+    prd_spooling_start(L, &p->base);      /* the replay of what it holds */
+    lua_pushvalue(L, 3);
     return 1;
 }
 
@@ -170,6 +178,8 @@ static int add_headers(lua_State *L, const prd_message *m, natsMsg *msg)
     char text[PRD_TEXT_MAX];
     prd_headers h = {msg, NATS_OK, NULL};
 
+    if (m->header_count)        /* a spooled record's, as C bytes */
+        return prd_nats_spool_headers(L, m, msg);
     if (m->key && !header_safe(m->key, m->key_len))
         return prd_nats_fail_named(L, "_INVALID_ARG",
                                    "key: NATS carries it in a header, which cannot hold CR, LF or NUL bytes");
@@ -208,6 +218,8 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
 
     if (m->partition != PRD_PARTITION_ANY)
         return prd_nats_fail_named(L, "_INVALID_ARG", "opts.partition: NATS subjects have no partitions");
+    if (m->header_count && (n = prd_nats_spool_full(L, p)))
+        return n;               /* _QUEUE_FULL for the spool's feeder, without stall_wait */
     if (m->value_len > INT_MAX)
         return prd_nats_fail_named(L, "MSG_SIZE_TOO_LARGE", "message too large for NATS");
     if ((s = natsMsg_Create(&msg, m->topic, NULL, m->value, (int)m->value_len)) != NATS_OK)
@@ -339,6 +351,7 @@ static int producer_metrics(lua_State *L)
     set_integer(L, "delivered_bytes", (lua_Integer)p->delivered_bytes);
     set_integer(L, "failed_bytes", (lua_Integer)p->failed_bytes);
     push_connection(L, p);
+    prd_spooling_push_metrics(L, &p->base);
     return 1;
 }
 
@@ -376,10 +389,12 @@ const prd_transport prd_nats_transport = {
     .type = PRD_NATS_T,
     .kind = "producers.nats",
     .size = sizeof(prd_nats),
+    .id_header = PRD_NATS_MSG_ID_HEADER,  /* opts.id, kept by the spool */
     .send = nats_send,
     .next_event = prd_nats_next_event,
     .next_report = prd_nats_next_report,
     .report_state = prd_nats_report_state,
+    .outcome = prd_nats_outcome,         /* for the spool: nats/spool.c */
     .count = prd_nats_count,
     .report = prd_nats_report_call,
     .push_report = prd_nats_report_push,

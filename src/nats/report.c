@@ -26,8 +26,10 @@
 
 #include "core/log.h"
 #include "core/msgstate.h"
+#include "core/spooling.h"
 #include "nats/errors.h"
 #include "nats/report.h"
+#include "nats/spool.h"
 
 #define FIRST_BUCKETS 64
 
@@ -244,6 +246,9 @@ static void set_ack_error(prd_nats *p, prd_nats_report *r, const jsPubAckErr *pa
 {
     prd_nats_err e = prd_nats_err_of(pae->Err, (int)pae->ErrCode);
     char text[PRD_TEXT_MAX];
+
+    if (e.code == PRD_NATS_NO_STREAM)   /* just after a reconnect: spool.c */
+        e.retriable = prd_nats_stream_loading(p, r->done_us);
 
     if (e.code == PRD_NATS_NO_STREAM)
         snprintf(text, sizeof text, "no stream captures subject '%s'", natsMsg_GetSubject(r->msg));
@@ -585,6 +590,7 @@ int prd_nats_report_call(lua_State *L, prd_producer *base, const void *report)
     push_error(L, r);
     if (takes_report) {
         push_report(L, r);
+        prd_spooling_report_fields(L, base, r->state);   /* replayed */
         lua_call(L, 2, 0);
     } else {
         lua_call(L, 1, 0);
@@ -599,8 +605,8 @@ int prd_nats_report_push(lua_State *L, prd_producer *base, const void *report)
     const prd_nats_report *r = report;
     int ref = prd_msgstate_ref(r->state);
 
-    (void)base;
     push_report(L, r);
+    prd_spooling_report_fields(L, base, r->state);       /* replayed */
     push_error(L, r);
     lua_setfield(L, -2, "err");
     if (ref != LUA_NOREF) {
