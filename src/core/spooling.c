@@ -5,7 +5,8 @@
  * spooling.c: the durable spool (src/spool/, docs/design/spool.md) on the
  * transport seam (issue #22; the promise and its limits: docs/spool.md).
  *
- * produce builds the record in C and appends it (one write: I1, I2),
+ * produce builds the record in C and appends it (a store into the
+ * segment's shared mapping: I1, I2),
  * then runs the feeder, which hands the transport the records not acked
  * and not in flight, oldest seq first (I10, I14), while the transport
  * takes them: a full queue leaves the record read (held) for the next
