@@ -164,7 +164,7 @@ rate() { cat "$WORK/rate-$1"; }
   echo
   echo "| fsync | appends/s | what it promises |"
   echo "| --- | --- | --- |"
-  echo "| \`never\` (default) | $(rate never) | a completed \`write()\`: survives any process death |"
+  echo "| \`never\` (default) | $(rate never) | a store into the segment's shared mapping (the page cache): survives any process death |"
   echo "| \`interval\` (1000 ms) | $(rate interval) | plus \`fdatasync\` each second on the spool's thread: power loss costs about one interval |"
   echo "| \`always\` | $(rate always) | plus \`fdatasync\` before each append returns: survives power loss |"
   echo

@@ -233,6 +233,27 @@ static long file_size(const char *path)
   return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+static unsigned char *slurp(const char *path, long *len);
+
+/* Where the frames of a segment file end: its length once sealed; the
+ * active segment's file is longer (preallocated, zeros after its last
+ * frame), so tests that cut or damage it find its frames this way.
+ * Walks the frames' markers and lengths (little-endian). */
+static long frames_end(const char *path)
+{
+  long len, off = 64;
+  unsigned char *b = slurp(path, &len);
+  while (b && off + 16 <= len && b[off] == 'S' && b[off + 1] == 'P' && b[off + 2] == 'R' && b[off + 3] == 'L') {
+    unsigned long n = b[off + 4] | (unsigned long)b[off + 5] << 8 | (unsigned long)b[off + 6] << 16 |
+                      (unsigned long)b[off + 7] << 24;
+    off += 16 + (long)((n + 7) & ~7ul);
+  }
+  if (!b)
+    return -1;
+  free(b);
+  return off;
+}
+
 static unsigned char *slurp(const char *path, long *len)
 {
   FILE *f = fopen(path, "rb");
@@ -452,9 +473,9 @@ static void t_torn_tail_every_byte(void)
   prd_spool *s = open_ok(&o);
   CHECK(s, "open");
   CHECK(append_n(s, 20, 5, seqs) == 0, "append");
-  start = file_size(path_of(seg_name(1, ".seg")));
+  start = frames_end(path_of(seg_name(1, ".seg")));
   CHECK(append_n(s, 25, 1, seqs + 5) == 0, "append the last");
-  end = file_size(path_of(seg_name(1, ".seg")));
+  end = frames_end(path_of(seg_name(1, ".seg")));
   CHECK(take_image(&im, 1) == 0, "image");
   prd_spool_close(s);
   fill_seq(wi, 6, 20);
@@ -482,7 +503,59 @@ static void t_torn_tail_every_byte(void)
   free_image(&im);
 }
 
-/* I3, I11: a zero-filled tail (a power loss after the size grew): cut */
+/* The image's segment header without SEG_FLAG_PREALLOC (flags at 10,
+ * the CRC of the 60 bytes before at 60): a segment as a build that
+ * appended with write() left it. */
+static void without_prealloc_flag(image *im)
+{
+  uint32_t crc;
+  im->seg[10] = im->seg[11] = 0;
+  crc = prd_crc32c(0, im->seg, 60);
+  im->seg[60] = (unsigned char)crc;
+  im->seg[61] = (unsigned char)(crc >> 8);
+  im->seg[62] = (unsigned char)(crc >> 16);
+  im->seg[63] = (unsigned char)(crc >> 24);
+}
+
+/* I3, I11: the preallocated tail of an unsealed segment (a kill -9 left
+ * it): zeros after the last frame, neither cut nor counted; the file
+ * keeps its length (counted in bytes) until its records are done */
+static void t_prealloc_tail(void)
+{
+  prd_spool_options o = opts(0);
+  uint64_t seqs[8], wi[8];
+  long end;
+  prd_spool_metrics m;
+  image im;
+  prd_spool *s = open_ok(&o);
+  uint64_t seq = 0;
+  CHECK(s, "open");
+  CHECK(append_n(s, 0, 8, seqs) == 0, "append");
+  end = frames_end(path_of(seg_name(1, ".seg")));
+  CHECK(take_image(&im, 1) == 0, "image");
+  CHECK(im.seg_len > end, "preallocated: %ld bytes, frames end at %ld", im.seg_len, end);
+  prd_spool_close(s);
+  CHECK(restore_image(&im, im.seg_len) == 0, "restore");
+  s = open_ok(&o);
+  CHECK(s, "open");
+  metrics(s, &m);
+  CHECK(m.cut == 0 && m.damaged == 0, "cut %llu damaged %llu", (unsigned long long)m.cut, (unsigned long long)m.damaged);
+  CHECK(file_size(path_of(seg_name(1, ".seg"))) == im.seg_len && (long)m.bytes == disk_bytes(),
+        "kept: %ld bytes, metrics %llu", file_size(path_of(seg_name(1, ".seg"))), (unsigned long long)m.bytes);
+  fill_seq(wi, 8, 0);
+  CHECK(replay_expect(s, seqs, wi, 8) == 8, "all 8 records");
+  CHECK(append_n(s, 8, 1, &seq) == 0 && seq == 9, "the next seq follows: %llu", (unsigned long long)seq);
+  prd_spool_close(s);
+  s = open_ok(&o);
+  CHECK(s, "reopen");
+  metrics(s, &m);
+  CHECK(m.cut == 0 && m.records == 9, "cut %llu records %llu", (unsigned long long)m.cut, (unsigned long long)m.records);
+  prd_spool_close(s);
+  free_image(&im);
+}
+
+/* I3, I11: a zero-filled tail (a power loss after the size grew) in a
+ * segment not preallocated: cut */
 static void t_zero_tail(void)
 {
   prd_spool_options o = opts(0);
@@ -494,10 +567,11 @@ static void t_zero_tail(void)
   prd_spool *s = open_ok(&o);
   CHECK(s && z, "open");
   CHECK(append_n(s, 0, 7, seqs) == 0, "append");
-  start = file_size(path_of(seg_name(1, ".seg")));
+  start = frames_end(path_of(seg_name(1, ".seg")));
   CHECK(append_n(s, 7, 1, seqs + 7) == 0, "append the last");
-  end = file_size(path_of(seg_name(1, ".seg")));
+  end = frames_end(path_of(seg_name(1, ".seg")));
   CHECK(take_image(&im, 1) == 0, "image");
+  without_prealloc_flag(&im);
   prd_spool_close(s);
   fill_seq(wi, 8, 0);
   /* zeros after the last frame */
@@ -540,7 +614,7 @@ static void flipped(int sealed)
   prd_spool *s = open_ok(&o);
   CHECK(s, "open");
   CHECK(append_n(s, 0, 4, seqs) == 0, "append");
-  at = file_size(path_of(seg_name(1, ".seg"))) + 16 + 20;  /* inside record 5's body */
+  at = frames_end(path_of(seg_name(1, ".seg"))) + 16 + 20;  /* inside record 5's body */
   CHECK(append_n(s, 4, 6, seqs + 4) == 0, "append");
   if (!sealed)
     CHECK(take_image(&im, 1) == 0, "image");
@@ -739,54 +813,71 @@ static void t_max_bytes(void)
   prd_spool_close(s);
 }
 
-/* I1, I4: RLIMIT_FSIZE with SIGXFSZ ignored: SPOOL_IO naming EFBIG, the
- * segment truncated back, the records before intact */
-static void t_rlimit_fsize(void)
+/* I1, I4: RLIMIT_FSIZE with SIGXFSZ ignored: SPOOL_IO naming EFBIG and
+ * no record left by the refusal: the records appended before, and only
+ * they, come back, nothing torn; an append works again once the limit
+ * allows it. (The active segment is preallocated: the limit is met when
+ * its file must grow, not at the append that passes it by a byte.) */
+static int rlimit_child(void)
 {
   prd_spool_options o = opts(0);
+  prd_spool *s = open_ok(&o);
+  struct rlimit rl;
+  rec_buf b;
+  uint64_t seq, n = 3;
+  uint64_t *seqs = calloc(100000, sizeof *seqs), *wi = calloc(100000, sizeof *wi);
+  prd_spool_code rc = PRD_SPOOL_OK;
+  prd_spool_metrics m;
+  signal(SIGXFSZ, SIG_IGN);
+  if (!s || !seqs || !wi || append_n(s, 0, 3, seqs) != 0)
+    return 2;
+  if (getrlimit(RLIMIT_FSIZE, &rl) != 0)
+    return 3;
+  rl.rlim_cur = (rlim_t)file_size(path_of(seg_name(1, ".seg"))) + 10;  /* the hard limit stays: raised again below */
+  if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+    return 3;
+  while (n < 100000) {
+    make_record(n, &b);
+    if ((rc = prd_spool_append(s, &b.r, &seqs[n])) != PRD_SPOOL_OK)
+      break;
+    n++;
+  }
+  metrics(s, &m);
+  if (rc != PRD_SPOOL_IO || prd_spool_errno(s) != EFBIG || !strstr(prd_spool_error(s), strerror(EFBIG))) {
+    fprintf(stderr, "    %s: %s\n", prd_spool_code_name(rc), prd_spool_error(s));
+    return 4;
+  }
+  if (m.records != n || m.refused_io != 1)
+    return 5;
+  prd_spool_close(s);
+  s = open_ok(&o);
+  fill_seq(wi, (size_t)n, 0);
+  if (!s || replay_expect(s, seqs, wi, (size_t)n) != (long)n)
+    return 6;
+  metrics(s, &m);
+  if (m.cut != 0 || m.damaged != 0)
+    return 7;
+  rl.rlim_cur = rl.rlim_max;
+  make_record(n, &b);
+  if (setrlimit(RLIMIT_FSIZE, &rl) != 0 || (rc = prd_spool_append(s, &b.r, &seq)) != PRD_SPOOL_OK ||
+      seq <= seqs[n - 1]) {
+    fprintf(stderr, "    after the limit: %s: %s\n", prd_spool_code_name(rc), prd_spool_error(s));
+    return 8;
+  }
+  free(seqs);
+  free(wi);
+  prd_spool_close(s);
+  return 0;
+}
+
+static void t_rlimit_fsize(void)
+{
   int st;
   pid_t pid = fork();
   CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    prd_spool *s = open_ok(&o);
-    struct rlimit rl;
-    rec_buf b;
-    uint64_t seq;
-    long size;
-    prd_spool_code rc;
-    prd_spool_metrics m;
-    signal(SIGXFSZ, SIG_IGN);
-    if (!s || append_n(s, 0, 3, NULL) != 0)
-      _exit(2);
-    size = file_size(path_of(seg_name(1, ".seg")));
-    rl.rlim_cur = rl.rlim_max = (rlim_t)size + 10;
-    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-      _exit(3);
-    make_record(3, &b);
-    rc = prd_spool_append(s, &b.r, &seq);
-    metrics(s, &m);
-    if (rc != PRD_SPOOL_IO || prd_spool_errno(s) != EFBIG || !strstr(prd_spool_error(s), strerror(EFBIG))) {
-      fprintf(stderr, "    %s: %s\n", prd_spool_code_name(rc), prd_spool_error(s));
-      _exit(4);
-    }
-    if (file_size(path_of(seg_name(1, ".seg"))) != size || m.refused_io != 1)
-      _exit(5);
-    prd_spool_close(s);
-    _exit(0);
-  }
+  if (pid == 0)
+    _exit(rlimit_child());
   CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
-  {
-    uint64_t seqs[3], wi[3];
-    prd_spool_metrics m;
-    prd_spool *s = open_ok(&o);
-    CHECK(s, "reopen");
-    fill_seq(seqs, 3, 1);
-    fill_seq(wi, 3, 0);
-    CHECK(replay_expect(s, seqs, wi, 3) == 3, "the 3 records before");
-    metrics(s, &m);
-    CHECK(m.cut == 0 && m.damaged == 0, "nothing torn left behind");
-    prd_spool_close(s);
-  }
 }
 
 /* I4: an unwritable folder is a clear SPOOL_IO refusal, never a crash.
@@ -1334,13 +1425,14 @@ static const test_case cases[] = {
   {"append, reopen, replay in order; acks end records (I1 I7 I10)", t_append_reopen_replay},
   {"torn tail at every byte of the last frame (I1 I3 I11)", t_torn_tail_every_byte},
   {"zero-filled tail (I3 I11)", t_zero_tail},
+  {"preallocated tail: not counted (I3 I11)", t_prealloc_tail},
   {"byte flipped in a middle record, unsealed segment (I11 I12)", t_flipped_unsealed},
   {"byte flipped in a middle record, sealed segment (I11 I12)", t_flipped_sealed},
   {"acks with a bad CRC, torn, naming no record (I8 I11)", t_bad_acks},
   {".ack without .seg, *.tmp, kill between the unlinks (I7 I11)", t_orphans_and_kill_between_unlinks},
   {"two opens of one folder, a forked holder, kill -9 frees it (I9)", t_lock},
   {"max_bytes refusal (I4)", t_max_bytes},
-  {"RLIMIT_FSIZE: SPOOL_IO with EFBIG, truncated back (I1 I4)", t_rlimit_fsize},
+  {"RLIMIT_FSIZE: SPOOL_IO with EFBIG, no record left (I1 I4)", t_rlimit_fsize},
   {"ENOSPC on a small tmpfs: SPOOL_IO, truncated back (I1 I4)", t_enospc},
   {"read-only folder (I4)", t_read_only_dir},
   {"unknown version refused, nothing deleted (I11)", t_unknown_version},

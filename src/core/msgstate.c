@@ -19,11 +19,13 @@ void *prd_msgstate_keep(int ref, int takes_report, int value)
         s->callback = ref;
         s->takes_report = takes_report;
         s->value = value;
+        s->release = NULL;
     }
     return s;
 }
 
-/* Releases the refs a state holds, and its memory. */
+/* Releases the refs a state holds, and its memory (through its release
+ * hook when it has one). */
 void prd_msgstate_release(lua_State *L, void *state)
 {
     prd_msgstate *s = state;
@@ -36,5 +38,8 @@ void prd_msgstate_release(lua_State *L, void *state)
     }
     luaL_unref(L, LUA_REGISTRYINDEX, s->callback);
     luaL_unref(L, LUA_REGISTRYINDEX, s->value);
-    free(s);
+    if (s->release)
+        s->release(s);
+    else
+        free(s);
 }

@@ -8,7 +8,9 @@
  * - an odd value: its own callback's registry ref, shifted left by two,
  *   bit 1 set when the callback takes a report;
  * - else a prd_msgstate (malloc'd, so even): for a message whose value
- *   the transport does not copy, a Lua string kept alive until the report.
+ *   the transport does not copy, a Lua string kept alive until the report;
+ *   or the first member of a larger state whose release hook takes the
+ *   memory back (spooling.c's pooled entries).
  * prd_msgstate_release releases what it holds, once, after the report.
  * The common message (no callback, or one) needs no malloc.
  */
@@ -23,6 +25,7 @@ typedef struct prd_msgstate {
     int callback;                /* registry ref, or LUA_NOREF */
     int takes_report;
     int value;                   /* registry ref of the value's string */
+    void (*release)(void *state); /* gives the memory back; NULL: free() */
 } prd_msgstate;
 
 static inline void *prd_msgstate_pack(int ref, int takes_report)

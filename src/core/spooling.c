@@ -5,7 +5,8 @@
  * spooling.c: the durable spool (src/spool/, docs/design/spool.md) on the
  * transport seam (issue #22; the promise and its limits: docs/spool.md).
  *
- * produce builds the record in C and appends it (one write: I1, I2),
+ * produce builds the record in C and appends it (a store into the
+ * segment's shared mapping: I1, I2),
  * then runs the feeder, which hands the transport the records not acked
  * and not in flight, oldest seq first (I10, I14), while the transport
  * takes them: a full queue leaves the record read (held) for the next
@@ -49,19 +50,33 @@
 #define ID_PREFIX 33              /* 32 hex digits, '-' */
 #define ERR_SPOOL_BASE (-1000)    /* error codes: -1000 - prd_spool_code */
 
-typedef struct prd_source prd_source;
+#define POOL_KEEP 4096            /* released entries kept for reuse, at most */
 
-/* A spooled message's state: msgstate.c releases and frees it. */
-typedef struct prd_spooled {
+typedef struct prd_source prd_source;
+typedef struct prd_spooled prd_spooled;
+
+/* Released entries, reused by the next ones (no malloc/free a message):
+ * the producer's, freed with it. An adopted spool may be closed while
+ * its last reports are still being served, so the pool is not its. */
+typedef struct prd_pool {
+    prd_spooled *free;
+    size_t count;
+} prd_pool;
+
+/* A spooled message's state: msgstate.c releases it, its release hook
+ * (entry_release) gives it back to its pool. */
+struct prd_spooled {
     prd_msgstate base;           /* first: the callback, for its report */
     prd_source *src;             /* the spool holding its record */
+    prd_pool *pool;              /* where it goes back (next: the pool's list) */
+    prd_spooled *next;
     uint64_t seq;
     int inflight;                /* handed to the transport, no report yet */
     int replayed;                /* written by an earlier producer */
     int counted;                 /* counted in replayed */
     int retried;                 /* a retriable report came: resent next */
     int written;                 /* ... and the broker may have written it */
-} prd_spooled;
+};
 
 /* A spool the feeder reads: the producer's own, or one it adopted. */
 struct prd_source {
@@ -71,6 +86,7 @@ struct prd_source {
     int held;
     int rewind;                  /* a retriable report: read again from the oldest */
     uint64_t own_first;          /* first seq this producer appended */
+    prd_pool *pool;              /* the producer's, for its entries */
     prd_spooled **slots;         /* seq -> entry, open addressing */
     size_t cap, count;
     unsigned char id[16];        /* the spool's id */
@@ -81,6 +97,7 @@ struct prd_source {
 
 typedef struct prd_spooling {
     prd_source own;
+    prd_pool pool;               /* every source's released entries */
     prd_source *adopted;         /* oldest first: fed before own */
     prd_spool_header *hdrs;      /* produce's headers, as C bytes */
     size_t hcap, hcount;
@@ -177,20 +194,54 @@ static void map_del(prd_source *src, uint64_t seq)
         }
 }
 
+/* msgstate.c's release hook: back to the pool, or freed when it is full */
+static void entry_release(void *state)
+{
+    prd_spooled *e = state;
+    prd_pool *pool = e->pool;
+
+    if (pool->count >= POOL_KEEP) {
+        free(e);
+        return;
+    }
+    e->next = pool->free;
+    pool->free = e;
+    pool->count++;
+}
+
+static void pool_free(prd_pool *pool)
+{
+    prd_spooled *e;
+
+    while ((e = pool->free)) {
+        pool->free = e->next;
+        free(e);
+    }
+    pool->count = 0;
+}
+
 static prd_spooled *entry_new(prd_source *src, uint64_t seq, int ref, int takes_report)
 {
-    prd_spooled *e = calloc(1, sizeof *e);
+    prd_pool *pool = src->pool;
+    prd_spooled *e = pool->free;
 
-    if (!e)
+    if (e) {
+        pool->free = e->next;
+        pool->count--;
+        memset(e, 0, sizeof *e);
+    } else if (!(e = calloc(1, sizeof *e))) {
         return NULL;
+    }
     e->base.callback = ref;
     e->base.takes_report = takes_report;
     e->base.value = LUA_NOREF;
+    e->base.release = entry_release;
     e->src = src;
+    e->pool = pool;
     e->seq = seq;
     e->replayed = seq < src->own_first;
     if (map_put(src, e) != 0) {
-        free(e);
+        entry_release(e);
         return NULL;
     }
     return e;
@@ -286,6 +337,7 @@ void prd_spooling_open(lua_State *L, prd_producer *p, int opts)
     dir = read_options(L, lua_gettop(L), &o);
     if (!(sp = calloc(1, sizeof *sp)))
         luaL_error(L, "spool %s: out of memory", dir);
+    sp->own.pool = &sp->pool;
     if ((rc = source_open(&sp->own, dir, &o, err, sizeof err)) != PRD_SPOOL_OK) {
         prd_spool_cursor_free(&sp->own.cur);
         free(sp);
@@ -858,6 +910,7 @@ void prd_spooling_close(lua_State *L, prd_producer *p)
         free(src);
     }
     source_close(L, &sp->own);
+    pool_free(&sp->pool);        /* every report was served or dropped */
     free(sp->hdrs);
     free(sp->send_hdrs);
     free(sp->topic);
@@ -936,6 +989,7 @@ int prd_spooling_adopt(lua_State *L, prd_producer *p, const char *dir)
         free(src);
         return luaL_error(L, "spool_adopt: out of memory");
     }
+    src->pool = &p->spool->pool;
     if ((rc = source_open(src, dir, NULL, err, sizeof err)) != PRD_SPOOL_OK) {
         prd_spool_cursor_free(&src->cur);
         free(src->dir);

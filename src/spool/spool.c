@@ -5,14 +5,19 @@
  * spool.c: opening and closing a spool, appending records (I1, I2, I4,
  * I16), acking them (I5, I7, I8), and its metrics.
  *
- * An append builds the whole frame in one buffer and writes it with one
- * write() on an O_APPEND descriptor (a short write is followed by one
- * more write of the rest, which then fails with the reason); any failure
- * truncates the segment back to where the frame began, so a refusal
- * leaves no record. max_bytes counts the .seg and .ack bytes on disk
- * plus 16 bytes for the ack each record not yet acked will need, the
- * footer of the active segment and, at a roll, the new header: an
- * append that would pass it is refused, nothing old is evicted.
+ * An append builds the whole frame in place, in the active segment's
+ * MAP_SHARED mapping (spool_seg.c): the frame is in the page cache when
+ * the append returns, so it survives any death of the process (I1)
+ * without a system call. When the file must grow first and cannot (a
+ * full disk, RLIMIT_FSIZE: posix_fallocate says so), the append is
+ * refused before a byte is stored, so a refusal leaves no record.
+ * max_bytes counts the .seg and .ack bytes on disk (the active
+ * segment's preallocated tail included: metrics' bytes is what the
+ * files take) plus 16 bytes for the ack each record not yet acked will
+ * need, the footer of the active segment and, at a roll, the new
+ * header; an append is refused when its frame would pass it counting
+ * the bytes used (the tail is allocated only within what max_bytes
+ * leaves), nothing old is evicted.
  *
  * Caveats: under fsync = always a failed fdatasync refuses that append
  * but the record stays in the segment (its pages may or may not reach
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "crc32c.h"
@@ -72,7 +78,8 @@ static void free_spool(prd_spool *s)
     close(s->lock_fd);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
-  free(s->wbuf);
+  if (s->map)
+    munmap(s->map, (size_t)s->o.segment_bytes);
   free(s->dir);
   free(s);
 }
@@ -169,19 +176,11 @@ static unsigned char *put_bytes(unsigned char *p, const void *b, size_t n)
   return p + n;
 }
 
-/* the frame of r at seq into s->wbuf; its size, 0 on ENOMEM */
-static size_t build_frame(prd_spool *s, const prd_spool_record *r, uint64_t seq, uint64_t blen)
+/* the frame of r at seq into f (size bytes) */
+static void build_frame(unsigned char *f, size_t size, const prd_spool_record *r, uint64_t seq, uint64_t blen)
 {
-  size_t size = (size_t)(FRAME_HDR_LEN + ALIGN8(blen)), i;
-  unsigned char *f, *p;
-  if (size > s->wcap) {
-    unsigned char *b = realloc(s->wbuf, size);
-    if (!b)
-      return 0;
-    s->wbuf = b;
-    s->wcap = size;
-  }
-  f = s->wbuf;
+  unsigned char *p;
+  size_t i;
   memset(f + size - 8, 0, 8);
   prd_put32(f, FRAME_MARKER);
   prd_put32(f + 4, (uint32_t)blen);
@@ -207,7 +206,6 @@ static size_t build_frame(prd_spool *s, const prd_spool_record *r, uint64_t seq,
   }
   /* crc32c(len, type, body): type and body are contiguous, one call */
   prd_put32(f + 8, prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4 + (size_t)blen));
-  return size;
 }
 
 /* seals the active segment and starts the next (I16: after a failed
@@ -239,18 +237,18 @@ static int needs_roll(prd_spool *s, prd_seg *g, size_t size)
   return g->last >= g->first && g->size + size + FOOTER_LEN > s->o.segment_bytes;
 }
 
-static prd_spool_code write_frame(prd_spool *s, prd_seg *g, size_t size, uint64_t *seq)
+/* r's frame (size bytes) stored at the end of g's mapping, the file
+ * grown first when needed */
+static prd_spool_code write_frame(prd_spool *s, prd_seg *g, const prd_spool_record *r, uint64_t blen,
+                                  size_t size, uint64_t *seq)
 {
-  if (prd_spool_write_full(s->active_fd, s->wbuf, size) != 0) {
-    int e = errno;
-    if (ftruncate(s->active_fd, (off_t)g->size) != 0)
-      s->roll_next = 1;  /* the torn frame stays: recovery cuts it */
+  if (prd_spool_grow_active(s, g, g->size + size) != PRD_SPOOL_OK) {
     s->m.refused_io++;
-    return prd_spool_fail(s, PRD_SPOOL_IO, e, "spool %s: cannot write", s->dir);
+    return PRD_SPOOL_IO;
   }
+  build_frame(s->map + g->size, size, r, s->next_seq, blen);
   g->last = s->next_seq;
-  g->size += size;
-  s->bytes += size;
+  g->size += size;       /* s->bytes counted it when the file grew */
   *seq = s->next_seq++;
   if (s->o.fsync == PRD_SPOOL_FSYNC_INTERVAL)
     prd_spool_sync_dirty(s);
@@ -278,7 +276,7 @@ prd_spool_code prd_spool_append(prd_spool *s, const prd_spool_record *r, uint64_
   size = (size_t)(FRAME_HDR_LEN + ALIGN8(blen));
   rolls = needs_roll(s, g, size);
   need = size + ACK_LEN + FOOTER_LEN + (rolls ? SEG_HDR_LEN : 0);
-  reserved = s->bytes + ACK_LEN * prd_spool_live(s);
+  reserved = s->bytes + ACK_LEN * prd_spool_live(s) - (g ? g->alloc - g->size : 0);  /* used bytes */
   if (reserved + need > s->o.max_bytes) {
     s->m.refused_full++;
     return prd_spool_fail(s, PRD_SPOOL_FULL, 0, "spool %s is full (max_bytes %llu)", s->dir,
@@ -292,9 +290,7 @@ prd_spool_code prd_spool_append(prd_spool *s, const prd_spool_record *r, uint64_
     }
     g = active(s);
   }
-  if (!build_frame(s, r, s->next_seq, blen))
-    return prd_spool_fail(s, PRD_SPOOL_IO, ENOMEM, "spool %s", s->dir);
-  return write_frame(s, g, size, seq);
+  return write_frame(s, g, r, blen, size, seq);
 }
 
 /* Opens g's .ack file (appending) the first time this process acks in it. */

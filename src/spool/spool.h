@@ -29,7 +29,7 @@ typedef enum {
 } prd_spool_code;
 
 typedef enum {
-  PRD_SPOOL_FSYNC_NEVER = 0, /* a completed write(): survives any process death */
+  PRD_SPOOL_FSYNC_NEVER = 0, /* in the page cache (a shared mapping): survives any process death */
   PRD_SPOOL_FSYNC_INTERVAL,  /* plus fdatasync every fsync_interval_ms on a thread of ours */
   PRD_SPOOL_FSYNC_ALWAYS     /* plus fdatasync before append returns, dir fsync per segment */
 } prd_spool_fsync;
@@ -105,8 +105,9 @@ void prd_spool_options_init(prd_spool_options *o);
 prd_spool_code prd_spool_open(const char *dir, const prd_spool_options *o,
                               prd_spool **out, char *err, size_t errlen);
 
-/* Appends r (its seq and id are ignored) with one write() of its frame
- * (I1, I2); *seq gets its sequence number. */
+/* Appends r (its seq and id are ignored): its frame built in place in the
+ * active segment's shared mapping (I1, I2); *seq gets its sequence
+ * number. */
 prd_spool_code prd_spool_append(prd_spool *s, const prd_spool_record *r, uint64_t *seq);
 
 /* Ends a record's life: outcome PRD_SPOOL_DELIVERED or PRD_SPOOL_FAILED.

@@ -238,11 +238,13 @@ prd_spool_code prd_spool_id_file(prd_spool *s)
   return write_id_file(s, path);
 }
 
-void prd_spool_header_encode(unsigned char *h, const unsigned char id[16], uint64_t first, int64_t created)
+void prd_spool_header_encode(unsigned char *h, const unsigned char id[16], uint64_t first, int64_t created,
+                             unsigned flags)
 {
   memset(h, 0, SEG_HDR_LEN);
   memcpy(h, SEG_MAGIC, 8);
   prd_put16(h + 8, SPOOL_VERSION);
+  prd_put16(h + 10, (uint16_t)flags);
   prd_put32(h + 12, SEG_HDR_LEN);
   memcpy(h + 16, id, 16);
   prd_put64(h + 32, first);
@@ -259,6 +261,7 @@ int prd_spool_header_decode(const unsigned char *h, prd_seg *g)
   if (prd_get32(h + 12) != SEG_HDR_LEN)
     return -1;
   memcpy(g->spool_id, h + 16, 16);
+  g->prealloc = (prd_get16(h + 10) & SEG_FLAG_PREALLOC) != 0;
   g->first = prd_get64(h + 32);
   g->last = g->first - 1;
   g->created_ms = (int64_t)prd_get64(h + 40);

@@ -9,7 +9,9 @@
  * Segment file NNNNNNNNNNNNNNNNNNNN.seg (its first seq, 20 digits):
  *   header (64): "PRDSPSEG" | u16 version | u16 flags | u32 header_len=64 |
  *                spool_id[16] | u64 first_seq | i64 created_ms |
- *                12 zero bytes | u32 crc32c(the 60 bytes before)
+ *                12 zero bytes | u32 crc32c(the 60 bytes before);
+ *                flags: 1 preallocated (its file may end in zeros after
+ *                its frames: unused space, cut without being counted)
  *   frames:      u32 marker 'SPRL' | u32 len | u32 crc32c(len, type, body) |
  *                u32 type | body (len bytes) | zero pad to 8
  *   RECORD body: u64 seq | i64 timestamp_ms | i32 partition | u32 flags
@@ -36,6 +38,7 @@
 #define SEG_MAGIC "PRDSPSEG"
 #define SPOOL_MAGIC "PRDSPOOL"
 #define SEG_HDR_LEN 64
+#define SEG_FLAG_PREALLOC 1u
 #define SPOOL_FILE_LEN 40
 #define FRAME_HDR_LEN 16
 #define FRAME_MARKER 0x4C525053u /* "SPRL" on disk */
@@ -51,6 +54,8 @@
 #define REC_VALUE_NIL 2u
 #define NIL_LEN 0xFFFFFFFFu
 
+#define ALLOC_CHUNK ((uint64_t)1 << 20) /* the active segment grows by this much, at most its segment_bytes */
+
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
 
 typedef struct prd_seg {
@@ -59,7 +64,8 @@ typedef struct prd_seg {
   uint64_t done_count;     /* bits set in done */
   unsigned char *done;     /* 1 bit per seq from first: acked, or absent (damage) */
   uint64_t done_bits;      /* bits allocated */
-  uint64_t size;           /* .seg bytes */
+  uint64_t size;           /* .seg bytes used (frames end here) */
+  uint64_t alloc;          /* .seg file length: size, or more for the active one */
   uint64_t ack_size;       /* .ack bytes */
   uint64_t ack_max;        /* the highest valid ack past last (0: none) */
   uint64_t read_hi;        /* damage before this offset was counted already */
@@ -68,6 +74,7 @@ typedef struct prd_seg {
   int ack_fd;              /* -1 until this process acks in it */
   unsigned char *abuf;     /* ack entries not written yet (ACK_BATCH at most) */
   size_t alen;             /* their bytes */
+  int prealloc;            /* its header says SEG_FLAG_PREALLOC */
   int sealed;              /* has a footer, or must not be written to again */
   int damaged;             /* moved to damaged/ instead of deleted */
   int fsync_failed;        /* never fdatasync'ed again (I16) */
@@ -80,12 +87,11 @@ struct prd_spool {
   int lock_fd;
   prd_seg **segs;          /* by first seq; the last one is the active segment */
   size_t nsegs, segs_cap;
-  int active_fd;           /* O_APPEND on the active segment */
+  int active_fd;           /* read-write on the active segment */
+  unsigned char *map;      /* the active segment, MAP_SHARED, segment_bytes long */
   uint64_t next_seq;
   uint64_t bytes;          /* .seg + .ack bytes */
   prd_spool_metrics m;     /* the counters (bytes, records, segments computed) */
-  unsigned char *wbuf;     /* frame being built */
-  size_t wcap;
   char err[256];
   int err_errno;
   /* fsync = interval: the thread, and what it shares under mu */
@@ -128,7 +134,8 @@ int prd_spool_write_full(int fd, const void *buf, size_t len);
 int prd_spool_datasync(prd_spool *s, int fd);
 prd_spool_code prd_spool_lock(prd_spool *s);
 prd_spool_code prd_spool_id_file(prd_spool *s);
-void prd_spool_header_encode(unsigned char *h, const unsigned char id[16], uint64_t first, int64_t created);
+void prd_spool_header_encode(unsigned char *h, const unsigned char id[16], uint64_t first, int64_t created,
+                             unsigned flags);
 /* 0 valid, -1 garbage, else the unknown version found */
 int prd_spool_header_decode(const unsigned char *h, prd_seg *g);
 
@@ -145,6 +152,7 @@ void prd_spool_maybe_drop(prd_spool *s, prd_seg *g);
 uint64_t prd_spool_live(const prd_spool *s);     /* records not acked */
 prd_spool_code prd_spool_new_active(prd_spool *s);
 prd_spool_code prd_spool_seal_active(prd_spool *s);
+prd_spool_code prd_spool_grow_active(prd_spool *s, prd_seg *g, uint64_t end);
 
 typedef struct {
   uint32_t type;

@@ -17,7 +17,9 @@
  *    and skipped by the replay cursor); any other is scanned frame by
  *    frame: a bad frame with a valid one after it is damage (skipped,
  *    counted, the file goes to damaged/ once done), with none after it
- *    a torn tail (ftruncated away, counted in cut);
+ *    a torn tail (ftruncated away, counted in cut; in a preallocated
+ *    segment, zeros alone after the last frame are its unused space: the
+ *    frames end there, the file keeps its length, nothing counted);
  * 4. each .ack is read in 16-byte entries: a bad CRC or a seq outside
  *    the segment is ignored (I8), a torn last entry truncated away;
  * 5. the next seq follows the highest on disk, a new active segment is
@@ -161,6 +163,22 @@ static int mark_gap(prd_seg *g, uint64_t from, uint64_t to)
   return 0;
 }
 
+/* whether [off, end) of fd holds only zero bytes (0 on a read error) */
+static int zeros_only(int fd, uint64_t off, uint64_t end)
+{
+  unsigned char b[4096];
+  while (off < end) {
+    size_t n = (size_t)(end - off < sizeof b ? end - off : sizeof b), i;
+    if (prd_spool_pread_full(fd, b, n, off) != 0)
+      return 0;
+    for (i = 0; i < n; i++)
+      if (b[i])
+        return 0;
+    off += n;
+  }
+  return 1;
+}
+
 /* 3: an unsealed segment, frame by frame */
 static prd_spool_code scan(prd_spool *s, int fd, prd_seg *g, const char *path,
                            unsigned char **buf, size_t *cap)
@@ -190,10 +208,12 @@ static prd_spool_code scan(prd_spool *s, int fd, prd_seg *g, const char *path,
       off = next;
       continue;
     }
-    if (off < g->size) {  /* a torn tail: cut */
+    if (off < g->size && g->prealloc && zeros_only(fd, off, g->size)) {
+      g->size = off;      /* a preallocated one's unused space: kept, not counted */
+    } else if (off < g->size) {  /* a torn tail: cut */
       s->m.cut++;
       if (truncate(path, (off_t)off) == 0)
-        g->size = off;
+        g->size = g->alloc = off;
     }
     break;
   }
@@ -270,7 +290,7 @@ static prd_spool_code load_seg(prd_spool *s, uint64_t first, unsigned char **buf
       s->m.damaged++;
       g->damaged = 1;
     }
-    g->size = (uint64_t)st.st_size;
+    g->size = g->alloc = (uint64_t)st.st_size;
     if (!read_footer(fd, g, buf, cap))
       rc = scan(s, fd, g, path, buf, cap);
     if (rc == PRD_SPOOL_OK) {
@@ -312,7 +332,7 @@ static prd_spool_code load_all(prd_spool *s, listing *l)
       if (s->next_seq < g->ack_max + 1)
         s->next_seq = g->ack_max + 1;
       g->sealed = 1;  /* an earlier process's: never written again */
-      s->bytes += g->size + g->ack_size;
+      s->bytes += g->alloc + g->ack_size;
       if (prd_spool_add_seg(s, g) != 0) {
         prd_seg_free(g);
         rc = prd_spool_fail(s, PRD_SPOOL_IO, ENOMEM, "spool %s", s->dir);

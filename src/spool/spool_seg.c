@@ -7,14 +7,24 @@
  * sealing and deleting their files (I7), and reading one frame or
  * finding the next valid one after damage (I3, I11).
  *
+ * The active segment is appended through a MAP_SHARED mapping of its
+ * file (spool.c): the file grows by posix_fallocate, ALLOC_CHUNK at a
+ * time (never past segment_bytes, nor past what max_bytes leaves), so a
+ * full disk or RLIMIT_FSIZE refuses the growth (SPOOL_IO) and a store
+ * into the mapping never meets a hole (no SIGBUS). Sealing unmaps it,
+ * cuts the file to its used length and writes the footer there.
+ *
  * Memory: 1 bit per record of the spool; frames are read one at a time
- * into the caller's buffer, and a resync reads 64 KiB chunks.
+ * into the caller's buffer, and a resync reads 64 KiB chunks. The
+ * mapping is address space, segment_bytes of it; its pages are the page
+ * cache's.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "crc32c.h"
@@ -147,7 +157,7 @@ void prd_spool_drop_seg(prd_spool *s, prd_seg *g)
   }
   free(seg);
   free(ack);
-  s->bytes -= g->size + g->ack_size;
+  s->bytes -= g->alloc + g->ack_size;
   for (i = 0; i < s->nsegs && s->segs[i] != g; i++)
     ;
   if (i < s->nsegs) {
@@ -165,12 +175,14 @@ void prd_spool_maybe_drop(prd_spool *s, prd_seg *g)
 }
 
 /* A new newest segment at next_seq: created, header written, synced
- * (with its directory entry) unless fsync = never. */
+ * (with its directory entry) unless fsync = never, mapped (its file
+ * grows at the first append). */
 prd_spool_code prd_spool_new_active(prd_spool *s)
 {
   unsigned char h[SEG_HDR_LEN];
   char *path = prd_spool_path(s, s->next_seq, ".seg");
   prd_seg *g = prd_seg_new(s->next_seq);
+  unsigned char *map = MAP_FAILED;
   int fd = -1, e;
   if (!path || !g) {
     free(path);
@@ -179,19 +191,23 @@ prd_spool_code prd_spool_new_active(prd_spool *s)
   }
   g->created_ms = prd_spool_now_ms();
   memcpy(g->spool_id, s->id, 16);
-  prd_spool_header_encode(h, s->id, g->first, g->created_ms);
-  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  prd_spool_header_encode(h, s->id, g->first, g->created_ms, SEG_FLAG_PREALLOC);
+  fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 || prd_spool_write_full(fd, h, sizeof h) != 0 ||
       (s->o.fsync != PRD_SPOOL_FSYNC_NEVER &&
        (prd_spool_datasync(s, fd) != 0 || prd_spool_fsync_dir(s->dir) != 0)))
+    goto fail;
+  map = mmap(NULL, (size_t)s->o.segment_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED)
     goto fail;
   if (prd_spool_add_seg(s, g) != 0) {
     errno = ENOMEM;
     goto fail;
   }
   free(path);
-  g->size = SEG_HDR_LEN;
+  g->size = g->alloc = SEG_HDR_LEN;
   s->bytes += SEG_HDR_LEN;
+  s->map = map;
   pthread_mutex_lock(&s->mu);
   s->active_fd = fd;
   s->gen++;
@@ -199,6 +215,8 @@ prd_spool_code prd_spool_new_active(prd_spool *s)
   return PRD_SPOOL_OK;
 fail:
   e = errno;
+  if (map != MAP_FAILED)
+    munmap(map, (size_t)s->o.segment_bytes);
   if (fd >= 0) {
     close(fd);
     (void)unlink(path);
@@ -208,17 +226,68 @@ fail:
   return prd_spool_fail(s, PRD_SPOOL_IO, e, "spool %s: cannot create a segment", s->dir);
 }
 
-/* Writes the active segment's footer (fdatasync unless never) and closes
- * it. A failure leaves it without footer: recovery scans it instead. */
+/* How far the active segment g may grow to hold bytes up to end: an
+ * ALLOC_CHUNK step, within segment_bytes and what max_bytes leaves after
+ * the acks to come and the footer; never less than end (the append's
+ * own check let end in). */
+static uint64_t grow_target(prd_spool *s, const prd_seg *g, uint64_t end)
+{
+  uint64_t target = (end + ALLOC_CHUNK - 1) / ALLOC_CHUNK * ALLOC_CHUNK;
+  uint64_t committed = s->bytes + ACK_LEN * (prd_spool_live(s) + 1) + FOOTER_LEN;
+  if (target > s->o.segment_bytes)
+    target = s->o.segment_bytes;
+  if (committed + (target - g->alloc) > s->o.max_bytes)
+    target = committed < s->o.max_bytes ? g->alloc + (s->o.max_bytes - committed) : end;
+  return target < end ? end : target;
+}
+
+/* Makes the active segment's file at least end bytes long, its blocks
+ * allocated (posix_fallocate: a full disk or RLIMIT_FSIZE says so here,
+ * never as a SIGBUS at a store into the mapping). SPOOL_IO when refused:
+ * the file keeps its length and nothing was written. */
+prd_spool_code prd_spool_grow_active(prd_spool *s, prd_seg *g, uint64_t end)
+{
+  uint64_t target;
+  int e;
+  if (end <= g->alloc)
+    return PRD_SPOOL_OK;
+  target = grow_target(s, g, end);
+  e = posix_fallocate(s->active_fd, (off_t)g->alloc, (off_t)(target - g->alloc));
+  if (e && target > end)  /* a nearly full disk: just this record */
+    e = posix_fallocate(s->active_fd, (off_t)g->alloc, (off_t)((target = end) - g->alloc));
+  if (e) {
+    struct stat st;
+    if (fstat(s->active_fd, &st) == 0 && (uint64_t)st.st_size > g->alloc)
+      (void)ftruncate(s->active_fd, (off_t)g->alloc);  /* a partial allocation */
+    return prd_spool_fail(s, PRD_SPOOL_IO, e, "spool %s: cannot write", s->dir);
+  }
+  s->bytes += target - g->alloc;
+  g->alloc = target;
+  return PRD_SPOOL_OK;
+}
+
+/* Unmaps the active segment, cuts its file to the used length, writes
+ * its footer there (fdatasync unless never) and closes it. A failure
+ * leaves it without footer: recovery scans it instead (a file still
+ * longer than its frames then ends in zeros, cut as a torn tail). */
 prd_spool_code prd_spool_seal_active(prd_spool *s)
 {
   prd_seg *g = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
   unsigned char f[FOOTER_LEN];
   prd_spool_code rc = PRD_SPOOL_OK;
   int fd = s->active_fd;
+  if (s->map) {
+    munmap(s->map, (size_t)s->o.segment_bytes);
+    s->map = NULL;
+  }
   if (fd < 0 || !g)
     return PRD_SPOOL_OK;
   if (!g->sealed) {
+    int cut = g->alloc == g->size || ftruncate(fd, (off_t)g->size) == 0;
+    if (cut) {
+      s->bytes -= g->alloc - g->size;
+      g->alloc = g->size;
+    }
     prd_put32(f, FRAME_MARKER);
     prd_put32(f + 4, FOOTER_BODY_LEN);
     prd_put32(f + 12, FRAME_FOOTER);
@@ -227,10 +296,11 @@ prd_spool_code prd_spool_seal_active(prd_spool *s)
     prd_put64(f + 32, g->last + 1 - g->first);
     prd_put64(f + 40, g->size - SEG_HDR_LEN);
     prd_put32(f + 8, prd_crc32c(prd_crc32c(0, f + 4, 4), f + 12, 4 + FOOTER_BODY_LEN));
-    if (prd_spool_write_full(fd, f, sizeof f) == 0) {
+    if (cut && lseek(fd, (off_t)g->size, SEEK_SET) >= 0 && prd_spool_write_full(fd, f, sizeof f) == 0) {
       g->size += FOOTER_LEN;
+      g->alloc = g->size;
       s->bytes += FOOTER_LEN;
-    } else if (ftruncate(fd, (off_t)g->size) != 0) {
+    } else if (!cut || ftruncate(fd, (off_t)g->size) != 0) {
       rc = prd_spool_fail(s, PRD_SPOOL_IO, errno, "spool %s: segment footer", s->dir);
     }
     if (s->o.fsync != PRD_SPOOL_FSYNC_NEVER && !g->fsync_failed && prd_spool_datasync(s, fd) != 0) {
