@@ -35,12 +35,15 @@ assert(select(3, p:produce("t", nil, ("big"):rep(5000))) == "MSG_SIZE_TOO_LARGE"
 local t0 = os.time()
 while p:metrics().spool.resent < n and os.time() - t0 < 30 do p:poll(0.05) end
 p:close(0)                       -- leaves the records in a
-m:broker_up(-1)
 
--- a replay collected half way, then a replay and an adoption
+-- a replay collected half way (the broker still down, so that none of
+-- a's records is delivered, and acked unseen, by this producer: under
+-- load it lived long enough to take some, and r's count fell to 41),
+-- then a replay and an adoption
 local q = new(a, { gc_flush_timeout = 0 })
 q = nil
 collectgarbage(); collectgarbage()
+m:broker_up(-1)
 local r = new(b)
 assert(r:spool_adopt(a))
 for i = 1, 10 do assert(r:produce("t", nil, "new" .. i, { on_delivery = function() end })) end
