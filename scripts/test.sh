@@ -162,9 +162,11 @@ kafka3_lane() {
 }
 kafka4_lane() {
   # NATS JetStream first (issue #23; about 90 s: Debian's nats-server, then the newest; its own servers: scripts/nats/README.md);
-  # a run beside another one (PRODUCERS_KAFKA_PORT_OFFSET, PRODUCERS_KAFKA_DIR) moves it
-  # too: a tenth of the Kafka offset (NATS' own ports are 4000 apart), a folder of its own
-  export PRODUCERS_NATS_PORT_OFFSET=${PRODUCERS_NATS_PORT_OFFSET:-$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} / 10))}
+  # its servers sit 200 ports above the unit legs' (spec/nats runs in both, at once: the
+  # unit legs' base is PRODUCERS_NATS_PORT_OFFSET, else a tenth of PRODUCERS_KAFKA_PORT_OFFSET,
+  # spec/support/nats.lua's N.own; the folders follow the ports), so a run beside another
+  # one (PRODUCERS_KAFKA_PORT_OFFSET, PRODUCERS_KAFKA_DIR) moves it too
+  export PRODUCERS_NATS_PORT_OFFSET=$((${PRODUCERS_NATS_PORT_OFFSET:-$((${PRODUCERS_KAFKA_PORT_OFFSET:-0} / 10))} + 200))
   [ -z "${PRODUCERS_KAFKA_DIR:-}" ] || export PRODUCERS_NATS_DIR=${PRODUCERS_NATS_DIR:-$PRODUCERS_KAFKA_DIR-nats}
   leg "integration, NATS" integration nats || true
   export PRODUCERS_KAFKA_DIR=${PRODUCERS_KAFKA_DIR:-/tmp/producers-kafka}-4
