@@ -78,6 +78,9 @@ typedef struct prd_nats {
     int locks_made;                  /* lock and cond exist (release frees) */
     prd_nats_report *head, *tail;    /* reports waiting */
     prd_nats_event *ev_head, *ev_tail;   /* events waiting */
+    atomic_int waiting;              /* head or ev_head set: written under
+                                        lock, read without (serving's look
+                                        at every produce) */
     prd_nats_report **buckets;       /* messages in flight by address */
     size_t nbuckets, in_flight;
     /* sent, not yet in the map: pushed by send without the lock, moved

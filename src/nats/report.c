@@ -227,6 +227,13 @@ static int empty_locked(const prd_nats *p)
     return !p->head && !p->ev_head;
 }
 
+/* Publishes whether the queue holds something (locked), for the looks
+ * without the lock (prd_nats_next_event's at every produce, waiting). */
+static void note_waiting_locked(prd_nats *p)
+{
+    atomic_store_explicit(&p->waiting, !empty_locked(p), memory_order_release);
+}
+
 /* Queues a report (locked); returns whether the queue was empty. */
 static int enqueue_locked(prd_nats *p, prd_nats_report *r)
 {
@@ -238,8 +245,10 @@ static int enqueue_locked(prd_nats *p, prd_nats_report *r)
     else
         p->head = r;
     p->tail = r;
-    if (was_empty)
+    if (was_empty) {
+        note_waiting_locked(p);
         pthread_cond_broadcast(&p->cond);
+    }
     return was_empty;
 }
 
@@ -391,8 +400,10 @@ void prd_nats_push_event(prd_nats *p, int level, natsStatus s, const char *fmt, 
     else
         p->ev_head = ev;
     p->ev_tail = ev;
-    if (wake)
+    if (wake) {
+        note_waiting_locked(p);
         pthread_cond_broadcast(&p->cond);
+    }
     pthread_mutex_unlock(&p->lock);
     if (wake)
         prd_wake_signal(&p->base.wake);
@@ -424,11 +435,14 @@ int prd_nats_next_event(lua_State *L, prd_producer *base, int timeout_ms, int se
     prd_nats *p = (prd_nats *)base;
     prd_nats_event *ev;
 
+    if (timeout_ms <= 0 && !atomic_load_explicit(&p->waiting, memory_order_acquire))
+        return PRD_EVENT_NONE;  /* no lock: what comes next wakes the producer */
     pthread_mutex_lock(&p->lock);
     wait_locked(p, timeout_ms);
     if ((ev = p->ev_head)) {
         if (!(p->ev_head = ev->next))
             p->ev_tail = NULL;
+        note_waiting_locked(p);
         pthread_mutex_unlock(&p->lock);
         if (serve)
             *status = prd_nats_event_serve(L, p, ev);
@@ -441,6 +455,7 @@ int prd_nats_next_event(lua_State *L, prd_producer *base, int timeout_ms, int se
     }
     p->batch.head = p->head;
     p->head = p->tail = NULL;
+    note_waiting_locked(p);
     pthread_mutex_unlock(&p->lock);
     p->base.pending = &p->batch;
     return PRD_EVENT_BATCH;
@@ -651,10 +666,6 @@ int prd_nats_report_push(lua_State *L, prd_producer *base, const void *report)
 int prd_nats_waiting(prd_producer *base)
 {
     prd_nats *p = (prd_nats *)base;
-    int waiting;
 
-    pthread_mutex_lock(&p->lock);
-    waiting = !empty_locked(p);
-    pthread_mutex_unlock(&p->lock);
-    return waiting;
+    return atomic_load_explicit(&p->waiting, memory_order_acquire);
 }
