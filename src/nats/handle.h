@@ -6,9 +6,8 @@
  * prd_producer first, then nats.c's connection and JetStream context, and
  * the queue that nats.c's threads fill with reports and events. Every
  * file of src/nats/ includes it. nats.c's threads touch a producer only
- * under p->lock (the queue, the map of messages in flight), through the
- * stack of messages sent since (p->sent: the Lua thread pushes, the
- * holder of p->lock takes it all) and through prd_wake_signal.
+ * under p->lock (the queue, the map of messages in flight) and through
+ * prd_wake_signal.
  */
 #ifndef PRD_NATS_HANDLE_H
 #define PRD_NATS_HANDLE_H
@@ -83,9 +82,6 @@ typedef struct prd_nats {
                                         at every produce) */
     prd_nats_report **buckets;       /* messages in flight by address */
     size_t nbuckets, in_flight;
-    /* sent, not yet in the map: pushed by send without the lock, moved
-     * into the map by whoever holds the lock next (report.c) */
-    _Atomic(prd_nats_report *) sent;
     prd_nats_batch batch;            /* p->base.pending while served */
     prd_nats_report *pool;           /* free reports (Lua thread only) */
     size_t pooled, pool_max;

@@ -336,8 +336,11 @@ static void push_connection(lua_State *L, prd_nats *p)
 static int producer_metrics(lua_State *L)
 {
     prd_nats *p = prd_nats_check(L);
-    size_t in_flight = prd_nats_in_flight(p);
+    size_t in_flight;
 
+    pthread_mutex_lock(&p->lock);
+    in_flight = p->in_flight;
+    pthread_mutex_unlock(&p->lock);
     lua_createtable(L, 0, 16);
     set_integer(L, "queued", p->base.queued);
     set_integer(L, "delivered", p->base.delivered);

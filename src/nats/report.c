@@ -148,47 +148,28 @@ static void grow(prd_nats *p)
     p->nbuckets = n;
 }
 
-/* Puts r, a message about to be published, on the stack of messages
- * sent (by r->msg): no lock, one atomic exchange a message; the next
- * holder of p->lock moves it into the map (take_sent_locked). Lua thread
- * only: the one pusher, so the stack has no ABA. */
+/* Puts r, a message about to be published, in the map of messages in
+ * flight (by r->msg). */
 int prd_nats_track(prd_nats *p, prd_nats_report *r)
 {
-    prd_nats_report *top = atomic_load_explicit(&p->sent, memory_order_relaxed);
-
-    do
-        r->next = top;
-    while (!atomic_compare_exchange_weak_explicit(&p->sent, &top, r, memory_order_release,
-                                                  memory_order_relaxed));
-    return 0;
-}
-
-/* Moves the stack of messages sent into the map (locked). */
-static void take_sent_locked(prd_nats *p)
-{
-    prd_nats_report *r, *next;
     size_t i;
 
-    if (!atomic_load_explicit(&p->sent, memory_order_relaxed))
-        return;
-    for (r = atomic_exchange_explicit(&p->sent, NULL, memory_order_acquire); r; r = next) {
-        next = r->next;
-        if (p->in_flight >= p->nbuckets)
-            grow(p);
-        i = bucket_of(r->msg, p->nbuckets);
-        r->next = p->buckets[i];
-        p->buckets[i] = r;
-        p->in_flight++;
-    }
+    pthread_mutex_lock(&p->lock);
+    if (p->in_flight >= p->nbuckets)
+        grow(p);
+    i = bucket_of(r->msg, p->nbuckets);
+    r->next = p->buckets[i];
+    p->buckets[i] = r;
+    p->in_flight++;
+    pthread_mutex_unlock(&p->lock);
+    return 0;
 }
 
 /* Takes msg's report out of the map (locked); NULL if not there. */
 static prd_nats_report *untrack_locked(prd_nats *p, natsMsg *msg)
 {
-    prd_nats_report **at, *r;
+    prd_nats_report **at = &p->buckets[bucket_of(msg, p->nbuckets)], *r;
 
-    take_sent_locked(p);
-    at = &p->buckets[bucket_of(msg, p->nbuckets)];
     for (; (r = *at); at = &r->next)
         if (r->msg == msg) {
             *at = r->next;
@@ -207,18 +188,6 @@ prd_nats_report *prd_nats_untrack(prd_nats *p, natsMsg *msg)
     r = untrack_locked(p, msg);
     pthread_mutex_unlock(&p->lock);
     return r;
-}
-
-/* The messages published whose ack has not come. */
-size_t prd_nats_in_flight(prd_nats *p)
-{
-    size_t n;
-
-    pthread_mutex_lock(&p->lock);
-    take_sent_locked(p);
-    n = p->in_flight;
-    pthread_mutex_unlock(&p->lock);
-    return n;
 }
 
 /* Whether the queue holds nothing (locked). */

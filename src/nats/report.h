@@ -14,7 +14,6 @@ int prd_nats_queue_init(prd_nats *p);
 void prd_nats_queue_free(prd_nats *p);
 int prd_nats_track(prd_nats *p, prd_nats_report *r);
 prd_nats_report *prd_nats_untrack(prd_nats *p, natsMsg *msg);
-size_t prd_nats_in_flight(prd_nats *p);
 void prd_nats_take_back(prd_nats *p, const char *name, const char *text);
 void prd_nats_push_event(prd_nats *p, int level, natsStatus s, const char *fmt, ...)
 #ifdef __GNUC__

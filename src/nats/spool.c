@@ -27,7 +27,6 @@
 
 #include "core/spooling.h"
 #include "nats/errors.h"
-#include "nats/report.h"
 #include "nats/spool.h"
 
 #define NO_STREAM_GRACE_US (3 * 1000000LL)
@@ -88,8 +87,11 @@ int prd_nats_stream_loading(prd_nats *p, int64_t now_us)
  */
 int prd_nats_spool_full(lua_State *L, prd_nats *p)
 {
-    size_t in_flight = prd_nats_in_flight(p);
+    size_t in_flight;
 
+    pthread_mutex_lock(&p->lock);
+    in_flight = p->in_flight;
+    pthread_mutex_unlock(&p->lock);
     if (p->max_pending <= 0 || (int64_t)in_flight < p->max_pending)
         return 0;
     return prd_nats_fail_named(L, "_QUEUE_FULL", "Local: Queue full (max_pending acks in flight)");
