@@ -10,7 +10,7 @@ local M = {}
 -- Their types; the numbers' ranges (integers).
 local TYPES = {
   dir = "string", max_bytes = "number", segment_bytes = "number",
-  fsync = "string", fsync_interval_ms = "number",
+  fsync = "string", fsync_interval_ms = "number", id_header = "boolean",
 }
 local RANGES = {
   max_bytes = { 4096, 2^53 }, segment_bytes = { 4096, 2^30 }, fsync_interval_ms = { 1, 2^31 - 1 },
@@ -32,7 +32,7 @@ function M.check(spool, who, level)
   for name, value in pairs(spool) do
     local want = TYPES[name]
     if not want then
-      bad("'spool.%s' is unknown (dir, max_bytes, segment_bytes, fsync, fsync_interval_ms)", tostring(name))
+      bad("'spool.%s' is unknown (dir, max_bytes, segment_bytes, fsync, fsync_interval_ms, id_header)", tostring(name))
     end
     if type(value) ~= want then bad("'spool.%s' must be a %s, got %s", name, want, type(value)) end
     local range = RANGES[name]

@@ -103,10 +103,11 @@ typedef struct prd_spooling {
     size_t hcap, hcount;
     int hfailed;
     prd_header *send_hdrs;       /* a record's headers and the id, for send */
-    size_t scap;
+    size_t scap, send_count;
     char *topic;                 /* the record's topic, NUL-terminated */
     size_t tcap;
     char id[ID_MAX];
+    int id_header;               /* producers-id on every send (option id_header) */
     uint64_t replayed, resent, resent_written, send_failed, adopted_dirs;
 } prd_spooling;
 
@@ -328,15 +329,20 @@ void prd_spooling_open(lua_State *L, prd_producer *p, int opts)
     prd_spooling *sp;
     prd_spool_code rc;
     const char *dir;
+    int t;
 
     lua_getfield(L, opts, "spool");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return;
     }
-    dir = read_options(L, lua_gettop(L), &o);
+    t = lua_gettop(L);
+    dir = read_options(L, t, &o);
     if (!(sp = calloc(1, sizeof *sp)))
         luaL_error(L, "spool %s: out of memory", dir);
+    lua_getfield(L, t, "id_header");
+    sp->id_header = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
     sp->own.pool = &sp->pool;
     if ((rc = source_open(&sp->own, dir, &o, err, sizeof err)) != PRD_SPOOL_OK) {
         prd_spool_cursor_free(&sp->own.cur);
@@ -600,8 +606,8 @@ static size_t format_id(char *out, const prd_source *src, const prd_spool_record
     return len;
 }
 
-/* The record r's topic (NUL-terminated) and headers, the id last, into
- * sp's buffers. */
+/* The record r's topic (NUL-terminated) and headers, the id last
+ * (unless id_header = false), into sp's buffers: 1, or 0 out of memory. */
 static int prepare(prd_spooling *sp, const prd_source *src, const prd_spool_record *r)
 {
     size_t i, n = r->header_count;
@@ -617,10 +623,14 @@ static int prepare(prd_spooling *sp, const prd_source *src, const prd_spool_reco
         sp->send_hdrs[i].value = r->headers[i].value;
         sp->send_hdrs[i].value_len = r->headers[i].value_len;
     }
+    sp->send_count = n;
+    if (!sp->id_header)
+        return 1;
     sp->send_hdrs[n].name = ID_HEADER;
     sp->send_hdrs[n].name_len = sizeof ID_HEADER - 1;
     sp->send_hdrs[n].value = sp->id;
     sp->send_hdrs[n].value_len = format_id(sp->id, src, r);
+    sp->send_count = n + 1;
     return 1;
 }
 
@@ -640,7 +650,8 @@ static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r,
     m.timestamp = r->timestamp_ms;
     m.state = e;
     m.header_list = sp->send_hdrs;
-    m.header_count = r->header_count + 1;
+    m.header_count = sp->send_count;
+    m.spooled = 1;
     return p->tr->send(L, p, &m);
 }
 

@@ -63,6 +63,9 @@ typedef struct prd_message {
                                    record's), header_count of them, when
                                    headers is 0 */
     size_t header_count;
+    int spooled;                /* a spooled record (core/spooling.c): its
+                                   headers in header_list (maybe none), its
+                                   key not NUL-terminated */
 } prd_message;
 
 #define PRD_PARTITION_ANY (-1)   /* Kafka's RD_KAFKA_PARTITION_UA */

@@ -178,7 +178,7 @@ static int add_headers(lua_State *L, const prd_message *m, natsMsg *msg)
     char text[PRD_TEXT_MAX];
     prd_headers h = {msg, NATS_OK, NULL};
 
-    if (m->header_count)        /* a spooled record's, as C bytes */
+    if (m->spooled)             /* a spooled record's, as C bytes */
         return prd_nats_spool_headers(L, m, msg);
     if (m->key && !header_safe(m->key, m->key_len))
         return prd_nats_fail_named(L, "_INVALID_ARG",
@@ -218,7 +218,7 @@ static int nats_send(lua_State *L, prd_producer *base, const prd_message *m)
 
     if (m->partition != PRD_PARTITION_ANY)
         return prd_nats_fail_named(L, "_INVALID_ARG", "opts.partition: NATS subjects have no partitions");
-    if (m->header_count && (n = prd_nats_spool_full(L, p)))
+    if (m->spooled && (n = prd_nats_spool_full(L, p)))
         return n;               /* _QUEUE_FULL for the spool's feeder, without stall_wait */
     if (m->value_len > INT_MAX)
         return prd_nats_fail_named(L, "MSG_SIZE_TOO_LARGE", "message too large for NATS");

@@ -169,9 +169,9 @@ static int add_all(lua_State *L, const prd_message *m, natsMsg *msg, char *at)
 
 /*
  * A spooled record's key and headers (m->header_list, the producers-id
- * last: core/spooling.c) onto msg, for send: 0, or the failure tuple
- * pushed (_INVALID_ARG: bytes a header cannot carry; final for the
- * spool).
+ * last unless id_header = false: core/spooling.c) onto msg, for send:
+ * 0, or the failure tuple pushed (_INVALID_ARG: bytes a header cannot
+ * carry; final for the spool).
  */
 int prd_nats_spool_headers(lua_State *L, const prd_message *m, natsMsg *msg)
 {
