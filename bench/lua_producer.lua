@@ -47,6 +47,10 @@
 -- TOPIC the subject (a JetStream stream must capture it); the RESULT line
 -- says bench=nats-lua-tables (or -strings), cpu_other_us nats.c's threads.
 --
+-- BENCH_HEADER=1 gives each table message one header the size of the
+-- spool's producers-id (the same table every time: bench/spool/run.sh
+-- measures what the header alone costs, without a spool).
+--
 -- BENCH_CONFIG="name=value,..." in the environment adds librdkafka
 -- properties to the throughput producers (run.sh's memory section: a
 -- smaller local queue).  BENCH_RSS_AT=N adds to the RESULT line rss_at_kb,
@@ -174,10 +178,12 @@ end
 
 local backend = os.getenv("BENCH_BACKEND") or "kafka"
 
--- BENCH_SPOOL_DIR (and BENCH_SPOOL_FSYNC): the throughput producers
--- through the durable spool (bench/spool/run.sh compares with and without).
+-- BENCH_SPOOL_DIR (and BENCH_SPOOL_FSYNC, BENCH_SPOOL_ID_HEADER=0): the
+-- throughput producers through the durable spool (bench/spool/run.sh
+-- compares with and without).
 local spool = os.getenv("BENCH_SPOOL_DIR") and { dir = os.getenv("BENCH_SPOOL_DIR"),
-                                                  fsync = os.getenv("BENCH_SPOOL_FSYNC") }
+                                                  fsync = os.getenv("BENCH_SPOOL_FSYNC"),
+                                                  id_header = os.getenv("BENCH_SPOOL_ID_HEADER") ~= "0" }
 
 -- A throughput producer of the backend asked for, with on_delivery.
 local function new_producer(on_delivery)
@@ -212,6 +218,8 @@ local function throughput(strings)
   delivered, failed = 0, 0
   local before = p:stats()
 
+  local produce_opts = os.getenv("BENCH_HEADER") == "1"
+    and { headers = { ["producers-id"] = "25f2842962ebac7a540b6db9e77518a0-1234567" } } or nil
   local sent, errors = 0, 0
   local rss_at = tonumber(os.getenv("BENCH_RSS_AT") or "") or -1
   local rss_at_kb, max_queue, rss_max = nil, 0, 0
@@ -227,7 +235,7 @@ local function throughput(strings)
                 tags = { "a", "b", "c" }, ok = true }
     end
     -- inline, as the C and Python clients call produce in their loops
-    local ok, msg, code = p:produce(topic, keys[k], value)
+    local ok, msg, code = p:produce(topic, keys[k], value, produce_opts)
     if ok or retry(p, keys[k], value, msg, code) then sent = sent + 1 else errors = errors + 1 end
     if i % 1024 == 0 then
       p:poll(0)
