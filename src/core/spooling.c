@@ -42,6 +42,7 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "core/msgstate.h"
+#include "core/seqtable.h"
 #include "core/spooling.h"
 #include "spool/spool.h"
 
@@ -87,8 +88,7 @@ struct prd_source {
     int rewind;                  /* a retriable report: read again from the oldest */
     uint64_t own_first;          /* first seq this producer appended */
     prd_pool *pool;              /* the producer's, for its entries */
-    prd_spooled **slots;         /* seq -> entry, open addressing */
-    size_t cap, count;
+    prd_seqtable entries;        /* seq -> entry (seqtable.h) */
     unsigned char id[16];        /* the spool's id */
     char id_text[ID_PREFIX];     /* ... in hex, '-': producers-id's prefix */
     char *dir;                   /* an adopted spool's, removed once empty */
@@ -111,89 +111,7 @@ typedef struct prd_spooling {
     uint64_t replayed, resent, resent_written, send_failed, adopted_dirs;
 } prd_spooling;
 
-/* --- entries by seq, per source --- */
-
-static size_t slot_of(const prd_source *src, uint64_t seq)
-{
-    return (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (src->cap - 1);
-}
-
-static prd_spooled *map_get(const prd_source *src, uint64_t seq)
-{
-    size_t i;
-
-    if (!src->cap)
-        return NULL;
-    for (i = slot_of(src, seq); src->slots[i]; i = (i + 1) & (src->cap - 1))
-        if (src->slots[i]->seq == seq)
-            return src->slots[i];
-    return NULL;
-}
-
-static void map_insert(prd_source *src, prd_spooled *e)
-{
-    size_t i = slot_of(src, e->seq);
-
-    while (src->slots[i])
-        i = (i + 1) & (src->cap - 1);
-    src->slots[i] = e;
-    src->count++;
-}
-
-/* Doubles the table: 0, or -1 out of memory. */
-static int map_grow(prd_source *src)
-{
-    prd_spooled **old = src->slots;
-    size_t old_cap = src->cap, i;
-
-    src->cap = old_cap ? old_cap * 2 : 64;
-    if (!(src->slots = calloc(src->cap, sizeof *src->slots))) {
-        src->slots = old;
-        src->cap = old_cap;
-        return -1;
-    }
-    src->count = 0;
-    for (i = 0; i < old_cap; i++)
-        if (old[i])
-            map_insert(src, old[i]);
-    free(old);
-    return 0;
-}
-
-static int map_put(prd_source *src, prd_spooled *e)
-{
-    if ((src->count + 1) * 2 > src->cap && map_grow(src) != 0)
-        return -1;
-    map_insert(src, e);
-    return 0;
-}
-
-/* Whether slot k, home of an entry, lies cyclically in (i, j]. */
-static int between(size_t i, size_t k, size_t j)
-{
-    return i <= j ? (i < k && k <= j) : (i < k || k <= j);
-}
-
-/* Removes seq's entry (backward shift: no tombstones). */
-static void map_del(prd_source *src, uint64_t seq)
-{
-    size_t mask = src->cap - 1, i, j;
-
-    if (!src->cap)
-        return;
-    for (i = slot_of(src, seq); src->slots[i] && src->slots[i]->seq != seq; i = (i + 1) & mask)
-        ;
-    if (!src->slots[i])
-        return;
-    src->slots[i] = NULL;
-    src->count--;
-    for (j = (i + 1) & mask; src->slots[j]; j = (j + 1) & mask)
-        if (!between(i, slot_of(src, src->slots[j]->seq), j)) {
-            src->slots[i] = src->slots[j];
-            src->slots[j] = NULL;
-            i = j;
-        }
-}
+/* --- entries --- */
 
 /* msgstate.c's release hook: back to the pool, or freed when it is full */
 static void entry_release(void *state)
@@ -241,7 +159,7 @@ static prd_spooled *entry_new(prd_source *src, uint64_t seq, int ref, int takes_
     e->pool = pool;
     e->seq = seq;
     e->replayed = seq < src->own_first;
-    if (map_put(src, e) != 0) {
+    if (prd_seqtable_put(&src->entries, seq, e) != 0) {
         entry_release(e);
         return NULL;
     }
@@ -459,13 +377,19 @@ static int callback_ref(lua_State *L, int idx)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Keeps seq's callback (ref) for its report; without memory for it,
- * the report goes to the producer's on_delivery. */
-static void keep_callback(lua_State *L, prd_source *src, uint64_t seq, int ref,
-                          int takes_report)
+/* Keeps seq's callback (ref) for its report in a new entry (returned);
+ * NULL without a callback, or without memory for it (the report then
+ * goes to the producer's on_delivery). */
+static prd_spooled *keep_callback(lua_State *L, prd_source *src, uint64_t seq, int ref,
+                                  int takes_report)
 {
-    if (ref != LUA_NOREF && !entry_new(src, seq, ref, takes_report))
+    prd_spooled *e;
+
+    if (ref == LUA_NOREF)
+        return NULL;
+    if (!(e = entry_new(src, seq, ref, takes_report)))
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return e;
 }
 
 /* produce's refusal for append's code rc: SPOOL_FULL, SPOOL_IO, or a
@@ -485,7 +409,8 @@ static int refuse(lua_State *L, prd_spooling *sp, prd_spool_code rc)
                     prd_spool_error(sp->own.s), 0);
 }
 
-static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq);
+static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq,
+                       prd_spooled *e, lua_Integer stamp);
 
 /*
  * produce with a spool (produce.c, after its checks and encoding):
@@ -502,6 +427,7 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
     prd_spool_record r = {0};
     prd_spooling *sp;
     prd_spool_code rc;
+    prd_spooled *e;
     uint64_t seq;
 
     if (p->closed || !(sp = p->spool)) {      /* a finalizer ran at the ref */
@@ -517,8 +443,8 @@ int prd_spooling_produce(lua_State *L, prd_producer *p, const prd_message *m, in
     if (sp->own.own_first == UINT64_MAX)
         sp->own.own_first = seq;
     p->queued++;
-    keep_callback(L, &sp->own, seq, ref, m->takes_report);
-    if ((n = send_direct(L, p, &r, seq)) < 0)
+    e = keep_callback(L, &sp->own, seq, ref, m->takes_report);
+    if ((n = send_direct(L, p, &r, seq, e, m->timestamp)) < 0)
         return -n;
     if (n == 0 && (n = feed(L, p, seq)))
         return n;
@@ -543,18 +469,16 @@ static int read_next(prd_source *src)
         }
         if (prd_spool_next(src->s, &src->cur, &src->rec) != PRD_SPOOL_OK)
             return 0;
-        if (!(e = map_get(src, src->rec.seq)) || !e->inflight)
+        if (!(e = prd_seqtable_get(&src->entries, src->rec.seq)) || !e->inflight)
             return src->held = 1;
     }
 }
 
-/* The entry of src's record seq, in flight from now: counted replayed
- * or resent. NULL out of memory. */
-static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq)
+/* Entry e (NULL: out of memory) in flight from now: counted replayed or
+ * resent. */
+static prd_spooled *claim(prd_spooling *sp, prd_spooled *e)
 {
-    prd_spooled *e = map_get(src, seq);
-
-    if (!e && !(e = entry_new(src, seq, LUA_NOREF, 0)))
+    if (!e)
         return NULL;
     e->inflight = 1;
     if (e->replayed && !e->counted) {
@@ -567,6 +491,14 @@ static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq)
         e->retried = e->written = 0;
     }
     return e;
+}
+
+/* The entry of src's record seq (made when it has none), claimed. */
+static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq)
+{
+    prd_spooled *e = prd_seqtable_get(&src->entries, seq);
+
+    return claim(sp, e ? e : entry_new(src, seq, LUA_NOREF, 0));
 }
 
 static int reserve(void **buf, size_t *cap, size_t need, size_t size)
@@ -634,9 +566,12 @@ static int prepare(prd_spooling *sp, const prd_source *src, const prd_spool_reco
     return 1;
 }
 
-/* Hands record r (prepared) to the transport with e as its state: the
+/* Hands record r (prepared) to the transport with e as its state and
+ * the timestamp stamp (0: the transport's now, for produce's own record
+ * sent at once when it gave none: the same clock as the record's): the
  * transport's send's result (0, or the failure's count pushed). */
-static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r, prd_spooled *e)
+static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r,
+                       lua_Integer stamp, prd_spooled *e)
 {
     prd_spooling *sp = p->spool;
     prd_message m = {0};
@@ -647,7 +582,7 @@ static int send_record(lua_State *L, prd_producer *p, const prd_spool_record *r,
     m.value = r->value;
     m.value_len = r->value_len;
     m.partition = r->partition;
-    m.timestamp = r->timestamp_ms;
+    m.timestamp = stamp;
     m.state = e;
     m.header_list = sp->send_hdrs;
     m.header_count = sp->send_count;
@@ -689,7 +624,7 @@ static int refused(lua_State *L, prd_producer *p, prd_spooled *e, uint64_t own, 
     src->held = 0;
     p->spool->send_failed++;
     prd_spool_ack(src->s, seq, PRD_SPOOL_FAILED);
-    map_del(src, seq);
+    prd_seqtable_del(&src->entries, seq);
     prd_msgstate_release(L, e);
     p->queued--;
     if (seq == own && src == &p->spool->own)
@@ -714,7 +649,7 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
     while (src->held || read_next(src)) {
         if (!prepare(sp, src, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
             return -1;            /* out of memory: the next feed tries again */
-        if (!(n = send_record(L, p, &src->rec, e))) {
+        if (!(n = send_record(L, p, &src->rec, src->rec.timestamp_ms, e))) {
             src->held = 0;
             continue;
         }
@@ -736,11 +671,11 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
  * feeder reads it: older records wait, or the queue is full), -n for the
  * transport's final refusal (n values pushed).
  */
-static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq)
+static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint64_t seq,
+                       prd_spooled *e, lua_Integer stamp)
 {
     prd_spooling *sp = p->spool;
     prd_source *src = &sp->own;
-    prd_spooled *e;
     int n;
 
     if (sp->adopted || src->held || src->rewind ||
@@ -750,9 +685,9 @@ static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint6
     memcpy(r->id, src->id, 16);
     for (n = 0; n < 8; n++)
         r->id[16 + n] = (unsigned char)(seq >> (8 * n));
-    if (!prepare(sp, src, r) || !(e = take_entry(sp, src, seq)))
+    if (!prepare(sp, src, r) || !(e = claim(sp, e ? e : entry_new(src, seq, LUA_NOREF, 0))))
         return 0;
-    if (!(n = send_record(L, p, r, e))) {
+    if (!(n = send_record(L, p, r, stamp, e))) {
         prd_spool_cursor_follow(src->s, &src->cur, seq, 1);
         return 1;
     }
@@ -819,7 +754,7 @@ int prd_spooling_settle(prd_producer *p, const void *report)
     }
     prd_spool_ack_lazy(e->src->s, e->seq, outcome == PRD_OUTCOME_DELIVERED ? PRD_SPOOL_DELIVERED
                                                                            : PRD_SPOOL_FAILED);
-    map_del(e->src, e->seq);
+    prd_seqtable_del(&e->src->entries, e->seq);
     return 1;
 }
 
@@ -892,14 +827,15 @@ void prd_spooling_push_metrics(lua_State *L, prd_producer *p)
 /* Releases the states src still holds (waiting for a re-send, or in
  * flight when the transport closed), its buffers; closes its spool
  * (its records stay on disk). */
+static void release_entry(void *e, void *L)
+{
+    prd_msgstate_release(L, e);
+}
+
 static void source_close(lua_State *L, prd_source *src)
 {
-    size_t i;
-
-    for (i = 0; i < src->cap; i++)
-        if (src->slots[i])
-            prd_msgstate_release(L, src->slots[i]);
-    free(src->slots);
+    prd_seqtable_each(&src->entries, release_entry, L);
+    prd_seqtable_free(&src->entries);
     prd_spool_cursor_free(&src->cur);
     prd_spool_close(src->s);
     free(src->dir);
@@ -968,7 +904,7 @@ static void reap(lua_State *L, prd_spooling *sp)
 
     while ((src = *at)) {
         prd_spool_metrics_get(src->s, &m);
-        if (m.records || src->count || src->held) {
+        if (m.records || prd_seqtable_count(&src->entries) || src->held) {
             at = &src->next;
             continue;
         }
