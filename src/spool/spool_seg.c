@@ -19,6 +19,7 @@
  * mapping is address space, segment_bytes of it; its pages are the page
  * cache's.
  */
+#define _DEFAULT_SOURCE          /* madvise's MADV_POPULATE_WRITE (Linux) */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
