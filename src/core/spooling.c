@@ -646,6 +646,8 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
     prd_spooled *e;
     int n;
 
+    if (!src->held && !src->rewind && prd_spool_cursor_at_end(src->s, &src->cur))
+        return 0;                 /* nothing new: the common serve's case */
     while (src->held || read_next(src)) {
         if (!prepare(sp, src, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
             return -1;            /* out of memory: the next feed tries again */

@@ -144,6 +144,11 @@ prd_spool_code prd_spool_next(prd_spool *s, prd_spool_cursor *c, prd_spool_recor
  * prd_spool_next had given it, instead of reading it back. */
 int prd_spool_cursor_follow(prd_spool *s, prd_spool_cursor *c, uint64_t seq, int move);
 
+/* Whether c has read everything appended (it stands at the active
+ * segment's end): prd_spool_next would say PRD_SPOOL_END. The feeder's
+ * check when it has nothing to do, without a read. */
+int prd_spool_cursor_at_end(const prd_spool *s, const prd_spool_cursor *c);
+
 void prd_spool_metrics_get(prd_spool *s, prd_spool_metrics *m);
 /* The one line to log at start-up (I13): "spool <dir> resumed: N records,
  * B bytes, oldest S s, cut C, damaged D" into buf (truncated to len). */

@@ -202,6 +202,12 @@ int prd_spool_cursor_follow(prd_spool *s, prd_spool_cursor *c, uint64_t seq, int
   return 1;
 }
 
+int prd_spool_cursor_at_end(const prd_spool *s, const prd_spool_cursor *c)
+{
+  const prd_seg *g = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
+  return g && s->active_fd >= 0 && c->fd >= 0 && c->seg_first == g->first && c->off >= g->size;
+}
+
 prd_spool_code prd_spool_next(prd_spool *s, prd_spool_cursor *c, prd_spool_record *r)
 {
   for (;;) {
