@@ -202,8 +202,8 @@ end
 --   function(table) returning the value's bytes), on_stats
 --   (function(stats): librdkafka's statistics, decoded; needs
 --   config["statistics.interval.ms"], docs/statistics.md), spool (a
---   table: dir, max_bytes, segment_bytes, fsync, fsync_interval_ms: the
---   durable spool, docs/spool.md; raises an error object named
+--   table: dir, max_bytes, segment_bytes, fsync, fsync_interval_ms,
+--   id_header: the durable spool, docs/spool.md; raises an error object named
 --   SPOOL_LOCKED, SPOOL_IO or SPOOL_VERSION when it cannot be opened)
 -- @treturn userdata the producer (methods: produce, poll, flush, purge,
 --   close, queue_length, is_closed, stats, metrics, event_fd, reports and

@@ -181,9 +181,10 @@ end
 --   "_QUEUE_FULL"), stall_wait (s, 0.01: how long produce waits for room
 --   first); on_delivery, on_error, logger, log_level, gc_flush_timeout,
 --   json, serve_on_produce as for Kafka; spool (a table: dir, max_bytes,
---   segment_bytes, fsync, fsync_interval_ms: the durable spool as for
---   Kafka, docs/spool.md; a record without opts.id is sent with
---   Nats-Msg-Id = its producers-id; raises an error object named
+--   segment_bytes, fsync, fsync_interval_ms, id_header: the durable
+--   spool as for Kafka, docs/spool.md; a record without opts.id is sent
+--   with Nats-Msg-Id = its producers-id, unless id_header = false;
+--   raises an error object named
 --   SPOOL_LOCKED, SPOOL_IO or SPOOL_VERSION when it cannot be opened)
 -- @treturn[1] userdata the producer
 -- @treturn[2] nil, message, name, error object: no connection (e.g.
