@@ -43,3 +43,15 @@ void prd_msgstate_release(lua_State *L, void *state)
     else
         free(s);
 }
+
+/* Sets the message's own callback, when it has one, as the field
+ * on_delivery of the table on top (a report for reports()). */
+void prd_msgstate_set_on_delivery(lua_State *L, const void *state)
+{
+    int ref = prd_msgstate_ref(state);
+
+    if (ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_setfield(L, -2, "on_delivery");
+}

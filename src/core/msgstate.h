@@ -60,5 +60,6 @@ static inline int prd_msgstate_takes_report(const void *state)
 
 void *prd_msgstate_keep(int ref, int takes_report, int value);
 void prd_msgstate_release(lua_State *L, void *state);
+void prd_msgstate_set_on_delivery(lua_State *L, const void *state);
 
 #endif

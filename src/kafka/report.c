@@ -350,17 +350,13 @@ int prd_report_push(lua_State *L, prd_producer *base, const void *report)
 {
     prd_kafka *p = (prd_kafka *)base;
     const rd_kafka_message_t *m = report;
-    int ref = prd_msgstate_ref(m->_private);
 
     if (!m->err && p->only_errors)
         return 0;
     push_report(L, p, m);
     push_error(L, p, m);
     lua_setfield(L, -2, "err");
-    if (ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        lua_setfield(L, -2, "on_delivery");
-    }
+    prd_msgstate_set_on_delivery(L, m->_private);
     return 1;
 }
 

@@ -618,16 +618,12 @@ int prd_nats_report_call(lua_State *L, prd_producer *base, const void *report)
 int prd_nats_report_push(lua_State *L, prd_producer *base, const void *report)
 {
     const prd_nats_report *r = report;
-    int ref = prd_msgstate_ref(r->state);
 
     push_report(L, r);
     prd_spooling_report_fields(L, base, r->state);       /* replayed */
     push_error(L, r);
     lua_setfield(L, -2, "err");
-    if (ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        lua_setfield(L, -2, "on_delivery");
-    }
+    prd_msgstate_set_on_delivery(L, r->state);
     return 1;
 }
 
