@@ -261,8 +261,9 @@ make_keys() {
 # nats-server's config syntax: a quoted string escapes \ and "
 quote() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 
-# the auth and tls servers' users: user and password and the nkey user,
-# or a token alone (nats-server takes no users beside a token)
+# the auth and tls servers' users: user and password (not allowed to
+# publish to denied.>: a Permissions Violation for the specs) and the
+# nkey user, or a token alone (nats-server takes no users beside a token)
 auth_block() { # AUTH_MODE USER PASSWORD TOKEN
   if [[ $1 == token ]]; then
     echo "authorization { token: $(quote "$4") }"
@@ -270,7 +271,8 @@ auth_block() { # AUTH_MODE USER PASSWORD TOKEN
   fi
   echo "authorization {"
   echo "  users: ["
-  echo "    { user: $(quote "$2"), password: $(quote "$3") }"
+  echo "    { user: $(quote "$2"), password: $(quote "$3"),"
+  echo "      permissions: { publish: { deny: [\"denied.>\"] } } }"
   echo "    { nkey: $NKEY_USER }"
   echo "  ]"
   echo "}"

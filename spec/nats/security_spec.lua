@@ -9,6 +9,7 @@
 -- authenticates the same way.
 local N = require("support.nats")
 local H = require("helpers")
+local S = require("support.spool")
 local producers = require("producers")
 
 if not producers.nats.available then
@@ -92,6 +93,35 @@ describe("producers.nats connections #nats_unit", function()
     local url = env.NATS_AUTH_URL:gsub("^nats://", "nats://" .. env.NATS_USER .. ":wrong-secret-2@")
     msg = refused({ servers = url }, "_AUTHENTICATION", "wrong-secret-2")
     assert.matches("nats://***@127.0.0.1", msg, 1, true)
+  end))
+
+  it("reports a publish the server does not permit (a Permissions Violation) as _AUTHENTICATION once; a spool forgets its record", N.with_logs(function()
+    local dir = S.tmpdir()
+    finally(function() S.rm(dir) end)
+    for _, spool in ipairs({ false, { dir = dir } }) do
+      local errors, got = {}, {}
+      local p = assert(producers.nats.new({ servers = env.NATS_AUTH_URL, user = env.NATS_USER,
+        password = env.NATS_PASSWORD, ack_timeout = 0.5, spool = spool or nil,
+        on_error = function(err) errors[#errors + 1] = err end }))
+      assert.is_true(p:produce("denied.x", "k", "v", { on_delivery = function(err, r) got[#got + 1] = { err, r } end }))
+      assert.is_true(p:flush(10))
+      assert.are.equal(1, #got)
+      local r = got[1][2]
+      assert.are.same({ "_AUTHENTICATION", "_AUTHENTICATION" }, { r.err_name, r.error_object.name })
+      assert.is_false(r.error_object.retriable)
+      assert.matches("publish to 'denied.x' not permitted", tostring(got[1][1]), 1, true)
+      assert.are.equal("_AUTHENTICATION", errors[1].name)
+      assert.matches("Permissions Violation", errors[1].message, 1, true)
+      if spool then
+        assert.are.equal(0, p:metrics().spool.records)
+        assert.are.equal(0, p:metrics().spool.resent)
+      end
+      p:close()
+    end
+    local again = assert(producers.nats.new({ servers = env.NATS_AUTH_URL, user = env.NATS_USER,
+      password = env.NATS_PASSWORD, spool = { dir = dir } }))
+    assert.are.equal(0, again:queue_length())      -- acked as failed: nothing to send again
+    again:close()
   end))
 
   it("connects over TLS with the CA, and refuses without it", N.with_logs(function()

@@ -84,6 +84,8 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     if (atomic_load(&p->shutting))
         return;
     natsConnection_GetLastError(nc, &text);
+    if (err == NATS_NOT_PERMITTED)
+        prd_nats_note_denial(p, text, prd_nats_now_us());
     prd_nats_push_event(p, PRD_ERROR, err, "%s", text && *text ? text : natsStatus_GetText(err));
 }
 

@@ -63,6 +63,16 @@ typedef struct prd_nats_batch {
     prd_nats_report *last;           /* served last, freed with the next */
 } prd_nats_batch;
 
+/* A subject the server refused a publish to (a Permissions Violation,
+ * which comes to the error handler, not to the message): its publishes
+ * that time out failed for good (report.c). The last few are kept. */
+#define PRD_NATS_DENIALS 8
+#define PRD_NATS_SUBJECT_MAX 256
+typedef struct prd_nats_denial {
+    char subject[PRD_NATS_SUBJECT_MAX];  /* "" when unused */
+    int64_t at_us;                   /* the last refusal (prd_nats_now_us) */
+} prd_nats_denial;
+
 typedef struct prd_nats {
     prd_producer base;               /* first: core's part */
     natsConnection *nc;              /* NULL once closed */
@@ -85,6 +95,8 @@ typedef struct prd_nats {
     prd_nats_batch batch;            /* p->base.pending while served */
     prd_nats_report *pool;           /* free reports (Lua thread only) */
     size_t pooled, pool_max;
+    prd_nats_denial denied[PRD_NATS_DENIALS];  /* subjects the server refused
+                                        to let this connection publish to */
     int conn_closed;                 /* nats.c's closed callback ran */
     atomic_int shutting;             /* close is taking the connection down */
     atomic_int published;            /* js_PublishMsgAsync took a message */

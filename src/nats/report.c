@@ -250,17 +250,84 @@ static void set_failure(prd_nats_report *r, prd_nats_err e, const char *text)
     r->text = copy_text(text);
 }
 
-/* The failure of a publish JetStream refused or nats.c gave up on. */
+/* --- subjects the server refused (a Permissions Violation) --- */
+
+/* The subject in a Permissions Violation's text (`... for Publish to
+ * "SUBJECT"`) into out; 0 when the text names none. */
+static int denied_subject(const char *text, char *out, size_t size)
+{
+    const char *at = strstr(text, "Publish to \""), *end;
+
+    if (!at)
+        at = strstr(text, "publish to \"");
+    if (!at || !(end = strchr(at += 12, '"')) || (size_t)(end - at) >= size || end == at)
+        return 0;
+    memcpy(out, at, (size_t)(end - at));
+    out[end - at] = '\0';
+    return 1;
+}
+
+/*
+ * The error handler's Permissions Violation (text: the server's) at
+ * now_us, on nats.c's thread: the server refuses this connection's
+ * publishes to the subject it names, without an answer to the message,
+ * so those that time out fail for good (set_ack_error). Kept in
+ * p->denied, the oldest replaced.
+ */
+void prd_nats_note_denial(prd_nats *p, const char *text, int64_t now_us)
+{
+    char subject[PRD_NATS_SUBJECT_MAX];
+    prd_nats_denial *slot = &p->denied[0];
+    size_t i;
+
+    if (!text || !denied_subject(text, subject, sizeof subject))
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (i = 0; i < PRD_NATS_DENIALS; i++) {
+        if (strcmp(p->denied[i].subject, subject) == 0) {
+            slot = &p->denied[i];
+            break;
+        }
+        if (p->denied[i].at_us < slot->at_us)
+            slot = &p->denied[i];
+    }
+    memcpy(slot->subject, subject, strlen(subject) + 1);
+    slot->at_us = now_us;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Whether the server refused a publish to subject at sent_us or later
+ * (under p->lock). */
+static int denied_locked(const prd_nats *p, const char *subject, int64_t sent_us)
+{
+    size_t i;
+
+    for (i = 0; i < PRD_NATS_DENIALS; i++)
+        if (p->denied[i].at_us >= sent_us && strcmp(p->denied[i].subject, subject) == 0)
+            return 1;
+    return 0;
+}
+
+/* The failure of a publish JetStream refused or nats.c gave up on (under
+ * p->lock). A timeout on a subject the server refused since the send is
+ * that refusal: _AUTHENTICATION, final. */
 static void set_ack_error(prd_nats *p, prd_nats_report *r, const jsPubAckErr *pae)
 {
     prd_nats_err e = prd_nats_err_of(pae->Err, (int)pae->ErrCode);
+    const char *subject = natsMsg_GetSubject(r->msg);
+    int denied = pae->Err == NATS_TIMEOUT && subject && denied_locked(p, subject, r->sent_us);
     char text[PRD_TEXT_MAX];
 
     if (e.code == PRD_NATS_NO_STREAM)   /* just after a reconnect: spool.c */
         e.retriable = prd_nats_stream_loading(p, r->done_us);
+    if (denied)
+        e = prd_nats_err_named("_AUTHENTICATION");
 
     if (e.code == PRD_NATS_NO_STREAM)
-        snprintf(text, sizeof text, "no stream captures subject '%s'", natsMsg_GetSubject(r->msg));
+        snprintf(text, sizeof text, "no stream captures subject '%s'", subject);
+    else if (denied)
+        snprintf(text, sizeof text, "publish to '%s' not permitted (the server's Permissions Violation)",
+                 subject);
     else if (pae->Err == NATS_TIMEOUT)
         snprintf(text, sizeof text, "no ack within %lld ms (ack_timeout; the server may have stored it)",
                  (long long)p->ack_timeout_ms);

@@ -24,6 +24,7 @@ void prd_nats_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, vo
 prd_nats_report *prd_nats_report_new(prd_nats *p);
 void prd_nats_report_free(prd_nats *p, prd_nats_report *r);
 int64_t prd_nats_now_us(void);
+void prd_nats_note_denial(prd_nats *p, const char *text, int64_t now_us);
 
 int prd_nats_next_event(lua_State *L, prd_producer *base, int timeout_ms, int serve,
                         int *status);
