@@ -3,14 +3,16 @@
 -- nats-server -js (servers of its own: N.own(6)): requests in, messages
 -- out, send waiting for the JetStream ack (stream, sequence, duplicate),
 -- a named failure for a subject no stream captures, the counters of both
--- workers, an outage of the server, a graceful quit; every accepted
--- message read back once with nats-py (a client we did not write).
+-- workers, an outage of the server, a graceful quit, the spool across a
+-- quit during an outage; every accepted message read back once with
+-- nats-py (a client we did not write).
 -- LuaJIT only (nginx loads the LuaJIT build); pending elsewhere.
 local producers = require("producers")
 local cjson = require("cjson")
 local H = require("helpers")
 local N = require("support.nats")
 local NG = require("support.nginx")
+local S = require("support.spool")
 
 local lua = os.getenv("PRODUCERS_LUA") or "lua5.4"
 local describe_nginx = (lua == "luajit" and producers.nats.available) and describe or pending
@@ -205,6 +207,43 @@ describe_nginx("producers.ngx with backend = \"nats\" in nginx #nats_unit", func
     table.sort(got)
     assert.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
     NG.quit(n, 30)
+  end))
+
+  it("keeps what the workers accepted during an outage in their spools across a quit; the next nginx delivers it once", N.with_logs(function()
+    local stream = N.stream("NGXSP")
+    N.create_stream(stream, { "sp.>" })
+    local dir = S.tmpdir()
+    finally(function() S.rm(dir) end)
+    local opts = ('{ backend = "nats", servers = %q, shared_dict = "producers", close_timeout = 1, '
+      .. 'reconnect_wait = 0.1, spool = { dir = %q }, spool_adopt_interval = 0.2 }'):format(env.NATS_URL, dir)
+    n = start(opts)
+    N.down("plain")
+    for seq = 1, 20 do
+      local r, code = call(n, ("/produce?subject=sp.a&key=k%d&seq=%d"):format(seq, seq))
+      assert.equal("202", code, cjson.encode(r))
+    end
+    NG.quit(n, 30)                                     -- closed during the outage: on disk
+    local log1 = n.log()
+    NG.stop(n)                                         -- the prefix goes; the spool dir stays
+    local left = 0                                     -- each worker's close line: what it left
+    for k in log1:gmatch("0 purged %(not delivered%); (%d+) left in the spool for the next worker") do
+      left = left + tonumber(k)
+    end
+    assert.equal(20, left, log1)
+    N.up("plain")
+    n = start(opts)                                    -- its workers adopt the old folders
+    local got
+    assert(H.wait_until(function()
+      got = {}
+      for _, rec in ipairs(N.read(stream)) do got[#got + 1] = cjson.decode(rec.value).seq end
+      return #got >= 20
+    end, 20, pause), "read back: " .. cjson.encode(got or {}) .. "\n" .. n.log():sub(-3000))
+    table.sort(got)
+    local want = {}
+    for seq = 1, 20 do want[seq] = seq end
+    assert.same(want, got)                             -- each once
+    NG.quit(n, 30)
+    assert.truthy(n.log():find("adopted the spool " .. dir .. "/", 1, true), n.log():sub(-3000))
   end))
 
   it("refuses to start on a bad NATS option, in init_by_lua, in producers.nats's words", N.with_logs(function()

@@ -161,9 +161,10 @@ function I.new(settings, kafka, key, worker)
     pid = ngx.worker.pid(),
     on_delivery = kafka.on_delivery,
     dict = settings.shared_dict and ngx.shared[settings.shared_dict],
-    -- totals in this worker; produced - served = queue_length
-    produced = 0, failed = 0, purged = 0,
-    pushed = { delivered = 0, failed = 0, purged = 0, queued = 0 },   -- totals() at the last push
+    -- totals in this worker; produced - served = queue_length; left: at
+    -- close, what got no report (a spool keeps it for the next worker)
+    produced = 0, reported = 0, failed = 0, purged = 0, left = 0,
+    pushed = { delivered = 0, failed = 0, purged = 0, queued = 0, unreported = 0 },   -- totals() at the last push
     jobs = { head = 1, tail = 0 },
     failures = {},          -- default report: failures of this take, grouped
   }, Instance)
@@ -195,6 +196,7 @@ end
 
 -- Records one report's outcome in the counters.
 function Instance:count(report)
+  self.reported = self.reported + 1
   if report.err then
     if PURGED[report.err_name] then self.purged = self.purged + 1 else self.failed = self.failed + 1 end
   end
@@ -259,14 +261,16 @@ function Instance:take_late(cb, err, report)
   self:take(report)
 end
 
---- This worker's totals: { delivered, failed, purged, queued }. The one
--- formula for delivered: every message produced here is queued (no
--- report taken yet), failed, purged, or else delivered.
+--- This worker's totals: { delivered, failed, purged, queued,
+-- unreported }. The one formula for delivered: every message produced
+-- here is queued (no report taken yet), failed, purged, left without a
+-- report at close (unreported: in the spool, for the next worker), or
+-- else delivered.
 function Instance:totals()
   local queued = self.closed and 0 or self.producer:queue_length()
   return {
-    delivered = self.produced - queued - self.failed - self.purged,
-    failed = self.failed, purged = self.purged, queued = queued,
+    delivered = self.produced - queued - self.failed - self.purged - self.left,
+    failed = self.failed, purged = self.purged, queued = queued, unreported = self.left,
   }
 end
 
@@ -466,9 +470,7 @@ end
 -- worker's, unreported 0). inst:counters() is its older name (an alias).
 function Instance:metrics()
   if self.dict then return metrics.read(self.name, self.dict) end
-  local t = self:totals()
-  t.unreported = 0
-  return t
+  return self:totals()
 end
 Instance.counters = Instance.metrics
 
@@ -488,6 +490,7 @@ function Instance:close()
   closing = nil
   self.closing = false
   self.closed = true
+  self.left = self.produced - self.reported   -- a spool's, on disk: no report here
   if not ok then ngx_log(ERR, "producers: close: ", err) end
   self:log_failures()
   -- callbacks of the reports close served (no light thread here: exit),
@@ -499,7 +502,8 @@ function Instance:close()
   local t = self:totals()
   ngx_log(self.purged > 0 and ERR or INFO, "producers: producer '", self.name, "' closed in worker ",
           ngx.worker.pid(), ": ", t.delivered, " delivered, ", self.failed, " failed, ", self.purged,
-          " purged (not delivered); ", waiting, " were waiting at exit, closed in ",
+          " purged (not delivered); ", self.left > 0 and self.left .. " left in the spool for the next worker; " or "",
+          waiting, " were waiting at exit, closed in ",
           ("%.3f"):format(ngx.now() - started), " s")
 end
 

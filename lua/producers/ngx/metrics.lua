@@ -14,7 +14,7 @@ local D = {}
 
 --- The counters, as metrics() returns them.
 D.NAMES = { "delivered", "failed", "purged", "queued", "unreported" }
-local PUSHED = { "delivered", "failed", "purged", "queued" }   -- what a worker adds
+local PUSHED = { "delivered", "failed", "purged", "queued", "unreported" }   -- what a worker adds
 
 -- kill(pid, 0) through LuaJIT's ffi (nginx's runtime), else /proc
 local ffi_kill
