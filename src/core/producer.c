@@ -22,6 +22,7 @@
 
 #include "core/arg.h"
 #include "core/call.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/host.h"
 #include "core/json.h"
@@ -29,7 +30,9 @@
 #include "core/queue.h"
 #include "core/spooling.h"
 
-#define PURGE_WAIT_MS 1000        /* bound on waiting for purged reports */
+#define PURGE_WAIT_MS 1000        /* close gives up on purged reports when
+                                     none came for this long */
+#define PURGE_SLICE_MS 100        /* and purges again after each slice */
 
 /* Its address marks the memory of a producer (see prd_producer_check). */
 static const char producer_magic;
@@ -199,6 +202,30 @@ static void settle(lua_State *L, prd_producer *p, int timeout_ms, int run_lua,
 }
 
 /*
+ * Purges what close's wait left and serves the purged messages' reports
+ * (there is no other chance: the transport's close drops what is left).
+ * produce refuses from now on, so the reports that came are all served,
+ * however long their callbacks take. A message the purge missed (Kafka:
+ * librdkafka moving it between its queues as the purge ran, when a
+ * partition changes leader) is purged by the next slice's purge. Gives up
+ * when no report came for PURGE_WAIT_MS (a message the transport still
+ * holds, or a spool's record, which stays in the spool).
+ */
+static void settle_purged(lua_State *L, prd_producer *p, int run_lua, int *kept)
+{
+    int64_t deadline = prd_clock_now_ms() + PURGE_WAIT_MS;
+    long left;
+
+    do {
+        left = p->queued;
+        p->tr->purge(p);
+        settle(L, p, PURGE_SLICE_MS, run_lua, kept);
+        if (p->queued < left)
+            deadline = prd_clock_now_ms() + PURGE_WAIT_MS;
+    } while (p->queued > 0 && !p->interrupted && prd_clock_now_ms() < deadline);
+}
+
+/*
  * The one teardown: waits up to timeout_ms for deliveries, purges what is
  * left, serves the purged reports, has the transport free what it holds.
  * With run_lua, callbacks and the logger run and the first error they
@@ -227,10 +254,8 @@ static int teardown(lua_State *L, prd_producer *p, int timeout_ms, int run_lua)
     p->closing = PRD_CLOSING;
     settle(L, p, timeout_ms, run_lua, &kept);
     p->closing = PRD_PURGED;
-    if (p->queued > 0) {
-        p->tr->purge(p);
-        settle(L, p, PURGE_WAIT_MS, run_lua, &kept);
-    }
+    if (p->queued > 0)
+        settle_purged(L, p, run_lua, &kept);
 
     lost = p->failures - failures_before;
     if (lost > 0 && run_lua) {

@@ -346,7 +346,9 @@ void prd_queue_drop(lua_State *L, prd_producer *p)
 }
 
 /* The next slice of waiting for reports before the deadline, once
- * the transport has been told to send at once; 0 when nothing is queued any
+ * the transport has been told to send at once (not after close's purge:
+ * nothing is left to send, and Kafka's send_now waits a millisecond, which
+ * a raising callback would cost each report); 0 when nothing is queued any
  * more or the deadline has passed. */
 static int next_slice(prd_producer *p, int64_t deadline)
 {
@@ -354,7 +356,8 @@ static int next_slice(prd_producer *p, int64_t deadline)
 
     if (p->closed || p->queued == 0 || left <= 0)
         return 0;
-    p->tr->send_now(p);
+    if (p->closing != PRD_PURGED)
+        p->tr->send_now(p);
     return left < SERVE_SLICE_MS ? (int)left : SERVE_SLICE_MS;
 }
 
