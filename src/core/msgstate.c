@@ -55,3 +55,30 @@ void prd_msgstate_set_on_delivery(lua_State *L, const void *state)
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_setfield(L, -2, "on_delivery");
 }
+
+/*
+ * Pushes the function a report of the message with state goes to: its
+ * own callback, else the producer's on_delivery (a registry ref, kept at
+ * stack slot PRD_ON_DELIVERY_SLOT from the batch's first report on).
+ * Returns 0 and pushes nothing when it has neither (the transport's
+ * default report); *takes_report: whether the function takes the report
+ * table.
+ */
+int prd_msgstate_push_callback(lua_State *L, const void *state, int on_delivery,
+                               int on_delivery_report, int *takes_report)
+{
+    int ref = prd_msgstate_ref(state);
+
+    if (ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        *takes_report = prd_msgstate_takes_report(state);
+        return 1;
+    }
+    if (on_delivery == LUA_NOREF)
+        return 0;
+    if (lua_gettop(L) < PRD_ON_DELIVERY_SLOT)       /* the batch's first */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, on_delivery);
+    lua_pushvalue(L, PRD_ON_DELIVERY_SLOT);
+    *takes_report = on_delivery_report;
+    return 1;
+}

@@ -61,5 +61,12 @@ static inline int prd_msgstate_takes_report(const void *state)
 void *prd_msgstate_keep(int ref, int takes_report, int value);
 void prd_msgstate_release(lua_State *L, void *state);
 void prd_msgstate_set_on_delivery(lua_State *L, const void *state);
+int prd_msgstate_push_callback(lua_State *L, const void *state, int on_delivery,
+                               int on_delivery_report, int *takes_report);
+
+/* Where prd_msgstate_push_callback keeps the producer's on_delivery for
+ * the rest of a batch (a transport's report may): one registry read a
+ * batch instead of one a report (bench/README.md, issue #24). */
+#define PRD_ON_DELIVERY_SLOT 2
 
 #endif

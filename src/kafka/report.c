@@ -189,11 +189,6 @@ void prd_report_count(prd_producer *base, const void *report)
     }
 }
 
-/* Where prd_report_call keeps the producer's on_delivery for the rest of
- * a batch (prd_transport's report may): one registry read a batch instead
- * of one a report (bench/README.md, issue #24). */
-#define ON_DELIVERY 2
-
 /*
  * prd_transport's report: calls m's callback with err and, if it takes
  * one, the report table, unprotected: queue.c's protected call holds the
@@ -205,21 +200,13 @@ int prd_report_call(lua_State *L, prd_producer *base, const void *report)
 {
     prd_kafka *p = (prd_kafka *)base;
     const rd_kafka_message_t *m = report;
-    int ref = prd_msgstate_ref(m->_private), takes_report;
+    int takes_report;
 
     if (!m->err && p->only_errors)
         return LUA_OK;
-    if (ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        takes_report = prd_msgstate_takes_report(m->_private);
-    } else if (p->on_delivery != LUA_NOREF) {
-        if (lua_gettop(L) < ON_DELIVERY)        /* the batch's first */
-            lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
-        lua_pushvalue(L, ON_DELIVERY);
-        takes_report = p->on_delivery_report;
-    } else {
+    if (!prd_msgstate_push_callback(L, m->_private, p->on_delivery, p->on_delivery_report,
+                                    &takes_report))
         return default_report(L, p, m);
-    }
     push_error(L, p, m);
     if (takes_report) {
         push_report(L, p, m);

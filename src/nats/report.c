@@ -645,30 +645,17 @@ static int default_report(lua_State *L, prd_nats *p, const prd_nats_report *r)
                      (unsigned long long)r->sequence, r->duplicate ? " (duplicate)" : "");
 }
 
-/* Where prd_nats_report_call keeps the producer's on_delivery for the
- * rest of a batch (prd_transport's report may): one registry read a
- * batch instead of one a report, as Kafka's (src/kafka/report.c). */
-#define ON_DELIVERY 2
-
 /* prd_transport's report: the message's callback, or on_delivery, with
  * err and (when it takes one) the report table; else the default report. */
 int prd_nats_report_call(lua_State *L, prd_producer *base, const void *report)
 {
     prd_nats *p = (prd_nats *)base;
     const prd_nats_report *r = report;
-    int ref = prd_msgstate_ref(r->state), takes_report;
+    int takes_report;
 
-    if (ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        takes_report = prd_msgstate_takes_report(r->state);
-    } else if (p->on_delivery != LUA_NOREF) {
-        if (lua_gettop(L) < ON_DELIVERY)        /* the batch's first */
-            lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_delivery);
-        lua_pushvalue(L, ON_DELIVERY);
-        takes_report = p->on_delivery_report;
-    } else {
+    if (!prd_msgstate_push_callback(L, r->state, p->on_delivery, p->on_delivery_report,
+                                    &takes_report))
         return default_report(L, p, r);
-    }
     push_error(L, r);
     if (takes_report) {
         push_report(L, r);
