@@ -474,11 +474,12 @@ static int read_next(prd_source *src)
     }
 }
 
-/* Entry e (NULL: out of memory) in flight from now: counted replayed or
- * resent. */
-static prd_spooled *claim(prd_spooling *sp, prd_spooled *e)
+/* src's record seq in flight from now, with its entry e (NULL: it has
+ * none yet, one is made): counted replayed or resent. NULL out of
+ * memory. */
+static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq, prd_spooled *e)
 {
-    if (!e)
+    if (!e && !(e = entry_new(src, seq, LUA_NOREF, 0)))
         return NULL;
     e->inflight = 1;
     if (e->replayed && !e->counted) {
@@ -491,14 +492,6 @@ static prd_spooled *claim(prd_spooling *sp, prd_spooled *e)
         e->retried = e->written = 0;
     }
     return e;
-}
-
-/* The entry of src's record seq (made when it has none), claimed. */
-static prd_spooled *take_entry(prd_spooling *sp, prd_source *src, uint64_t seq)
-{
-    prd_spooled *e = prd_seqtable_get(&src->entries, seq);
-
-    return claim(sp, e ? e : entry_new(src, seq, LUA_NOREF, 0));
 }
 
 static int reserve(void **buf, size_t *cap, size_t need, size_t size)
@@ -649,7 +642,8 @@ static int feed_source(lua_State *L, prd_producer *p, prd_source *src, uint64_t 
     if (!src->held && !src->rewind && prd_spool_cursor_at_end(src->s, &src->cur))
         return 0;                 /* nothing new: the common serve's case */
     while (src->held || read_next(src)) {
-        if (!prepare(sp, src, &src->rec) || !(e = take_entry(sp, src, src->rec.seq)))
+        e = prd_seqtable_get(&src->entries, src->rec.seq);
+        if (!prepare(sp, src, &src->rec) || !(e = take_entry(sp, src, src->rec.seq, e)))
             return -1;            /* out of memory: the next feed tries again */
         if (!(n = send_record(L, p, &src->rec, src->rec.timestamp_ms, e))) {
             src->held = 0;
@@ -687,7 +681,7 @@ static int send_direct(lua_State *L, prd_producer *p, prd_spool_record *r, uint6
     memcpy(r->id, src->id, 16);
     for (n = 0; n < 8; n++)
         r->id[16 + n] = (unsigned char)(seq >> (8 * n));
-    if (!prepare(sp, src, r) || !(e = claim(sp, e ? e : entry_new(src, seq, LUA_NOREF, 0))))
+    if (!prepare(sp, src, r) || !(e = take_entry(sp, src, seq, e)))
         return 0;
     if (!(n = send_record(L, p, r, stamp, e))) {
         prd_spool_cursor_follow(src->s, &src->cur, seq, 1);
