@@ -42,6 +42,7 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "core/msgstate.h"
+#include "core/pool.h"
 #include "core/seqtable.h"
 #include "core/spooling.h"
 #include "spool/spool.h"
@@ -56,21 +57,12 @@
 typedef struct prd_source prd_source;
 typedef struct prd_spooled prd_spooled;
 
-/* Released entries, reused by the next ones (no malloc/free a message):
- * the producer's, freed with it. An adopted spool may be closed while
- * its last reports are still being served, so the pool is not its. */
-typedef struct prd_pool {
-    prd_spooled *free;
-    size_t count;
-} prd_pool;
-
 /* A spooled message's state: msgstate.c releases it, its release hook
  * (entry_release) gives it back to its pool. */
 struct prd_spooled {
     prd_msgstate base;           /* first: the callback, for its report */
     prd_source *src;             /* the spool holding its record */
-    prd_pool *pool;              /* where it goes back (next: the pool's list) */
-    prd_spooled *next;
+    prd_pool *pool;              /* where it goes back */
     uint64_t seq;
     int inflight;                /* handed to the transport, no report yet */
     int replayed;                /* written by an earlier producer */
@@ -97,7 +89,10 @@ struct prd_source {
 
 typedef struct prd_spooling {
     prd_source own;
-    prd_pool pool;               /* every source's released entries */
+    prd_pool pool;               /* every source's released entries (no
+                                    malloc/free a message), freed with the
+                                    producer: an adopted spool may close
+                                    while its last reports are served */
     prd_source *adopted;         /* oldest first: fed before own */
     prd_spool_header *hdrs;      /* produce's headers, as C bytes */
     size_t hcap, hcount;
@@ -113,50 +108,26 @@ typedef struct prd_spooling {
 
 /* --- entries --- */
 
-/* msgstate.c's release hook: back to the pool, or freed when it is full */
+/* msgstate.c's release hook: back to the pool */
 static void entry_release(void *state)
 {
     prd_spooled *e = state;
-    prd_pool *pool = e->pool;
 
-    if (pool->count >= POOL_KEEP) {
-        free(e);
-        return;
-    }
-    e->next = pool->free;
-    pool->free = e;
-    pool->count++;
-}
-
-static void pool_free(prd_pool *pool)
-{
-    prd_spooled *e;
-
-    while ((e = pool->free)) {
-        pool->free = e->next;
-        free(e);
-    }
-    pool->count = 0;
+    prd_pool_give(e->pool, e);
 }
 
 static prd_spooled *entry_new(prd_source *src, uint64_t seq, int ref, int takes_report)
 {
-    prd_pool *pool = src->pool;
-    prd_spooled *e = pool->free;
+    prd_spooled *e = prd_pool_take(src->pool, sizeof *e);
 
-    if (e) {
-        pool->free = e->next;
-        pool->count--;
-        memset(e, 0, sizeof *e);
-    } else if (!(e = calloc(1, sizeof *e))) {
+    if (!e)
         return NULL;
-    }
     e->base.callback = ref;
     e->base.takes_report = takes_report;
     e->base.value = LUA_NOREF;
     e->base.release = entry_release;
     e->src = src;
-    e->pool = pool;
+    e->pool = src->pool;
     e->seq = seq;
     e->replayed = seq < src->own_first;
     if (prd_seqtable_put(&src->entries, seq, e) != 0) {
@@ -261,6 +232,7 @@ void prd_spooling_open(lua_State *L, prd_producer *p, int opts)
     lua_getfield(L, t, "id_header");
     sp->id_header = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    sp->pool.keep = POOL_KEEP;
     sp->own.pool = &sp->pool;
     if ((rc = source_open(&sp->own, dir, &o, err, sizeof err)) != PRD_SPOOL_OK) {
         prd_spool_cursor_free(&sp->own.cur);
@@ -853,7 +825,7 @@ void prd_spooling_close(lua_State *L, prd_producer *p)
         free(src);
     }
     source_close(L, &sp->own);
-    pool_free(&sp->pool);        /* every report was served or dropped */
+    prd_pool_free(&sp->pool);    /* every report was served or dropped */
     free(sp->hdrs);
     free(sp->send_hdrs);
     free(sp->topic);

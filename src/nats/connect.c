@@ -225,7 +225,7 @@ static natsStatus make_context(lua_State *L, prd_nats *p, int conf)
     jo.PublishAsync.AckHandler = prd_nats_on_ack;
     jo.PublishAsync.AckHandlerClosure = p;
     jo.PublishAsync.MaxPending = p->max_pending = field_integer(L, conf, "max_pending", 10000);
-    p->pool_max = jo.PublishAsync.MaxPending > 0 && jo.PublishAsync.MaxPending < PRD_NATS_POOL_MAX
+    p->pool.keep = jo.PublishAsync.MaxPending > 0 && jo.PublishAsync.MaxPending < PRD_NATS_POOL_MAX
                       ? (size_t)jo.PublishAsync.MaxPending : PRD_NATS_POOL_MAX;
     jo.PublishAsync.StallWait = field_integer(L, conf, "stall_wait_ms", 10);
     return natsConnection_JetStream(&p->js, p->nc, &jo);

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "core/base.h"
+#include "core/pool.h"
 #include "core/producer.h"
 
 /* The header the key travels in (NATS messages have no key). */
@@ -93,8 +94,7 @@ typedef struct prd_nats {
     prd_nats_report **buckets;       /* messages in flight by address */
     size_t nbuckets, in_flight;
     prd_nats_batch batch;            /* p->base.pending while served */
-    prd_nats_report *pool;           /* free reports (Lua thread only) */
-    size_t pooled, pool_max;
+    prd_pool pool;                   /* free reports (Lua thread only) */
     prd_nats_denial denied[PRD_NATS_DENIALS];  /* subjects the server refused
                                         to let this connection publish to */
     int conn_closed;                 /* nats.c's closed callback ran */

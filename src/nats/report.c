@@ -63,14 +63,7 @@ int prd_nats_queue_init(prd_nats *p)
  * memory. Lua thread only. */
 prd_nats_report *prd_nats_report_new(prd_nats *p)
 {
-    prd_nats_report *r = p->pool;
-
-    if (!r)
-        return calloc(1, sizeof *r);
-    p->pool = r->next;
-    p->pooled--;
-    memset(r, 0, sizeof *r);
-    return r;
+    return prd_pool_take(&p->pool, sizeof(prd_nats_report));
 }
 
 /* Frees what r holds and r itself, or keeps it in the pool. Lua thread
@@ -83,25 +76,7 @@ void prd_nats_report_free(prd_nats *p, prd_nats_report *r)
     free(r->text);
     if (r->stream != r->stream_buf)
         free(r->stream);
-    if (p->pooled >= p->pool_max) {
-        free(r);
-        return;
-    }
-    r->next = p->pool;
-    p->pool = r;
-    p->pooled++;
-}
-
-/* Frees the pool. */
-static void free_pool(prd_nats *p)
-{
-    prd_nats_report *r;
-
-    while ((r = p->pool)) {
-        p->pool = r->next;
-        free(r);
-    }
-    p->pooled = 0;
+    prd_pool_give(&p->pool, r);
 }
 
 /* Frees the lock, the map and what the queue still holds (memory only:
@@ -110,7 +85,7 @@ void prd_nats_queue_free(prd_nats *p)
 {
     prd_nats_event *ev;
 
-    free_pool(p);
+    prd_pool_free(&p->pool);
     if (!p->locks_made)
         return;
     while ((ev = p->ev_head)) {
